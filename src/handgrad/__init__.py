@@ -1,0 +1,69 @@
+"""handgrad: neural networks from scratch on PyTorch tensors, every backward written by hand."""
+
+from handgrad import check, init, optim
+from handgrad.activations import (
+    ELU,
+    GELU,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
+from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
+from handgrad.losses import (
+    L1Loss,
+    L1Penalty,
+    L2,
+    BCELoss,
+    BCEWithLogitsLoss,
+    CategoricalCrossEntropy,
+    CrossEntropyLoss,
+    HuberLoss,
+    Loss,
+    MSELoss,
+    NLLLoss,
+)
+from handgrad.module import Module, Sequential
+from handgrad.neuron import Neuron
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "BatchNorm1d",
+    "CategoricalCrossEntropy",
+    "CrossEntropyLoss",
+    "Dropout",
+    "ELU",
+    "Flatten",
+    "GELU",
+    "HuberLoss",
+    "Identity",
+    "L1Loss",
+    "L1Penalty",
+    "L2",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "Loss",
+    "MSELoss",
+    "Module",
+    "NLLLoss",
+    "Neuron",
+    "ReLU",
+    "Sequential",
+    "SiLU",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "check",
+    "init",
+    "optim",
+]

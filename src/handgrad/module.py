@@ -1,0 +1,257 @@
+"""Module base class and Sequential: the forward/backward protocol every layer follows.
+
+A module's ``forward(x)`` keeps what ``backward`` needs in plainly named attributes;
+``backward(dy)`` adds parameter gradients into ``.grad`` (``+=``, as PyTorch does) and
+returns ``dL/dx``. Parameters are plain tensors listed explicitly by each layer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+from torch import Tensor
+
+
+def accumulate_grad(param: Tensor, grad: Tensor) -> None:
+    """param.grad += grad, creating .grad on first use (PyTorch's accumulation rule).
+
+    ``grad`` must be a tensor the caller just computed (not a view of an input): on first use
+    it becomes ``.grad`` itself, so later accumulation writes into it.
+    """
+    if param.grad is None:
+        param.grad = grad
+    else:
+        param.grad += grad
+
+
+class Module:
+    """Base class: ``__call__`` runs ``forward``; ``backward(dy)`` returns ``dL/dx``."""
+
+    training: bool = True
+
+    # ---- the protocol -------------------------------------------------------------------
+    def forward(self, *inputs: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def backward(self, dy: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward()")
+
+    def __call__(self, *inputs: Tensor) -> Tensor:
+        return self.forward(*inputs)
+
+    # ---- what a layer declares ----------------------------------------------------------
+    def _parameter_names(self) -> tuple[str, ...]:
+        """Attribute names of this module's own trainable tensors (None entries are skipped)."""
+        return ()
+
+    def _buffer_names(self) -> tuple[str, ...]:
+        """Attribute names of saved, non-trainable state (running statistics)."""
+        return ()
+
+    def children(self) -> list[tuple[str, Module]]:
+        """(name, module) of direct sub-modules; containers override this."""
+        return []
+
+    # ---- derived from the declarations ---------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, Tensor]]:
+        """(dotted name, tensor) for every parameter, in the order torch.nn would list them."""
+        own = [(prefix + n, getattr(self, n)) for n in self._parameter_names()]
+        named = [(n, t) for n, t in own if t is not None]
+        for child_name, child in self.children():
+            named += child.named_parameters(f"{prefix}{child_name}.")
+        return named
+
+    def parameters(self) -> list[Tensor]:
+        """Every trainable tensor of this module and its children."""
+        return [t for _, t in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, Tensor]]:
+        own = [(prefix + n, getattr(self, n)) for n in self._buffer_names()]
+        named = [(n, t) for n, t in own if t is not None]
+        for child_name, child in self.children():
+            named += child.named_buffers(f"{prefix}{child_name}.")
+        return named
+
+    def modules(self) -> Iterator[Module]:
+        """This module, then every descendant, depth first."""
+        yield self
+        for _, child in self.children():
+            yield from child.modules()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's .grad (to None by default, as PyTorch >= 2.0 does)."""
+        for p in self.parameters():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def train(self, mode: bool = True) -> Module:
+        """Switch this module and its children to training mode; returns self."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Switch to evaluation mode (Dropout off, BatchNorm uses running statistics)."""
+        return self.train(False)
+
+    # ---- saving and moving ----------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, Tensor]:
+        """Parameters then buffers per module, with torch.nn's keys ("0.weight", "0.bias")."""
+        sd: OrderedDict[str, Tensor] = OrderedDict()
+        self._collect_state(sd, "")
+        return sd
+
+    def _collect_state(self, sd: OrderedDict[str, Tensor], prefix: str) -> None:
+        for n in self._parameter_names() + self._buffer_names():
+            t = getattr(self, n)
+            if t is not None:
+                sd[prefix + n] = t
+        for child_name, child in self.children():
+            child._collect_state(sd, f"{prefix}{child_name}.")
+
+    def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True) -> None:
+        """Copy tensors into this module's parameters and buffers in place.
+
+        Every key is checked before anything is copied, so a bad dict leaves the module as it was.
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"{self._short_name()}.load_state_dict: missing keys {missing}, "
+                f"unexpected keys {unexpected}"
+            )
+        for k, t in own.items():
+            if k not in state_dict:
+                continue
+            v = state_dict[k]
+            if not isinstance(v, Tensor):
+                raise TypeError(
+                    f"{self._short_name()}.load_state_dict: {k!r} must be a tensor, "
+                    f"got {type(v).__name__}"
+                )
+            if v.shape != t.shape:
+                raise ValueError(
+                    f"{self._short_name()}.load_state_dict: {k!r} expected shape "
+                    f"{tuple(t.shape)}, got {tuple(v.shape)}"
+                )
+        for k, t in own.items():
+            if k in state_dict:
+                t.copy_(state_dict[k])
+
+    def to(
+        self,
+        device: torch.device | str | torch.dtype | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Module:
+        """Move parameters, their grads and buffers; floating tensors take ``dtype``. Returns self.
+
+        As in PyTorch, build the optimizer after moving the model: moved tensors are new objects.
+        """
+        if isinstance(device, torch.dtype):
+            device, dtype = None, device
+
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+        self._apply(move)
+        return self
+
+    def _apply(self, fn: Callable[[Tensor], Tensor]) -> None:
+        for m in self.modules():
+            for n in m._parameter_names() + m._buffer_names():
+                t = getattr(m, n)
+                if t is None:
+                    continue
+                moved = fn(t)
+                if t.grad is not None:
+                    moved.grad = fn(t.grad)
+                setattr(m, n, moved)
+
+    # ---- printing ---------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def _short_name(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def __repr__(self) -> str:
+        children = self.children()
+        if not children:
+            return self._short_name()
+        lines = [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in children]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+    # ---- helpers layers use to reject bad calls -----------------------------------------------
+    def _saved(self, t: Tensor | None) -> Tensor:
+        """Return a tensor forward() cached, or explain that forward() has not run."""
+        if t is None:
+            raise RuntimeError(f"{self._short_name()}.backward() called before forward()")
+        return t
+
+    def _check_grad_output(self, dy: Tensor, shape: torch.Size) -> None:
+        if not isinstance(dy, Tensor):
+            raise TypeError(f"{self._short_name()}.backward: expected a tensor, got {type(dy)}")
+        if dy.shape != shape:
+            raise ValueError(
+                f"{self._short_name()}.backward: expected a gradient of the output's shape "
+                f"{tuple(shape)}, got {tuple(dy.shape)}"
+            )
+
+    def _check_input(self, x: Tensor, min_dim: int = 0) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{self._short_name()}: expected a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{self._short_name()}: expected a floating-point input, got {x.dtype} "
+                "(convert with x.float())"
+            )
+        if x.dim() < min_dim:
+            raise ValueError(
+                f"{self._short_name()}: expected an input with at least {min_dim} dimension(s), "
+                f"got shape {tuple(x.shape)}"
+            )
+
+
+class Sequential(Module):
+    """Chains modules: forward runs them in order, backward in reverse. Keys as torch.nn."""
+
+    def __init__(self, *modules: Module) -> None:
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is {type(m).__name__}, not a handgrad Module")
+        self.layers: list[Module] = list(modules)
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [(str(i), m) for i, m in enumerate(self.layers)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, dy: Tensor) -> Tensor:
+        """dL/dx of a composition is the chain rule: each layer's backward, last to first."""
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def append(self, module: Module) -> Sequential:
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: {type(module).__name__} is not a handgrad Module")
+        self.layers.append(module)
+        return self
