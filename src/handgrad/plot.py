@@ -19,6 +19,9 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Pa
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -1,0 +1,52 @@
+"""Shared helpers: the same computation in handgrad and in float64 PyTorch autograd."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor
+
+SHAPES = [(5,), (4, 3), (2, 3, 4)]
+
+
+def make_values(shape: tuple[int, ...], kind: str, seed: int = 0) -> Tensor:
+    """Awkward inputs: plain normal, large magnitude, with exact zeros, all negative."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if kind == "large":
+        return x * 100
+    if kind == "zeros":
+        x.view(-1)[::2] = 0.0
+        return x
+    if kind == "negative":
+        return -x.abs() - 0.1
+    return x
+
+
+VALUE_KINDS = ["normal", "large", "zeros", "negative"]
+
+
+def autograd_grads(fn: Callable[..., Tensor], inputs: list[Tensor], g: Tensor | None = None
+                   ) -> tuple[Tensor, list[Tensor | None]]:
+    """Output of fn and d(sum(g * fn(*inputs)))/d(input) for each input, by torch.autograd."""
+    leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
+    out = fn(*leaves)
+    objective = out.sum() if g is None else (out * g).sum()
+    grads = torch.autograd.grad(objective, leaves, allow_unused=True)
+    return out.detach(), list(grads)
+
+
+def upstream(shape: torch.Size | tuple[int, ...], seed: int = 1) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(tuple(shape), generator=g, dtype=torch.float64)
+
+
+def assert_close(actual: Tensor, expected: Tensor, **kw: float) -> None:
+    torch.testing.assert_close(actual, expected, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)

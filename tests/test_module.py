@@ -1,0 +1,114 @@
+"""Module protocol and Sequential: chained gradients, state_dict, accumulation, moving."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import assert_close, upstream
+
+import handgrad as hg
+
+
+def _pair():
+    """The same network in handgrad and torch.nn, float64, with identical weights."""
+    torch.manual_seed(0)
+    mine = hg.Sequential(hg.Linear(5, 8), hg.Tanh(), hg.Linear(8, 6), hg.ReLU(), hg.Dropout(0.0),
+                         hg.Linear(6, 4), hg.GELU(), hg.Linear(4, 3)).to(torch.float64)
+    ref = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.0),
+                        nn.Linear(6, 4), nn.GELU(), nn.Linear(4, 3)).double()
+    ref.load_state_dict(mine.state_dict())
+    return mine, ref
+
+
+def test_every_parameter_gradient_equals_autograd():
+    mine, ref = _pair()
+    x = torch.randn(7, 5, dtype=torch.float64)
+    g = upstream((7, 3))
+    xr = x.clone().requires_grad_(True)
+    assert_close(mine(x), ref(xr))
+    (ref(xr) * g).sum().backward()
+    assert_close(mine.backward(g), xr.grad)
+    named_ref = dict(ref.named_parameters())
+    for name, p in mine.named_parameters():
+        assert_close(p.grad, named_ref[name].grad, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_state_dict_keys_and_shapes_match_torch_both_ways():
+    mine, ref = _pair()
+    assert [(k, v.shape) for k, v in mine.state_dict().items()] == \
+           [(k, v.shape) for k, v in ref.state_dict().items()]
+    torch.manual_seed(9)
+    other = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.0),
+                          nn.Linear(6, 4), nn.GELU(), nn.Linear(4, 3)).double()
+    mine.load_state_dict(other.state_dict())
+    x = torch.randn(2, 5, dtype=torch.float64)
+    assert_close(mine(x), other(x).detach())
+
+
+def test_batchnorm_state_dict_keys_match_torch():
+    mine = hg.Sequential(hg.Linear(3, 4), hg.BatchNorm1d(4))
+    ref = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    assert list(mine.state_dict()) == list(ref.state_dict())
+    ref.load_state_dict(mine.state_dict())
+
+
+def test_gradients_accumulate_and_zero_grad_clears():
+    mine, _ = _pair()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    g = upstream((4, 3))
+    mine(x)
+    mine.backward(g)
+    first = [p.grad.clone() for p in mine.parameters()]
+    mine(x)
+    mine.backward(g)
+    for p, f in zip(mine.parameters(), first):
+        assert_close(p.grad, 2 * f)
+    mine.zero_grad()
+    assert all(p.grad is None for p in mine.parameters())
+    mine(x)
+    mine.backward(g)
+    mine.zero_grad(set_to_none=False)
+    assert all(torch.count_nonzero(p.grad) == 0 for p in mine.parameters())
+
+
+def test_train_eval_to_return_self_and_reach_children():
+    mine, _ = _pair()
+    assert mine.eval() is mine and not any(m.training for m in mine.modules())
+    assert mine.train() is mine and all(m.training for m in mine.modules())
+    assert mine.to(torch.float32) is mine
+    assert all(p.dtype == torch.float32 for p in mine.parameters())
+    assert mine.to(dtype=torch.bfloat16)(torch.randn(2, 5, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_to_moves_gradients_and_keeps_integer_buffers():
+    m = hg.Sequential(hg.Linear(3, 2), hg.BatchNorm1d(2))
+    m(torch.randn(4, 3))
+    m.backward(torch.ones(4, 2))
+    m.to(torch.float64)
+    assert m[0].weight.grad.dtype == torch.float64
+    assert m[1].num_batches_tracked.dtype == torch.long
+
+
+def test_load_state_dict_refuses_bad_dicts_and_changes_nothing():
+    mine, _ = _pair()
+    before = {k: v.clone() for k, v in mine.state_dict().items()}
+    sd = dict(mine.state_dict())
+    with pytest.raises(KeyError, match=r"missing keys \['7.bias'\]"):
+        mine.load_state_dict({k: v for k, v in sd.items() if k != "7.bias"})
+    bad = {**sd, "0.weight": torch.zeros(8, 6, dtype=torch.float64), "7.bias": torch.zeros(3)}
+    with pytest.raises(ValueError, match=r"'0.weight' expected shape \(8, 5\), got \(8, 6\)"):
+        mine.load_state_dict(bad)
+    for k, v in mine.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_repr_lists_layers():
+    text = repr(hg.Sequential(hg.Linear(2, 3), hg.ReLU()))
+    assert "(0): Linear(in_features=2, out_features=3, bias=True)" in text
+    assert "(1): ReLU()" in text
+
+
+def test_sequential_refuses_non_modules():
+    with pytest.raises(TypeError, match="item 1 is Linear"):
+        hg.Sequential(hg.ReLU(), nn.Linear(2, 2))
