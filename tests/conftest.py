@@ -28,8 +28,9 @@ def make_values(shape: tuple[int, ...], kind: str, seed: int = 0) -> Tensor:
 VALUE_KINDS = ["normal", "large", "zeros", "negative"]
 
 
-def autograd_grads(fn: Callable[..., Tensor], inputs: list[Tensor], g: Tensor | None = None
-                   ) -> tuple[Tensor, list[Tensor | None]]:
+def autograd_grads(
+    fn: Callable[..., Tensor], inputs: list[Tensor], g: Tensor | None = None
+) -> tuple[Tensor, list[Tensor | None]]:
     """Output of fn and d(sum(g * fn(*inputs)))/d(input) for each input, by torch.autograd."""
     leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
     out = fn(*leaves)

@@ -17,7 +17,11 @@ CASES = [
     ("Tanh", hg.Tanh, torch.tanh),
     ("SiLU", hg.SiLU, F.silu),
     ("Softplus", hg.Softplus, F.softplus),
-    ("Softplus(beta=2, threshold=5)", lambda: hg.Softplus(2.0, 5.0), lambda x: F.softplus(x, 2.0, 5.0)),
+    (
+        "Softplus(beta=2, threshold=5)",
+        lambda: hg.Softplus(2.0, 5.0),
+        lambda x: F.softplus(x, 2.0, 5.0),
+    ),
     ("GELU", hg.GELU, F.gelu),
     ("GELU(tanh)", lambda: hg.GELU("tanh"), lambda x: F.gelu(x, approximate="tanh")),
     ("Identity", hg.Identity, lambda x: x * 1),
@@ -66,8 +70,14 @@ def test_softmax_is_finite_and_exact_for_huge_logits(cls):
 def test_lab_elu_figure():
     torch.manual_seed(0)
     x = torch.randn(4, 3)
-    expected = torch.tensor([[1.5410, -0.3583, -1.2495], [0.5684, -0.9327, -1.0611],
-                             [0.4033, 0.8380, -0.7227], [-0.4677, -0.6331, 0.1820]])
+    expected = torch.tensor(
+        [
+            [1.5410, -0.3583, -1.2495],
+            [0.5684, -0.9327, -1.0611],
+            [0.4033, 0.8380, -0.7227],
+            [-0.4677, -0.6331, 0.1820],
+        ]
+    )
     assert_close(hg.ELU(alpha=1.409)(x), expected, atol=1e-4, rtol=0)
 
 

@@ -12,13 +12,16 @@ import handgrad as hg
 from handgrad import init
 
 
-@pytest.mark.parametrize("name,reference", [
-    ("xavier_uniform", nn.init.xavier_uniform_),
-    ("xavier_normal", nn.init.xavier_normal_),
-    ("kaiming_uniform", nn.init.kaiming_uniform_),
-    ("kaiming_normal", nn.init.kaiming_normal_),
-    ("zeros", nn.init.zeros_),
-])
+@pytest.mark.parametrize(
+    "name,reference",
+    [
+        ("xavier_uniform", nn.init.xavier_uniform_),
+        ("xavier_normal", nn.init.xavier_normal_),
+        ("kaiming_uniform", nn.init.kaiming_uniform_),
+        ("kaiming_normal", nn.init.kaiming_normal_),
+        ("zeros", nn.init.zeros_),
+    ],
+)
 @pytest.mark.parametrize("in_f,out_f", [(7, 4), (1, 30), (256, 128)])
 def test_named_inits_match_torch(name, reference, in_f, out_f):
     torch.manual_seed(3)

@@ -72,16 +72,31 @@ def test_from_weights_uses_given_tensors():
     assert layer.weight is W
 
 
-@pytest.mark.parametrize("bad,match", [
-    (lambda: hg.Linear(4, 3)(torch.randn(5, 7)), r"Linear\(in_features=4.*expected input with 4 features.*\(5, 7\)"),
-    (lambda: hg.Linear(4, 3)(torch.ones(2, 4, dtype=torch.long)), "floating-point input, got torch.int64"),
-    (lambda: hg.Linear(4, 3)(torch.ones(2, 4, dtype=torch.float64)), "input is torch.float64.*layer is torch.float32"),
-    (lambda: hg.Linear(0, 3), "in_features must be a positive int, got 0"),
-    (lambda: hg.Linear(4, -1), "out_features must be a positive int, got -1"),
-    (lambda: hg.Linear(4, 3, init="glorot"), "unknown init 'glorot'"),
-    (lambda: hg.Linear.from_weights(torch.randn(3, 4), torch.randn(4)), r"bias must have shape \(3,\), got \(4,\)"),
-    (lambda: hg.Linear.from_weights(torch.randn(4), None), "expected a floating weight"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (
+            lambda: hg.Linear(4, 3)(torch.randn(5, 7)),
+            r"Linear\(in_features=4.*expected input with 4 features.*\(5, 7\)",
+        ),
+        (
+            lambda: hg.Linear(4, 3)(torch.ones(2, 4, dtype=torch.long)),
+            "floating-point input, got torch.int64",
+        ),
+        (
+            lambda: hg.Linear(4, 3)(torch.ones(2, 4, dtype=torch.float64)),
+            "input is torch.float64.*layer is torch.float32",
+        ),
+        (lambda: hg.Linear(0, 3), "in_features must be a positive int, got 0"),
+        (lambda: hg.Linear(4, -1), "out_features must be a positive int, got -1"),
+        (lambda: hg.Linear(4, 3, init="glorot"), "unknown init 'glorot'"),
+        (
+            lambda: hg.Linear.from_weights(torch.randn(3, 4), torch.randn(4)),
+            r"bias must have shape \(3,\), got \(4,\)",
+        ),
+        (lambda: hg.Linear.from_weights(torch.randn(4), None), "expected a floating weight"),
+    ],
+)
 def test_linear_bad_input(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         bad()
@@ -159,8 +174,12 @@ def test_batchnorm_training_matches_torch(shape, affine):
     y = mine(x)
     leaves = [x] + ([ref.weight, ref.bias] if affine else [])
     expected, grads = autograd_grads(
-        lambda x_, *p: F.batch_norm(x_, torch.zeros(3, dtype=x.dtype), torch.ones(3, dtype=x.dtype),
-                                    *p, training=True), leaves, g)
+        lambda x_, *p: F.batch_norm(
+            x_, torch.zeros(3, dtype=x.dtype), torch.ones(3, dtype=x.dtype), *p, training=True
+        ),
+        leaves,
+        g,
+    )
     assert_close(y, expected)
     assert_close(mine.backward(g), grads[0])
     if affine:
@@ -185,7 +204,9 @@ def test_batchnorm_eval_uses_running_statistics():
     g = upstream(x.shape)
     expected, (dx, dw, db) = autograd_grads(
         lambda x_, w, b: F.batch_norm(x_, ref.running_mean, ref.running_var, w, b, training=False),
-        [x, ref.weight, ref.bias], g)
+        [x, ref.weight, ref.bias],
+        g,
+    )
     assert_close(mine(x), expected)
     assert_close(mine.backward(g), dx)
     assert_close(mine.weight.grad, dw)

@@ -15,8 +15,11 @@ ELEMENTWISE = [
     ("MSELoss", hg.MSELoss, F.mse_loss),
     ("L1Loss", hg.L1Loss, F.l1_loss),
     ("HuberLoss", lambda reduction: hg.HuberLoss(1.0, reduction), F.huber_loss),
-    ("HuberLoss(0.3)", lambda reduction: hg.HuberLoss(0.3, reduction),
-     lambda p, t, reduction: F.huber_loss(p, t, reduction=reduction, delta=0.3)),
+    (
+        "HuberLoss(0.3)",
+        lambda reduction: hg.HuberLoss(0.3, reduction),
+        lambda p, t, reduction: F.huber_loss(p, t, reduction=reduction, delta=0.3),
+    ),
     ("BCEWithLogitsLoss", hg.BCEWithLogitsLoss, F.binary_cross_entropy_with_logits),
 ]
 
@@ -33,8 +36,9 @@ def _target(shape, kind, logits: bool):
 def _check_loss(loss, reference, pred, target, reduction):
     value = loss(pred, target)
     g = None if reduction != "none" else upstream(value.shape)
-    expected, (dpred, _) = autograd_grads(lambda p, t: reference(p, t, reduction=reduction),
-                                          [pred, target.to(pred.dtype)], g)
+    expected, (dpred, _) = autograd_grads(
+        lambda p, t: reference(p, t, reduction=reduction), [pred, target.to(pred.dtype)], g
+    )
     assert_close(value, expected)
     assert_close(loss.backward(g), dpred)
 
@@ -72,8 +76,10 @@ def test_bce_with_logits_is_exact_for_huge_logits():
     z = torch.tensor([1000.0, -1000.0, 1000.0, -1000.0, 0.0], dtype=torch.float64)
     t = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.5], dtype=torch.float64)
     _check_loss(hg.BCEWithLogitsLoss("none"), F.binary_cross_entropy_with_logits, z, t, "none")
-    assert_close(hg.BCEWithLogitsLoss("none")(z, t)[:4], torch.tensor([0.0, 0.0, 1000.0, 1000.0],
-                                                                      dtype=torch.float64))
+    assert_close(
+        hg.BCEWithLogitsLoss("none")(z, t)[:4],
+        torch.tensor([0.0, 0.0, 1000.0, 1000.0], dtype=torch.float64),
+    )
 
 
 CE_SHAPES = [((5,), ()), ((4, 3), (4,)), ((2, 5, 3), (2, 3))]  # (logits, index target)
@@ -104,7 +110,9 @@ def test_cross_entropy_with_probabilities(shape, index_shape, reduction):
     loss = hg.CrossEntropyLoss(reduction)
     value = loss(z, t)
     g = None if reduction != "none" else upstream(value.shape)
-    expected, (dz, _) = autograd_grads(lambda a, b: F.cross_entropy(a, b, reduction=reduction), [z, t], g)
+    expected, (dz, _) = autograd_grads(
+        lambda a, b: F.cross_entropy(a, b, reduction=reduction), [z, t], g
+    )
     assert_close(value, expected)
     assert_close(loss.backward(g), dz)
 
@@ -147,8 +155,11 @@ def test_categorical_cross_entropy(shape, index_shape, reduction, target_kind):
     p = torch.softmax(make_values(shape, "normal"), dim)
     idx = torch.randint(0, shape[dim], index_shape, generator=torch.Generator().manual_seed(4))
     onehot = F.one_hot(idx, shape[dim]).to(torch.float64).movedim(-1, dim)
-    t = {"one-hot": onehot, "indices": idx,
-         "soft": torch.softmax(make_values(shape, "normal", seed=9), dim)}[target_kind]
+    t = {
+        "one-hot": onehot,
+        "indices": idx,
+        "soft": torch.softmax(make_values(shape, "normal", seed=9), dim),
+    }[target_kind]
     loss = hg.CategoricalCrossEntropy(reduction)
     value = loss(p, t)
     target = onehot if target_kind == "indices" else t
@@ -178,10 +189,13 @@ def test_lab_cce_figure():
 
 
 # ---- penalties ----------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,reference", [
-    (hg.L2, lambda lam, ws: lam * sum((w**2).sum() for w in ws)),
-    (hg.L1Penalty, lambda lam, ws: lam * sum(w.abs().sum() for w in ws)),
-])
+@pytest.mark.parametrize(
+    "cls,reference",
+    [
+        (hg.L2, lambda lam, ws: lam * sum((w**2).sum() for w in ws)),
+        (hg.L1Penalty, lambda lam, ws: lam * sum(w.abs().sum() for w in ws)),
+    ],
+)
 def test_penalties(cls, reference):
     ws = [make_values((3, 4), "zeros"), make_values((4,), "negative")]
     pen = cls(1.409, ws)

@@ -13,10 +13,26 @@ import handgrad as hg
 def _pair():
     """The same network in handgrad and torch.nn, float64, with identical weights."""
     torch.manual_seed(0)
-    mine = hg.Sequential(hg.Linear(5, 8), hg.Tanh(), hg.Linear(8, 6), hg.ReLU(), hg.Dropout(0.0),
-                         hg.Linear(6, 4), hg.GELU(), hg.Linear(4, 3)).to(torch.float64)
-    ref = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.0),
-                        nn.Linear(6, 4), nn.GELU(), nn.Linear(4, 3)).double()
+    mine = hg.Sequential(
+        hg.Linear(5, 8),
+        hg.Tanh(),
+        hg.Linear(8, 6),
+        hg.ReLU(),
+        hg.Dropout(0.0),
+        hg.Linear(6, 4),
+        hg.GELU(),
+        hg.Linear(4, 3),
+    ).to(torch.float64)
+    ref = nn.Sequential(
+        nn.Linear(5, 8),
+        nn.Tanh(),
+        nn.Linear(8, 6),
+        nn.ReLU(),
+        nn.Dropout(0.0),
+        nn.Linear(6, 4),
+        nn.GELU(),
+        nn.Linear(4, 3),
+    ).double()
     ref.load_state_dict(mine.state_dict())
     return mine, ref
 
@@ -36,11 +52,20 @@ def test_every_parameter_gradient_equals_autograd():
 
 def test_state_dict_keys_and_shapes_match_torch_both_ways():
     mine, ref = _pair()
-    assert [(k, v.shape) for k, v in mine.state_dict().items()] == \
-           [(k, v.shape) for k, v in ref.state_dict().items()]
+    assert [(k, v.shape) for k, v in mine.state_dict().items()] == [
+        (k, v.shape) for k, v in ref.state_dict().items()
+    ]
     torch.manual_seed(9)
-    other = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.ReLU(), nn.Dropout(0.0),
-                          nn.Linear(6, 4), nn.GELU(), nn.Linear(4, 3)).double()
+    other = nn.Sequential(
+        nn.Linear(5, 8),
+        nn.Tanh(),
+        nn.Linear(8, 6),
+        nn.ReLU(),
+        nn.Dropout(0.0),
+        nn.Linear(6, 4),
+        nn.GELU(),
+        nn.Linear(4, 3),
+    ).double()
     mine.load_state_dict(other.state_dict())
     x = torch.randn(2, 5, dtype=torch.float64)
     assert_close(mine(x), other(x).detach())
@@ -78,7 +103,10 @@ def test_train_eval_to_return_self_and_reach_children():
     assert mine.train() is mine and all(m.training for m in mine.modules())
     assert mine.to(torch.float32) is mine
     assert all(p.dtype == torch.float32 for p in mine.parameters())
-    assert mine.to(dtype=torch.bfloat16)(torch.randn(2, 5, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    assert (
+        mine.to(dtype=torch.bfloat16)(torch.randn(2, 5, dtype=torch.bfloat16)).dtype
+        == torch.bfloat16
+    )
 
 
 def test_to_moves_gradients_and_keeps_integer_buffers():

@@ -19,14 +19,18 @@ def test_init_draws_randn_in_then_randn_1():
 
 
 @pytest.mark.parametrize("kind", VALUE_KINDS)
-@pytest.mark.parametrize("shape,out_shape", [((4,), (1,)), ((6, 4), (6, 1)), ((2, 3, 4), (2, 3, 1))])
+@pytest.mark.parametrize(
+    "shape,out_shape", [((4,), (1,)), ((6, 4), (6, 1)), ((2, 3, 4), (2, 3, 1))]
+)
 def test_forward_and_backward(shape, out_shape, kind):
     n = hg.Neuron(4).to(torch.float64)
     x = make_values(shape, kind)
     g = upstream(out_shape)
     y = n(x)
     assert y.shape == out_shape
-    expected, (dx, dw, db) = autograd_grads(lambda x_, w, b: F.linear(x_, w[None], b), [x, n.weight, n.bias], g)
+    expected, (dx, dw, db) = autograd_grads(
+        lambda x_, w, b: F.linear(x_, w[None], b), [x, n.weight, n.bias], g
+    )
     assert_close(y, expected)
     assert_close(n.backward(g), dx)
     assert_close(n.weight.grad, dw)
@@ -39,7 +43,9 @@ def test_from_weights_lab_figure():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"Neuron\(in_features=4\): expected input with 4 features"):
+    with pytest.raises(
+        ValueError, match=r"Neuron\(in_features=4\): expected input with 4 features"
+    ):
         hg.Neuron(4)(torch.zeros(3))
     with pytest.raises(ValueError, match="bias with one element"):
         hg.Neuron.from_weights(torch.zeros(4), torch.zeros(2))

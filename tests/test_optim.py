@@ -27,13 +27,21 @@ def _trajectory(make_mine, make_ref, steps=50):
         assert_close(a, b.detach(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kw", [
-    {}, {"momentum": 0.9}, {"momentum": 0.9, "dampening": 0.3}, {"momentum": 0.9, "nesterov": True},
-    {"weight_decay": 0.01}, {"momentum": 0.5, "weight_decay": 0.1, "nesterov": True},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"momentum": 0.9},
+        {"momentum": 0.9, "dampening": 0.3},
+        {"momentum": 0.9, "nesterov": True},
+        {"weight_decay": 0.01},
+        {"momentum": 0.5, "weight_decay": 0.1, "nesterov": True},
+    ],
+)
 def test_sgd_trajectory(kw):
-    _trajectory(lambda ps: hg.optim.SGD(ps, lr=0.05, **kw),
-                lambda ps: torch.optim.SGD(ps, lr=0.05, **kw))
+    _trajectory(
+        lambda ps: hg.optim.SGD(ps, lr=0.05, **kw), lambda ps: torch.optim.SGD(ps, lr=0.05, **kw)
+    )
 
 
 def test_parameters_without_grad_are_skipped_and_zero_grad_clears():
@@ -62,11 +70,14 @@ def test_state_dict_round_trip_resumes_the_same_trajectory():
     assert_close(q, p)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"lr": -0.1}, "invalid learning rate -0.1"),
-    ({"lr": 0.1, "momentum": -1}, "momentum"),
-    ({"lr": 0.1, "nesterov": True}, "Nesterov"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"lr": -0.1}, "invalid learning rate -0.1"),
+        ({"lr": 0.1, "momentum": -1}, "momentum"),
+        ({"lr": 0.1, "nesterov": True}, "Nesterov"),
+    ],
+)
 def test_bad_hyperparameters(kw, match):
     with pytest.raises(ValueError, match=match):
         hg.optim.SGD([torch.zeros(1)], **kw)

@@ -16,14 +16,14 @@ from handgrad.activations import (
 )
 from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
 from handgrad.losses import (
-    L1Loss,
-    L1Penalty,
     L2,
     BCELoss,
     BCEWithLogitsLoss,
     CategoricalCrossEntropy,
     CrossEntropyLoss,
     HuberLoss,
+    L1Loss,
+    L1Penalty,
     Loss,
     MSELoss,
     NLLLoss,

@@ -79,7 +79,11 @@ def _is_loss(obj: Any) -> bool:
         params = inspect.signature(obj.backward).parameters.values()
     except (TypeError, ValueError):
         return False
-    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [
+        p
+        for p in params
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
     return not required
 
 
@@ -121,8 +125,9 @@ def _objective(out: Tensor, g: Tensor | None) -> Tensor:
     return out.sum() if g is None else (out * g).sum()
 
 
-def _hand_gradients(work: Any, inputs: list[Any], names: list[str], seed: int, is_loss: bool
-                    ) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor | None]]:
+def _hand_gradients(
+    work: Any, inputs: list[Any], names: list[str], seed: int, is_loss: bool
+) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor | None]]:
     """Run the object's own forward and backward; returns (upstream g, dL/dinput0, param grads)."""
     for n in names:
         _get(work, n).grad = None
@@ -137,7 +142,9 @@ def _hand_gradients(work: Any, inputs: list[Any], names: list[str], seed: int, i
         g = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.device)
         dx = work.backward(g)
     if dx is None:
-        dx = next((getattr(work, a) for a in ("dinputs", "dx", "grad_input") if hasattr(work, a)), None)
+        dx = next(
+            (getattr(work, a) for a in ("dinputs", "dx", "grad_input") if hasattr(work, a)), None
+        )
     grads: dict[str, Tensor | None] = {}
     for n in names:
         p = _get(work, n)
@@ -147,8 +154,9 @@ def _hand_gradients(work: Any, inputs: list[Any], names: list[str], seed: int, i
     return g, dx, grads
 
 
-def _autograd_gradients(work: Any, inputs: list[Any], names: list[str], g: Tensor | None,
-                        seed: int) -> list[Tensor | None]:
+def _autograd_gradients(
+    work: Any, inputs: list[Any], names: list[str], g: Tensor | None, seed: int
+) -> list[Tensor | None]:
     """torch.autograd's gradient of sum(g ⊙ forward(...)) for input 0 and each parameter."""
     leaves = [inputs[0].detach().clone().requires_grad_(True)]
     for n in names:
@@ -167,8 +175,13 @@ def _sample_indices(numel: int, limit: int) -> list[int]:
     return sorted({int(i * step) for i in range(limit)})
 
 
-def _finite_difference(f: Callable[[], float], t: Tensor, eps: float, limit: int) -> tuple[Tensor, Tensor]:
-    """Central differences (f(t+h) - f(t-h)) / 2h at up to `limit` elements of t (perturbed in place)."""
+def _finite_difference(
+    f: Callable[[], float], t: Tensor, eps: float, limit: int
+) -> tuple[Tensor, Tensor]:
+    """Central differences (f(t+h) - f(t-h)) / 2h at up to `limit` elements of t.
+
+    t is perturbed in place and restored.
+    """
     flat = t.view(-1)
     idx = _sample_indices(flat.numel(), limit)
     est = torch.empty(len(idx), dtype=torch.float64)
@@ -183,17 +196,30 @@ def _finite_difference(f: Callable[[], float], t: Tensor, eps: float, limit: int
     return torch.tensor(idx), est
 
 
-def _compare(name: str, reference: str, hand: Tensor | None, expected: Tensor, atol: float,
-             rtol: float, index: Tensor | None = None, shape: torch.Size | None = None
-             ) -> GradComparison:
+def _compare(
+    name: str,
+    reference: str,
+    hand: Tensor | None,
+    expected: Tensor,
+    atol: float,
+    rtol: float,
+    index: Tensor | None = None,
+    shape: torch.Size | None = None,
+) -> GradComparison:
     shape = expected.shape if shape is None else shape
     if hand is None:
-        return GradComparison(name, reference, False, note="no gradient found (backward returned "
-                              "None and no .grad or d<name> attribute was set)")
+        return GradComparison(
+            name,
+            reference,
+            False,
+            note="no gradient found (backward returned "
+            "None and no .grad or d<name> attribute was set)",
+        )
     if not isinstance(hand, Tensor) or hand.shape != shape:
         got = tuple(hand.shape) if isinstance(hand, Tensor) else type(hand).__name__
-        return GradComparison(name, reference, False, note=f"gradient has shape {got}, "
-                              f"expected {tuple(shape)}")
+        return GradComparison(
+            name, reference, False, note=f"gradient has shape {got}, expected {tuple(shape)}"
+        )
     h = hand.detach().to(torch.float64).cpu().reshape(-1)
     if index is not None:
         h = h[index]
@@ -205,8 +231,12 @@ def _compare(name: str, reference: str, hand: Tensor | None, expected: Tensor, a
     worst = int(torch.argmax(err - (atol + rtol * e.abs())))
     ok = bool((err <= atol + rtol * e.abs()).all())
     flat_pos = int(index[worst]) if index is not None else worst
-    where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_pos), shape)) if shape else ()
-    return GradComparison(name, reference, ok, float(err.max()), where, float(h[worst]), float(e[worst]))
+    where = (
+        tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_pos), shape)) if shape else ()
+    )
+    return GradComparison(
+        name, reference, ok, float(err.max()), where, float(h[worst]), float(e[worst])
+    )
 
 
 def gradcheck(
@@ -236,17 +266,22 @@ def gradcheck(
     names = _tensor_attributes(obj, params)
     is_loss = _is_loss(obj)
     work = _float64_copy(obj, names)
-    xs = [x.detach().to(torch.float64) if isinstance(x, Tensor) and x.is_floating_point() else x
-          for x in inputs]
-    report = GradcheckReport(repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__)
+    xs = [
+        x.detach().to(torch.float64) if isinstance(x, Tensor) and x.is_floating_point() else x
+        for x in inputs
+    ]
+    report = GradcheckReport(
+        repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
+    )
     g, dx, hand = _hand_gradients(work, xs, names, seed, is_loss)
     checked = [("input 0", dx, xs[0])] + [(n, hand[n], _get(work, n)) for n in names]
 
     try:
         auto = _autograd_gradients(_float64_copy(obj, names), xs, names, g, seed)
     except Exception as exc:  # the object's forward may not be autograd-friendly
-        report.comparisons.append(GradComparison("all", "autograd", True,
-                                                 note=f"skipped: autograd failed ({exc})"))
+        report.comparisons.append(
+            GradComparison("all", "autograd", True, note=f"skipped: autograd failed ({exc})")
+        )
     else:
         for (name, h, t), a in zip(checked, auto):
             ref = torch.zeros_like(t) if a is None else a
@@ -255,8 +290,10 @@ def gradcheck(
     if finite_differences:
         fd_work = _float64_copy(obj, names)
         fd_inputs = [x.clone() if isinstance(x, Tensor) else x for x in xs]
+
         def f() -> float:
             return float(_objective(_run_forward(fd_work, fd_inputs, seed), g))
+
         targets = [("input 0", dx, fd_inputs[0])] + [(n, hand[n], _get(fd_work, n)) for n in names]
         for name, h, t in targets:
             idx, est = _finite_difference(f, t, eps, max_fd_elements)

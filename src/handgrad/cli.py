@@ -20,8 +20,10 @@ def _lab(args: argparse.Namespace) -> int:
 
     unknown = [t for t in args.task if t not in lab.TASKS]
     if unknown:
-        print(f"handgrad lab: unknown task {', '.join(unknown)}; "
-              f"choose from {', '.join(lab.TASKS)}", file=sys.stderr)
+        print(
+            f"handgrad lab: unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}",
+            file=sys.stderr,
+        )
         return 2
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
@@ -30,8 +32,10 @@ def _lab(args: argparse.Namespace) -> int:
     for r in results:
         print(r, end="\n\n")
     bad = [r.task for r in results if not r.agree]
-    print(f"{len(results) - len(bad)} of {len(results)} tasks agree with PyTorch"
-          + (f"; disagreeing: {', '.join(bad)}" if bad else ""))
+    print(
+        f"{len(results) - len(bad)} of {len(results)} tasks agree with PyTorch"
+        + (f"; disagreeing: {', '.join(bad)}" if bad else "")
+    )
     return 1 if bad else 0
 
 
@@ -42,13 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_lab = sub.add_parser(
-        "lab", help="run the seed lab's tasks 1.1-4.4 beside PyTorch",
-        epilog=LAB_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "lab",
+        help="run the seed lab's tasks 1.1-4.4 beside PyTorch",
+        epilog=LAB_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p_lab.add_argument("--task", action="append", default=[], metavar="N.M",
-                       help="run only this task (repeatable), e.g. 4.4")
-    p_lab.add_argument("--figure", default="runs/lab/fit_4_4.png",
-                       help="where task 4.4 writes its PNG of the 11 fits (default: %(default)s)")
+    p_lab.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="N.M",
+        help="run only this task (repeatable), e.g. 4.4",
+    )
+    p_lab.add_argument(
+        "--figure",
+        default="runs/lab/fit_4_4.png",
+        help="where task 4.4 writes its PNG of the 11 fits (default: %(default)s)",
+    )
     p_lab.add_argument("--no-figure", action="store_true", help="skip the 4.4 figure")
     p_lab.set_defaults(func=_lab)
     return parser

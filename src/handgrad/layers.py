@@ -190,7 +190,9 @@ class BatchNorm1d(Module):
     ) -> None:
         self.num_features = _positive_int("BatchNorm1d", "num_features", num_features)
         if eps <= 0 or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm1d: need eps > 0 and momentum in [0, 1], got {eps}, {momentum}")
+            raise ValueError(
+                f"BatchNorm1d: need eps > 0 and momentum in [0, 1], got {eps}, {momentum}"
+            )
         self.eps, self.momentum = eps, momentum
         kw = {"device": device, "dtype": dtype}
         self.weight = torch.ones(num_features, **kw) if affine else None  # type: ignore[arg-type]
@@ -258,4 +260,6 @@ class BatchNorm1d(Module):
             return dxhat * rstd  # running stats are constants: dL/dx = dx̂ / σ
         mean_dxhat = dxhat.mean(dims, keepdim=True)
         mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)
-        return rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # dL/dx = (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
+        return rstd * (
+            dxhat - mean_dxhat - xhat * mean_dxhat_xhat
+        )  # dL/dx = (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ

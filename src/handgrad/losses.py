@@ -86,7 +86,9 @@ class Loss:
 def _check_pair(owner: Loss, pred: Tensor, target: Tensor) -> Tensor:
     """Same shape, pred floating; returns target cast to pred's dtype (integer targets allowed)."""
     if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(f"{owner!r}: expected tensors, got {type(pred).__name__}, {type(target).__name__}")
+        raise TypeError(
+            f"{owner!r}: expected tensors, got {type(pred).__name__}, {type(target).__name__}"
+        )
     if not pred.is_floating_point():
         raise TypeError(f"{owner!r}: expected a floating-point prediction, got {pred.dtype}")
     if pred.shape != target.shape:
@@ -144,7 +146,9 @@ class HuberLoss(Loss):
         d = pred - t
         a = d.abs()
         self.dpred = d.clamp(-self.delta, self.delta)
-        return self._reduce(torch.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta)))
+        return self._reduce(
+            torch.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
+        )
 
 
 class BCELoss(Loss):
@@ -160,7 +164,10 @@ class BCELoss(Loss):
 
 
 class BCEWithLogitsLoss(Loss):
-    """ℓ = max(z, 0) - z·t + log(1 + e^{-|z|}) = BCE(σ(z), t), stable for any z;  dℓ/dz = σ(z) - t."""
+    """ℓ = max(z, 0) - z·t + log(1 + e^{-|z|}) = BCE(σ(z), t), stable for any z.
+
+    dℓ/dz = σ(z) - t.
+    """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         t = _check_pair(self, pred, target)

@@ -32,14 +32,14 @@ class Module:
     training: bool = True
 
     # ---- the protocol -------------------------------------------------------------------
-    def forward(self, *inputs: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def backward(self, dy: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
-    def __call__(self, *inputs: Tensor) -> Tensor:
-        return self.forward(*inputs)
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.forward(x)
 
     # ---- what a layer declares ----------------------------------------------------------
     def _parameter_names(self) -> tuple[str, ...]:
@@ -205,7 +205,9 @@ class Module:
 
     def _check_input(self, x: Tensor, min_dim: int = 0) -> None:
         if not isinstance(x, Tensor):
-            raise TypeError(f"{self._short_name()}: expected a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(
+                f"{self._short_name()}: expected a torch.Tensor, got {type(x).__name__}"
+            )
         if not x.is_floating_point():
             raise TypeError(
                 f"{self._short_name()}: expected a floating-point input, got {x.dtype} "
@@ -224,7 +226,9 @@ class Sequential(Module):
     def __init__(self, *modules: Module) -> None:
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
-                raise TypeError(f"Sequential: item {i} is {type(m).__name__}, not a handgrad Module")
+                raise TypeError(
+                    f"Sequential: item {i} is {type(m).__name__}, not a handgrad Module"
+                )
         self.layers: list[Module] = list(modules)
 
     def children(self) -> list[tuple[str, Module]]:

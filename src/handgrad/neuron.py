@@ -39,7 +39,8 @@ class Neuron(Module):
         bias = torch.as_tensor(bias, dtype=weights.dtype, device=weights.device)
         if bias.numel() != 1:
             raise ValueError(
-                f"Neuron.from_weights: expected a bias with one element, got shape {tuple(bias.shape)}"
+                "Neuron.from_weights: expected a bias with one element, "
+                f"got shape {tuple(bias.shape)}"
             )
         neuron = cls.__new__(cls)
         neuron.in_features = weights.shape[0]

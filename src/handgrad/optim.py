@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor
 
 
@@ -83,7 +82,9 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(params, lr)
         if momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}")
+            raise ValueError(
+                f"SGD: momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}"
+            )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         self.momentum, self.dampening = float(momentum), float(dampening)

@@ -37,7 +37,7 @@ def fit_snapshots(
     losses: Sequence[float] | None = None,
     path: str | os.PathLike[str] = "fit_snapshots.png",
 ) -> Path:
-    """One panel per snapshot: the data (orange) and the model's fit (green), as in the lab's 4.4."""
+    """One panel per snapshot: the data (orange) and the fit (green), as in the lab's 4.4."""
     if len(snapshots) != len(epochs):
         raise ValueError(f"fit_snapshots: {len(snapshots)} snapshots but {len(epochs)} epochs")
     cols = 3

@@ -1,0 +1,121 @@
+"""gradcheck passes on correct backward passes and names the gradient a planted bug breaks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import handgrad as hg
+from handgrad.check import gradcheck
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: hg.Linear(4, 3), (5, 4)),
+        (lambda: hg.Neuron(4), (5, 4)),
+        (lambda: hg.Sequential(hg.Linear(3, 6), hg.Tanh(), hg.Linear(6, 2)), (4, 3)),
+        (lambda: hg.Softmax(dim=1), (3, 4)),
+        (lambda: hg.LogSoftmax(dim=0), (3, 4)),
+        (lambda: hg.GELU(), (2, 3, 4)),
+        (lambda: hg.Dropout(0.4), (6, 5)),
+        (lambda: hg.BatchNorm1d(3), (6, 3)),
+    ],
+)
+def test_correct_modules_pass(make, shape):
+    report = gradcheck(make(), torch.randn(shape))
+    assert report.ok, str(report)
+    assert {c.reference for c in report.comparisons} == {"autograd", "finite differences"}
+
+
+@pytest.mark.parametrize(
+    "loss,pred,target",
+    [
+        (hg.MSELoss(), torch.randn(4, 2), torch.randn(4, 2)),
+        (hg.CrossEntropyLoss(), torch.randn(4, 3), torch.tensor([0, 2, 1, 1])),
+        (hg.BCEWithLogitsLoss(reduction="sum"), torch.randn(5), torch.rand(5)),
+        (hg.HuberLoss(reduction="none"), torch.randn(6) * 3, torch.zeros(6) + 0.5),
+    ],
+)
+def test_correct_losses_pass(loss, pred, target):
+    report = gradcheck(loss, pred, target)
+    assert report.ok, str(report)
+
+
+class WrongInputGradient(hg.Linear):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        return dx * 2  # planted bug
+
+
+class WrongBiasGradient(hg.Linear):
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.bias.grad = self.bias.grad + 1.0  # planted bug
+        return dx
+
+
+@pytest.mark.parametrize("cls,bad", [(WrongInputGradient, "input 0"), (WrongBiasGradient, "bias")])
+def test_planted_bug_is_caught_and_named(cls, bad):
+    report = gradcheck(cls(3, 2), torch.randn(4, 3))
+    assert not report.ok
+    assert {c.name for c in report.failures} == {bad}
+    assert {c.reference for c in report.failures} == {"autograd", "finite differences"}
+    worst = report.failures[0]
+    assert worst.worst_index is not None and len(worst.worst_index) in (1, 2)
+    assert f"FAIL  {bad}" in str(report)
+
+
+class StudentLinear:
+    """A student's layer in the nnfs style: backward stores dweights, dbiases, dinputs."""
+
+    def __init__(self, n_in, n_out, bug=False):
+        self.weights = torch.randn(n_in, n_out)
+        self.biases = torch.zeros(1, n_out)
+        self.bug = bug
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        return inputs @ self.weights + self.biases
+
+    def backward(self, dvalues):
+        self.dweights = self.inputs.T @ dvalues
+        self.dbiases = dvalues.sum(0, keepdims=True) * (0.5 if self.bug else 1.0)
+        self.dinputs = dvalues @ self.weights.T
+
+
+def test_foreign_object_is_checked():
+    assert gradcheck(StudentLinear(3, 2), torch.randn(4, 3)).ok
+    report = gradcheck(StudentLinear(3, 2, bug=True), torch.randn(4, 3))
+    assert {c.name for c in report.failures} == {"biases"}
+
+
+def test_missing_gradient_is_reported():
+    class NoGrads:
+        def __init__(self):
+            self.w = torch.randn(3)
+
+        def forward(self, x):
+            return x * self.w
+
+        def backward(self, dy):
+            return dy * self.w
+
+    report = gradcheck(NoGrads(), torch.randn(3))
+    assert [c.name for c in report.failures] == ["w", "w"]
+    assert "no gradient found" in str(report)
+
+
+def test_object_passed_in_is_not_changed():
+    layer = hg.Linear(3, 2)
+    w = layer.weight.clone()
+    gradcheck(layer, torch.randn(4, 3))
+    assert layer.weight.dtype == torch.float32 and torch.equal(layer.weight, w)
+    assert layer.weight.grad is None
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="no forward/backward"):
+        gradcheck(object(), torch.randn(2))
+    with pytest.raises(TypeError, match="floating-point"):
+        gradcheck(hg.ReLU(), torch.tensor([1, 2]))

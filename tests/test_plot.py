@@ -1,0 +1,35 @@
+"""Figures are written whole or not at all."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from handgrad import plot
+
+
+def test_fit_snapshots_writes_a_png(tmp_path):
+    X = torch.linspace(-1, 1, 20).view(-1, 1)
+    path = plot.fit_snapshots(X, X**2, [X, X**2], [0, 10], [0.5, 0.01], path=tmp_path / "f.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_failed_save_leaves_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "f.png"
+    target.write_bytes(b"old figure")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    fig = Figure()
+    monkeypatch.setattr(fig, "savefig", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        plot.save_figure(fig, target)
+    assert target.read_bytes() == b"old figure"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
+
+
+def test_mismatched_snapshots_are_refused():
+    with pytest.raises(ValueError, match="2 snapshots but 1 epochs"):
+        plot.fit_snapshots(torch.zeros(3, 1), torch.zeros(3, 1), [torch.zeros(3)] * 2, [0])

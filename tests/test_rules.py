@@ -1,0 +1,83 @@
+"""DESIGN.md's rule: the compute path uses no torch.nn, torch.autograd, torch.optim, torch.func.
+
+check.py (the gradient oracle) and lab.py (the side-by-side reference) are the reference side,
+which DESIGN.md lets use them, as the tests do.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "handgrad"
+REFERENCE_SIDE = {"check.py", "lab.py"}
+BANNED_MODULES = ("torch.nn", "torch.autograd", "torch.optim", "torch.func")
+BANNED_NAMES = {"requires_grad", "requires_grad_", "no_grad", "enable_grad", "autograd"}
+
+
+def violations(source: str) -> list[str]:
+    """Every banned import, attribute or name in the source, with its line."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Attribute):
+            names = [ast.unparse(node)]
+            if node.attr in BANNED_NAMES:
+                found.append(f"line {node.lineno}: {names[0]}")
+        elif isinstance(node, ast.Name) and node.id in BANNED_NAMES:
+            found.append(f"line {node.lineno}: {node.id}")
+            continue
+        elif isinstance(node, ast.keyword) and node.arg in BANNED_NAMES:
+            found.append(f"line {getattr(node, 'lineno', '?')}: {node.arg}=")
+            continue
+        else:
+            continue
+        for name in names:
+            if any(name == m or name.startswith(m + ".") for m in BANNED_MODULES):
+                found.append(f"line {node.lineno}: {name}")
+    return found
+
+
+COMPUTE_PATH = sorted(p for p in PACKAGE.glob("*.py") if p.name not in REFERENCE_SIDE)
+
+
+@pytest.mark.parametrize("path", COMPUTE_PATH, ids=lambda p: p.name)
+def test_compute_path_is_hand_written(path):
+    assert violations(path.read_text()) == [], f"{path.name} uses the reference side of torch"
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import torch.nn as nn",
+        "from torch import nn",
+        "from torch.nn import functional as F",
+        "import torch.nn.functional",
+        "y = torch.nn.functional.relu(x)",
+        "from torch import autograd",
+        "torch.autograd.grad(y, x)",
+        "x.requires_grad_(True)",
+        "t = torch.zeros(3, requires_grad=True)",
+        "opt = torch.optim.SGD(p, lr=1)",
+        "from torch.func import grad",
+        "with torch.no_grad(): pass",
+    ],
+)
+def test_the_scanner_catches_each_form(snippet):
+    assert violations(snippet)
+
+
+def test_the_scanner_passes_plain_tensor_code():
+    assert (
+        violations("import torch\ny = torch.addmm(b, x, W.T).clamp(min=0)\nW.grad = dy.T @ x") == []
+    )
+
+
+def test_every_package_file_is_scanned_or_deliberately_exempt():
+    assert {p.name for p in PACKAGE.glob("*.py")} == {p.name for p in COMPUTE_PATH} | REFERENCE_SIDE
