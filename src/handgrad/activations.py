@@ -32,7 +32,10 @@ class Activation(Module):
 
 
 class Identity(Activation):
-    """y = x;  dy/dx = 1."""
+    """y = x;  dy/dx = 1.
+
+    Math: docs/math.md#activations.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -44,7 +47,10 @@ class Identity(Activation):
 
 
 class ReLU(Activation):
-    """y = max(x, 0);  dy/dx = 1 if x > 0 else 0 (0 at x = 0, as torch)."""
+    """y = max(x, 0);  dy/dx = 1 if x > 0 else 0 (0 at x = 0, as torch).
+
+    Math: docs/math.md#activations.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -56,7 +62,10 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """y = x if x > 0 else negative_slope·x;  dy/dx = 1 or negative_slope."""
+    """y = x if x > 0 else negative_slope·x;  dy/dx = 1 or negative_slope.
+
+    Math: docs/math.md#activations.
+    """
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -75,7 +84,10 @@ class LeakyReLU(Activation):
 
 
 class ELU(Activation):
-    """y = x if x > 0 else α(eˣ - 1);  dy/dx = 1 if x > 0 else α·eˣ."""
+    """y = x if x > 0 else α(eˣ - 1);  dy/dx = 1 if x > 0 else α·eˣ.
+
+    Math: docs/math.md#activations.
+    """
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -94,7 +106,10 @@ class ELU(Activation):
 
 
 class Sigmoid(Activation):
-    """y = σ(x) = 1 / (1 + e⁻ˣ);  dy/dx = y(1 - y)."""
+    """y = σ(x) = 1 / (1 + e⁻ˣ);  dy/dx = y(1 - y).
+
+    Math: docs/math.md#activations.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.sigmoid(x)
@@ -108,7 +123,10 @@ class Sigmoid(Activation):
 
 
 class Tanh(Activation):
-    """y = tanh(x);  dy/dx = 1 - y²."""
+    """y = tanh(x);  dy/dx = 1 - y².
+
+    Math: docs/math.md#activations.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.tanh(x)
@@ -122,7 +140,10 @@ class Tanh(Activation):
 
 
 class SiLU(Activation):
-    """y = x·σ(x);  dy/dx = σ(x)(1 + x(1 - σ(x)))."""
+    """y = x·σ(x);  dy/dx = σ(x)(1 + x(1 - σ(x))).
+
+    Math: docs/math.md#activations.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -135,7 +156,10 @@ class SiLU(Activation):
 
 
 class Softplus(Activation):
-    """y = log(1 + e^{βx}) / β, and y = x where βx > threshold;  dy/dx = σ(βx) (1 there)."""
+    """y = log(1 + e^{βx}) / β, and y = x where βx > threshold;  dy/dx = σ(βx) (1 there).
+
+    Math: docs/math.md#activations.
+    """
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
@@ -167,6 +191,7 @@ class GELU(Activation):
 
     approximate="tanh": y = x/2 (1 + tanh(u)), u = √(2/π)(x + 0.044715x³);
     dy/dx = (1 + t)/2 + x/2 (1 - t²) √(2/π)(1 + 3·0.044715x²), t = tanh(u).
+    Math: docs/math.md#activations.
     """
 
     def __init__(self, approximate: str = "none") -> None:
@@ -220,6 +245,7 @@ class _AlongDim(Activation):
 class Softmax(_AlongDim):
     """yᵢ = e^{xᵢ - m} / Σⱼ e^{xⱼ - m}, m = max x (finite for any logits);
     dL/dx = y ⊙ (dy - Σ dy ⊙ y), the Jacobian-vector product of diag(y) - y yᵀ.
+    Math: docs/math.md#softmax.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -237,7 +263,10 @@ class Softmax(_AlongDim):
 
 
 class LogSoftmax(_AlongDim):
-    """yᵢ = xᵢ - m - log Σⱼ e^{xⱼ - m} (log-sum-exp, m = max x);  dL/dx = dy - softmax(x) Σ dy."""
+    """yᵢ = xᵢ - m - log Σⱼ e^{xⱼ - m} (log-sum-exp, m = max x);  dL/dx = dy - softmax(x) Σ dy.
+
+    Math: docs/math.md#logsoftmax.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)

@@ -107,7 +107,10 @@ class Linear(Module):
 
 
 class Dropout(Module):
-    """Inverted dropout: y = x · m / (1 - p), m ~ Bernoulli(1 - p); identity in eval()."""
+    """Inverted dropout: y = x · m / (1 - p), m ~ Bernoulli(1 - p); identity in eval().
+
+    Math: docs/math.md#dropout.
+    """
 
     def __init__(self, p: float = 0.5) -> None:
         if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
@@ -141,7 +144,10 @@ class Dropout(Module):
 
 
 class Flatten(Module):
-    """y = x.flatten(start_dim, end_dim); backward reshapes dy back to x's shape."""
+    """y = x.flatten(start_dim, end_dim); backward reshapes dy back to x's shape.
+
+    Math: docs/math.md#flatten.
+    """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         self.start_dim, self.end_dim = start_dim, end_dim

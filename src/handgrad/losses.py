@@ -110,7 +110,10 @@ def _check_probabilities(owner: Loss, p: Tensor, what: str = "prediction") -> No
 
 
 class MSELoss(Loss):
-    """ℓ = (p - t)²;  dℓ/dp = 2(p - t)."""
+    """ℓ = (p - t)²;  dℓ/dp = 2(p - t).
+
+    Math: docs/math.md#losses.
+    """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         t = _check_pair(self, pred, target)
@@ -120,7 +123,10 @@ class MSELoss(Loss):
 
 
 class L1Loss(Loss):
-    """ℓ = |p - t|;  dℓ/dp = sign(p - t) (0 at p = t, as torch)."""
+    """ℓ = |p - t|;  dℓ/dp = sign(p - t) (0 at p = t, as torch).
+
+    Math: docs/math.md#losses.
+    """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         t = _check_pair(self, pred, target)
@@ -130,7 +136,10 @@ class L1Loss(Loss):
 
 
 class HuberLoss(Loss):
-    """ℓ = ½d² if |d| ≤ δ else δ(|d| - ½δ), d = p - t;  dℓ/dp = clamp(d, -δ, δ)."""
+    """ℓ = ½d² if |d| ≤ δ else δ(|d| - ½δ), d = p - t;  dℓ/dp = clamp(d, -δ, δ).
+
+    Math: docs/math.md#losses.
+    """
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -152,7 +161,10 @@ class HuberLoss(Loss):
 
 
 class BCELoss(Loss):
-    """ℓ = -(t log p + (1 - t) log(1 - p)), logs floored at -100;  dℓ/dp = (p - t) / (p(1 - p))."""
+    """ℓ = -(t log p + (1 - t) log(1 - p)), logs floored at -100;  dℓ/dp = (p - t) / (p(1 - p)).
+
+    Math: docs/math.md#why-the-clamps.
+    """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         t = _check_pair(self, pred, target)
@@ -167,6 +179,7 @@ class BCEWithLogitsLoss(Loss):
     """ℓ = max(z, 0) - z·t + log(1 + e^{-|z|}) = BCE(σ(z), t), stable for any z.
 
     dℓ/dz = σ(z) - t.
+    Math: docs/math.md#bcewithlogitsloss.
     """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -240,6 +253,7 @@ class CrossEntropyLoss(_ClassLoss):
     """Logits z, target class indices or class probabilities t.
 
     ℓ = -Σ_c t_c log softmax(z)_c;  dℓ/dz = softmax(z)·Σ_c t_c - t  (= softmax(z) - onehot(y)).
+    Math: docs/math.md#crossentropyloss.
     """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -253,7 +267,10 @@ class CrossEntropyLoss(_ClassLoss):
 
 
 class NLLLoss(_ClassLoss):
-    """Log-probabilities x, class indices y.  ℓ = -x_y;  dℓ/dx = -onehot(y)."""
+    """Log-probabilities x, class indices y.  ℓ = -x_y;  dℓ/dx = -onehot(y).
+
+    Math: docs/math.md#losses.
+    """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         x = self._classes_last(pred)
@@ -267,6 +284,7 @@ class CategoricalCrossEntropy(_ClassLoss):
     """Probabilities p, target one-hot/probabilities or indices t (the lab's 3.2).
 
     ℓ = -Σ_c t_c log p_c (log floored at -100);  dℓ/dp = -t / p (p floored at 1e-12).
+    Math: docs/math.md#why-the-clamps.
     """
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -298,7 +316,10 @@ class _Penalty:
 
 
 class L2(_Penalty):
-    """R = λ Σ w²;  dR/dw = 2λw."""
+    """R = λ Σ w²;  dR/dw = 2λw.
+
+    Math: docs/math.md#penalties.
+    """
 
     def penalty(self) -> Tensor:
         return self.lambda_ * sum((p * p).sum() for p in self.params)  # type: ignore[return-value]
@@ -309,7 +330,10 @@ class L2(_Penalty):
 
 
 class L1Penalty(_Penalty):
-    """R = λ Σ |w|;  dR/dw = λ sign(w)."""
+    """R = λ Σ |w|;  dR/dw = λ sign(w).
+
+    Math: docs/math.md#penalties.
+    """
 
     def penalty(self) -> Tensor:
         return self.lambda_ * sum(p.abs().sum() for p in self.params)  # type: ignore[return-value]

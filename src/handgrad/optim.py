@@ -69,6 +69,7 @@ class Optimizer:
 class SGD(Optimizer):
     """p ← p - lr·v, with g = ∇ + weight_decay·p and v = g (plain), or
     v = b ← momentum·b + (1 - dampening)·g (heavy ball), or g + momentum·b (Nesterov).
+    Math: docs/math.md#sgd.
     """
 
     def __init__(
