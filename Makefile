@@ -20,9 +20,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/handgrad lab
 
+LINTED := src tests $(wildcard benchmarks notebooks/*.py)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

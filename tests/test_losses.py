@@ -169,6 +169,13 @@ def test_categorical_cross_entropy(shape, index_shape, reduction, target_kind):
     assert_close(loss.backward(g), dp)
 
 
+@pytest.mark.parametrize("cls", [hg.CategoricalCrossEntropy, hg.CrossEntropyLoss])
+def test_integer_one_hot_target_is_read_as_one_hot(cls):
+    p = torch.softmax(torch.randn(4, 3), 1)
+    onehot = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    assert_close(cls()(p, onehot), cls()(p, torch.tensor([0, 1, 2, 0])))
+
+
 def test_categorical_cross_entropy_of_zero_probability_is_large_and_finite():
     p = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
     t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

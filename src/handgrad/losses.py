@@ -210,7 +210,8 @@ class _ClassLoss(Loss):
             raise ValueError(f"{self!r}: prediction is on {pred.device}, target on {target.device}")
         C = pred.shape[0] if pred.dim() == 1 else pred.shape[1]
         index_shape = pred.shape[:0] if pred.dim() == 1 else pred.shape[:1] + pred.shape[2:]
-        if allow_probs and target.is_floating_point():
+        if allow_probs and (target.is_floating_point() or target.shape == pred.shape):
+            # the prediction's shape means probabilities/one-hot (indices have one dim fewer)
             if target.shape != pred.shape:
                 raise ValueError(
                     f"{self!r}: a probability/one-hot target must have the prediction's shape "
