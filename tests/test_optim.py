@@ -44,6 +44,92 @@ def test_sgd_trajectory(kw):
     )
 
 
+TORCH_CASES = [
+    ("Adagrad", {"lr": 0.1}),
+    (
+        "Adagrad",
+        {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.1, "initial_accumulator_value": 0.5},
+    ),
+    ("RMSprop", {"lr": 0.01}),
+    ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 0.05}),
+    ("RMSprop", {"lr": 0.01, "alpha": 0.9, "momentum": 0.5}),
+    ("Adam", {"lr": 0.01}),
+    ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.01, "amsgrad": True}),
+    ("AdamW", {"lr": 0.01}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.3, "amsgrad": True}),
+]
+
+
+@pytest.mark.parametrize("name,kw", TORCH_CASES, ids=[f"{n}{kw}" for n, kw in TORCH_CASES])
+def test_trajectory_matches_torch_optim(name, kw):
+    _trajectory(
+        lambda ps: getattr(hg.optim, name)(ps, **kw),
+        lambda ps: getattr(torch.optim, name)(ps, foreach=False, **kw),
+    )
+
+
+@pytest.mark.parametrize("name,kw", TORCH_CASES[::2], ids=[n for n, _ in TORCH_CASES[::2]])
+def test_state_dict_resume_equals_uninterrupted(name, kw):
+    def run(steps, opt_from=None):
+        p = torch.linspace(-1, 1, 6, dtype=torch.float64)
+        opt = getattr(hg.optim, name)([p], **kw)
+        for t in range(steps):
+            p.grad = torch.cos(p * (t + 1))
+            opt.step()
+        return p, opt
+
+    full, _ = run(20)
+    half, opt = run(10)
+    saved = opt.state_dict()
+    q = half.clone()
+    opt2 = getattr(hg.optim, name)([q], lr=123.0)
+    opt2.load_state_dict(saved)
+    for t in range(10, 20):
+        q.grad = torch.cos(q * (t + 1))
+        opt2.step()
+    assert_close(q, full, rtol=0, atol=0)
+
+
+SCHEDULES = [
+    (lambda o: hg.optim.StepLR(o, 3, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5)),
+    (
+        lambda o: hg.optim.ExponentialLR(o, 0.9),
+        lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.9),
+    ),
+    (
+        lambda o: hg.optim.CosineAnnealingLR(o, 10, 0.001),
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 10, 0.001),
+    ),
+]
+
+
+@pytest.mark.parametrize("mine,ref", SCHEDULES)
+def test_schedules_match_torch(mine, ref):
+    opt = hg.optim.SGD([torch.zeros(1)], lr=0.1)
+    ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched, ref_sched = mine(opt), ref(ref_opt)
+    for _ in range(10):
+        sched.step()
+        ref_opt.step()
+        ref_sched.step()
+        assert opt.lr == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+
+
+def test_inverse_time_decay():
+    opt = hg.optim.SGD([torch.zeros(1)], lr=0.1)
+    sched = hg.optim.InverseTimeDecay(opt, decay=0.5)
+    lrs = []
+    for _ in range(4):
+        sched.step()
+        lrs.append(opt.lr)
+    assert lrs == pytest.approx([0.1 / 1.5, 0.1 / 2, 0.1 / 2.5, 0.1 / 3])
+    state = sched.state_dict()
+    again = hg.optim.InverseTimeDecay(hg.optim.SGD([torch.zeros(1)], lr=0.1), decay=0.5)
+    again.load_state_dict(state)
+    assert again.optimizer.lr == pytest.approx(0.1 / 3)
+
+
 def test_parameters_without_grad_are_skipped_and_zero_grad_clears():
     a, b = torch.ones(2), torch.ones(2)
     opt = hg.optim.SGD([a, b], lr=0.1)
@@ -83,3 +169,18 @@ def test_bad_hyperparameters(kw, match):
         hg.optim.SGD([torch.zeros(1)], **kw)
     with pytest.raises(ValueError, match="empty parameter list"):
         hg.optim.SGD([], lr=0.1)
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda p: hg.optim.Adam(p, betas=(0.9, 1.0)), "betas"),
+        (lambda p: hg.optim.AdamW(p, lr=-1), "invalid learning rate"),
+        (lambda p: hg.optim.RMSprop(p, alpha=-0.1), "alpha"),
+        (lambda p: hg.optim.Adagrad(p, eps=-1), "eps"),
+        (lambda p: hg.optim.StepLR(hg.optim.SGD(p, lr=0.1), step_size=0), "step_size"),
+    ],
+)
+def test_bad_hyperparameters_of_other_optimizers(make, match):
+    with pytest.raises(ValueError, match=match):
+        make([torch.zeros(1)])
