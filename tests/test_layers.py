@@ -214,7 +214,7 @@ def test_batchnorm_eval_uses_running_statistics():
 
 
 def test_batchnorm_bad_input():
-    with pytest.raises(ValueError, match=r"BatchNorm1d\(3.*expected input \(N, 3\)"):
+    with pytest.raises(ValueError, match=r"BatchNorm1d\(num_features=3.*expected input \(N, 3\)"):
         hg.BatchNorm1d(3)(torch.zeros(4, 5))
     with pytest.raises(ValueError, match="more than one value per channel"):
         hg.BatchNorm1d(3)(torch.zeros(1, 3))

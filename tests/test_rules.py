@@ -1,7 +1,8 @@
 """DESIGN.md's rule: the compute path uses no torch.nn, torch.autograd, torch.optim, torch.func.
 
 check.py (the gradient oracle) and lab.py (the side-by-side reference) are the reference side,
-which DESIGN.md lets use them, as the tests do.
+which DESIGN.md lets use them, as the tests do. io.py may import torch.nn only inside
+to_torch/from_torch, which build or read a torch.nn module and compute nothing.
 """
 
 from __future__ import annotations
@@ -44,12 +45,30 @@ def violations(source: str) -> list[str]:
     return found
 
 
+INTEROP_FUNCTIONS = {"to_torch", "from_torch"}
 COMPUTE_PATH = sorted(p for p in PACKAGE.glob("*.py") if p.name not in REFERENCE_SIDE)
+
+
+def without_interop_functions(source: str) -> str:
+    """io.py's source with the bodies of to_torch/from_torch removed."""
+    tree = ast.parse(source)
+    tree.body = [
+        n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name in INTEROP_FUNCTIONS)
+    ]
+    return ast.unparse(tree)
 
 
 @pytest.mark.parametrize("path", COMPUTE_PATH, ids=lambda p: p.name)
 def test_compute_path_is_hand_written(path):
-    assert violations(path.read_text()) == [], f"{path.name} uses the reference side of torch"
+    source = path.read_text()
+    if path.name == "io.py":
+        source = without_interop_functions(source)
+    assert violations(source) == [], f"{path.name} uses the reference side of torch"
+
+
+def test_interop_exemption_is_narrow():
+    source = "import torch.nn as nn\ndef to_torch(m):\n    import torch.nn as nn\n"
+    assert violations(without_interop_functions(source)) == ["line 1: torch.nn"]
 
 
 @pytest.mark.parametrize(

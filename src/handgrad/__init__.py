@@ -1,6 +1,6 @@
 """handgrad: neural networks from scratch on PyTorch tensors, every backward written by hand."""
 
-from handgrad import check, init, optim
+from handgrad import check, data, datasets, init, optim
 from handgrad.activations import (
     ELU,
     GELU,
@@ -14,6 +14,7 @@ from handgrad.activations import (
     Softplus,
     Tanh,
 )
+from handgrad.io import from_torch, load, load_checkpoint, save, save_checkpoint, to_torch
 from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
 from handgrad.losses import (
     L2,
@@ -30,6 +31,7 @@ from handgrad.losses import (
 )
 from handgrad.module import Module, Sequential
 from handgrad.neuron import Neuron
+from handgrad.train import EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
@@ -63,7 +65,21 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "EarlyStopping",
+    "History",
+    "ModelCheckpoint",
+    "evaluate",
+    "fit",
+    "from_torch",
+    "load",
+    "load_checkpoint",
+    "predict",
+    "save",
+    "save_checkpoint",
+    "to_torch",
     "check",
+    "data",
+    "datasets",
     "init",
     "optim",
 ]

@@ -7,6 +7,7 @@ dL/dx = dL/dy · dy/dx in backward (elementwise, except Softmax and LogSoftmax).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -71,8 +72,8 @@ class LeakyReLU(Activation):
         super().__init__()
         self.negative_slope = float(negative_slope)
 
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
+    def config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -93,8 +94,8 @@ class ELU(Activation):
         super().__init__()
         self.alpha = float(alpha)
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -167,8 +168,8 @@ class Softplus(Activation):
             raise ValueError(f"Softplus: beta must be positive, got {beta}")
         self.beta, self.threshold = float(beta), float(threshold)
 
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+    def config(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold": self.threshold}
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -200,8 +201,8 @@ class GELU(Activation):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
 
-    def extra_repr(self) -> str:
-        return f"approximate={self.approximate!r}"
+    def config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
 
     def forward(self, x: Tensor) -> Tensor:
         self._remember(x)
@@ -230,8 +231,8 @@ class _AlongDim(Activation):
             raise TypeError(f"{type(self).__name__}: dim must be an int, got {dim!r}")
         self.dim = dim
 
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim}
 
     def _check_dim(self, x: Tensor) -> None:
         ndim = max(x.dim(), 1)

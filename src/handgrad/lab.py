@@ -355,13 +355,6 @@ def task_4_3() -> TaskResult:
     )
 
 
-def parabola_data(seed: int = 0) -> tuple[Tensor, Tensor]:
-    """x = linspace(-1, 1, 100) as (100, 1); y = x² + 0.2·rand, after manual_seed(seed)."""
-    torch.manual_seed(seed)
-    X = torch.linspace(-1, 1, 100).view(-1, 1)
-    return X, X.pow(2) + 0.2 * torch.rand(X.size())
-
-
 def task_4_4(
     figure: str | Path | None = "runs/lab/fit_4_4.png", epochs: int = 2001, every: int = 200
 ) -> TaskResult:
@@ -370,7 +363,8 @@ def task_4_4(
     Torch autograd trains a copy from the same initial weights; the loss is compared every
     `every` epochs and the fit at those epochs is drawn to `figure` (None: no figure).
     """
-    X, Y = parabola_data()
+    X, Y = hg.datasets.parabola()  # x = linspace(-1, 1, 100), y = x² + 0.2·rand, seed 0
+    torch.manual_seed(0)
     net = hg.Sequential(hg.Linear(1, 10, init="normal"), hg.ReLU(), hg.Linear(10, 1, init="normal"))
     ref = nn.Sequential(nn.Linear(1, 10), nn.ReLU(), nn.Linear(10, 1))
     ref.load_state_dict(net.state_dict())  # same keys, same initial weights

@@ -5,6 +5,8 @@ Each backward's derivation is in docs/math.md under the layer's name.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -69,11 +71,12 @@ class Linear(Module):
     def _parameter_names(self) -> tuple[str, ...]:
         return ("weight", "bias")
 
-    def extra_repr(self) -> str:
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={self.bias is not None}"
-        )
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+        }
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x, min_dim=1)
@@ -119,8 +122,8 @@ class Dropout(Module):
         self.mask: Tensor | None = None
         self.shape: torch.Size | None = None
 
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
@@ -154,8 +157,8 @@ class Flatten(Module):
         self.shape: torch.Size | None = None
         self.out_shape: torch.Size | None = None
 
-    def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+    def config(self) -> dict[str, Any]:
+        return {"start_dim": self.start_dim, "end_dim": self.end_dim}
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -215,8 +218,13 @@ class BatchNorm1d(Module):
     def _buffer_names(self) -> tuple[str, ...]:
         return ("running_mean", "running_var", "num_batches_tracked")
 
-    def extra_repr(self) -> str:
-        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+    def config(self) -> dict[str, Any]:
+        return {
+            "num_features": self.num_features,
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "affine": self.weight is not None,
+        }
 
     def _shape(self, x: Tensor) -> tuple[int, ...]:
         """Broadcast shape of a per-channel vector against x: (1, C) or (1, C, 1)."""

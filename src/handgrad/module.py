@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -173,9 +174,13 @@ class Module:
                     moved.grad = fn(t.grad)
                 setattr(m, n, moved)
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this module (saved as JSON by hg.save)."""
+        return {}
+
     # ---- printing ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
-        return ""
+        return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
 
     def _short_name(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -50,8 +52,8 @@ class Neuron(Module):
     def _parameter_names(self) -> tuple[str, ...]:
         return ("weight", "bias")
 
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}"
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features}
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x, min_dim=1)

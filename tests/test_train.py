@@ -1,0 +1,196 @@
+"""fit reduces the loss, honours callbacks, stops on a non-finite loss; evaluate and predict."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import handgrad as hg
+from handgrad.train import NonFiniteLossError, accuracy, mae, r2
+
+
+def _spiral_model(seed=0):
+    torch.manual_seed(seed)
+    return hg.Sequential(hg.Linear(2, 32), hg.ReLU(), hg.Linear(32, 3))
+
+
+def test_fit_reduces_loss_and_records_history():
+    d = hg.datasets.spiral()
+    model = _spiral_model()
+    opt = hg.optim.Adam(model.parameters(), lr=0.01)
+    h = hg.fit(
+        model,
+        hg.CrossEntropyLoss(),
+        opt,
+        d,
+        val=d,
+        epochs=30,
+        batch_size=32,
+        metrics=["accuracy"],
+        progress=False,
+        seed=0,
+    )
+    assert h.epochs == list(range(1, 31))
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    assert h["val_accuracy"][-1] > 0.7
+    assert '"val_accuracy"' in h.to_json()
+
+
+def test_fit_matches_a_hand_written_loop():
+    d = hg.datasets.parabola()
+    a, b = _spiral_model(), _spiral_model()
+    a, b = [hg.Sequential(hg.Linear(1, 8), hg.Tanh(), hg.Linear(8, 1)) for _ in range(2)]
+    b.load_state_dict(a.state_dict())
+    hg.fit(
+        a,
+        hg.MSELoss(),
+        hg.optim.SGD(a.parameters(), lr=0.1),
+        d,
+        epochs=5,
+        batch_size=None,
+        shuffle=False,
+        progress=False,
+    )
+    loss, opt = hg.MSELoss(), hg.optim.SGD(b.parameters(), lr=0.1)
+    for _ in range(5):
+        loss(b(d.X), d.y)
+        opt.zero_grad()
+        b.backward(loss.backward())
+        opt.step()
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_early_stopping_stops_and_restores_best():
+    d = hg.datasets.spiral()
+    model = _spiral_model()
+    opt = hg.optim.SGD(model.parameters(), lr=0.0)  # nothing improves after epoch 1
+    stop = hg.EarlyStopping(monitor="val_loss", patience=2)
+    h = hg.fit(
+        model, hg.CrossEntropyLoss(), opt, d, val=d, epochs=20, callbacks=[stop], progress=False
+    )
+    assert h.epochs == [1, 2, 3, 4] and stop.stopped_epoch == 4
+
+
+def test_early_stopping_restores_the_best_weights():
+    d = hg.datasets.spiral()
+    model = _spiral_model()
+    opt = hg.optim.SGD(model.parameters(), lr=5.0)  # too large: val loss will get worse
+    stop = hg.EarlyStopping(monitor="val_loss", patience=1)
+    h = hg.fit(
+        model,
+        hg.CrossEntropyLoss(),
+        opt,
+        d,
+        val=d,
+        epochs=30,
+        callbacks=[stop],
+        progress=False,
+        seed=0,
+    )
+    best = min(h["val_loss"])
+    assert hg.evaluate(model, d, hg.CrossEntropyLoss())["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_non_finite_loss_stops_with_epoch_and_batch(tmp_path):
+    X = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    y = X * 1e30
+    model = hg.Sequential(hg.Linear(1, 1))
+    opt = hg.optim.SGD(model.parameters(), lr=1e10)
+    with pytest.raises(NonFiniteLossError, match=r"at epoch \d+, batch \d+"):
+        hg.fit(model, hg.MSELoss(), opt, (X, y), epochs=50, batch_size=2, progress=False)
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def test_model_checkpoint_saves_best(tmp_path):
+    d = hg.datasets.spiral()
+    model = _spiral_model()
+    path = tmp_path / "best.safetensors"
+    hg.fit(
+        model,
+        hg.CrossEntropyLoss(),
+        hg.optim.Adam(model.parameters(), lr=0.01),
+        d,
+        val=d,
+        epochs=3,
+        callbacks=[hg.ModelCheckpoint(path)],
+        progress=False,
+    )
+    assert hg.load(path)(d.X).shape == (300, 3)
+
+
+def test_labels_outside_the_model_classes():
+    d = hg.datasets.spiral(classes=4)
+    with pytest.raises(ValueError, match=r"labels span \[0, 3\] but the model has 3 outputs"):
+        hg.fit(
+            _spiral_model(),
+            hg.CrossEntropyLoss(),
+            hg.optim.SGD(_spiral_model().parameters(), lr=0.1),
+            d,
+            epochs=1,
+            progress=False,
+        )
+
+
+def test_scheduler_steps_each_epoch():
+    model = _spiral_model()
+    opt = hg.optim.SGD(model.parameters(), lr=1.0)
+    sched = hg.optim.ExponentialLR(opt, 0.5)
+    hg.fit(
+        model,
+        hg.CrossEntropyLoss(),
+        opt,
+        hg.datasets.spiral(),
+        epochs=3,
+        scheduler=sched,
+        progress=False,
+    )
+    assert opt.lr == pytest.approx(0.125)
+
+
+def test_progress_bar_shows_epoch_and_loss(capsys):
+    model = _spiral_model()
+    hg.fit(
+        model,
+        hg.CrossEntropyLoss(),
+        hg.optim.SGD(model.parameters(), lr=0.1),
+        hg.datasets.spiral(),
+        epochs=1,
+        metrics=["accuracy"],
+        progress=True,
+    )
+    out = capsys.readouterr()
+    assert "epoch 1/1" in out.out and "loss" in out.out and "accuracy" in out.out
+
+
+def test_evaluate_and_predict_restore_mode():
+    model = hg.Sequential(hg.Linear(2, 3), hg.Dropout(0.5))
+    X = torch.randn(10, 2)
+    assert torch.equal(hg.predict(model, X, batch_size=3), hg.predict(model, X))
+    assert model.training
+    scores = hg.evaluate(
+        model, (X, torch.zeros(10, dtype=torch.long)), hg.CrossEntropyLoss(), ["accuracy"]
+    )
+    assert set(scores) == {"loss", "accuracy"} and model.training
+
+
+def test_metrics():
+    assert accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
+    assert accuracy(torch.tensor([[0.9], [0.2]]), torch.tensor([[1.0], [1.0]])) == 0.5
+    assert mae(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [2.0]])) == 1.0
+    assert r2(torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0], [2.0]])) == 1.0
+    assert math.isnan(r2(torch.ones(2, 1), torch.ones(2, 1)))
+
+
+def test_bad_arguments():
+    model = _spiral_model()
+    opt = hg.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="unknown metric 'f1'"):
+        hg.fit(model, hg.CrossEntropyLoss(), opt, hg.datasets.spiral(), metrics=["f1"])
+    with pytest.raises(TypeError, match="train must be"):
+        hg.fit(model, hg.CrossEntropyLoss(), opt, [1, 2, 3])
+    with pytest.raises(ValueError, match="epochs"):
+        hg.fit(model, hg.CrossEntropyLoss(), opt, hg.datasets.spiral(), epochs=-1)
