@@ -22,7 +22,7 @@ def test_lab_4_4_writes_its_figure(capsys, tmp_path):
 
 
 def test_unknown_task_is_a_clear_error(capsys):
-    assert main(["lab", "--task", "9.9"]) == 2
+    assert main(["lab", "--task", "9.9"]) == 1
     assert "unknown task 9.9" in capsys.readouterr().err
 
 
@@ -34,3 +34,203 @@ def test_console_entry_point_help():
         check=True,
     ).stdout
     assert "examples:" in out and "--task" in out
+
+
+def _train_spiral(out, *extra):
+    return main(
+        [
+            "train",
+            "--data",
+            "spiral",
+            "--hidden",
+            "16",
+            "--epochs",
+            "3",
+            "--quiet",
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
+
+
+def test_train_writes_model_history_and_figures(tmp_path, capsys):
+    assert _train_spiral(tmp_path / "run") == 0
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {
+        "model.safetensors",
+        "history.json",
+        "config.json",
+        "scores.json",
+        "curves.png",
+        "confusion.png",
+        "boundary.png",
+    } <= names
+    out = capsys.readouterr().out
+    assert "config: data=spiral" in out and "accuracy" in out and "test" in out
+
+
+def test_train_regression_and_full_batch(tmp_path):
+    out = tmp_path / "p"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "parabola",
+                "--hidden",
+                "10",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "0.05",
+                "--batch-size",
+                "0",
+                "--epochs",
+                "5",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (out / "fit.png").exists()
+
+
+def test_train_on_a_csv_file(tmp_path):
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "d.csv"),
+                "--target",
+                "label",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--out",
+                str(tmp_path / "csv"),
+            ]
+        )
+        == 0
+    )
+
+
+def test_predict_prints_classes(tmp_path, capsys):
+    _train_spiral(tmp_path / "run")
+    (tmp_path / "x.csv").write_text("x0,x1,label\n0.1,0.2,0\n-0.5,0.3,1\n")
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "run" / "model.safetensors"),
+                str(tmp_path / "x.csv"),
+                "--drop",
+                "label",
+            ]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "class,probability" and len(lines) == 3
+
+
+def test_predict_refuses_wrong_width(tmp_path, capsys):
+    _train_spiral(tmp_path / "run")
+    (tmp_path / "x.csv").write_text("a,b,c\n1,2,3\n")
+    assert (
+        main(["predict", str(tmp_path / "run" / "model.safetensors"), str(tmp_path / "x.csv")]) == 1
+    )
+    assert "expects 2 features" in capsys.readouterr().err
+
+
+STUDENT = """
+import torch
+
+class Good:
+    def __init__(self, n_in, n_out):
+        self.weights = 0.1 * torch.randn(n_in, n_out)
+        self.biases = torch.zeros(1, n_out)
+    def forward(self, inputs):
+        self.inputs = inputs
+        return inputs @ self.weights + self.biases
+    def backward(self, dvalues):
+        self.dweights = self.inputs.T @ dvalues
+        self.dbiases = dvalues.sum(0, keepdims=True)
+        self.dinputs = dvalues @ self.weights.T
+
+class Bad(Good):
+    def backward(self, dvalues):
+        super().backward(dvalues)
+        self.dweights = 2 * self.dweights
+
+class MyMSE:
+    def forward(self, pred, target):
+        self.d = pred - target
+        return (self.d ** 2).mean()
+    def backward(self):
+        return 2 * self.d / self.d.numel()
+"""
+
+
+def test_check_gives_a_verdict_per_gradient(tmp_path, capsys):
+    (tmp_path / "student.py").write_text(STUDENT)
+    f = str(tmp_path / "student.py")
+    assert main(["check", f + ":Good", "--args", "4,3", "--input-shape", "5,4"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["check", f + ":Bad", "--args", "4,3", "--input-shape", "5,4"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  weights" in out and "ok    biases" in out
+    assert main(["check", f + ":MyMSE", "--input-shape", "6,1"]) == 0
+
+
+def test_one_line_errors_without_traceback(tmp_path):
+    cases = [
+        (["train", "--data", "nope"], "unknown dataset 'nope'"),
+        (["train", "--data", "spiral", "--batch-size", "-2"], "batch size must be >= 1"),
+        (["train", "--data", str(tmp_path / "missing.csv")], "cannot read"),
+        (["predict", str(tmp_path / "none.safetensors"), "x.csv"], "cannot read"),
+        (["check", "nofile.py:X"], "no such file"),
+        (["train", "--activation", "swishy"], "invalid choice: 'swishy'"),
+        (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    ]
+    for argv, message in cases:
+        run = subprocess.run(
+            [sys.executable, "-m", "handgrad", *argv], capture_output=True, text=True, cwd=tmp_path
+        )
+        assert run.returncode != 0, argv
+        assert message in run.stderr, (argv, run.stderr)
+        assert "Traceback" not in run.stderr
+
+
+def test_failed_run_keeps_the_old_model(tmp_path):
+    out = tmp_path / "run"
+    _train_spiral(out)
+    before = (out / "model.safetensors").read_bytes()
+    rows = ["x,y"] + [f"{i},{10.0 ** (30 + i)}" for i in range(8)]
+    (tmp_path / "huge.csv").write_text("\n".join(rows) + "\n")
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "huge.csv"),
+                "--lr",
+                "10",
+                "--optimizer",
+                "sgd",
+                "--epochs",
+                "5",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 1
+    )
+    assert (out / "model.safetensors").read_bytes() == before

@@ -140,3 +140,11 @@ def test_repr_lists_layers():
 def test_sequential_refuses_non_modules():
     with pytest.raises(TypeError, match="item 1 is Linear"):
         hg.Sequential(hg.ReLU(), nn.Linear(2, 2))
+
+
+def test_summary_lists_shapes_and_parameter_counts(capsys):
+    model = hg.Sequential(hg.Linear(64, 128), hg.ReLU(), hg.Dropout(0.2), hg.Linear(128, 10))
+    text = model.summary((64,))
+    assert "(None, 128)" in text and "8,320" in text and "total parameters: 9,610" in text
+    assert text in capsys.readouterr().out
+    assert model.training

@@ -33,3 +33,34 @@ def test_failed_save_leaves_the_old_file(tmp_path, monkeypatch):
 def test_mismatched_snapshots_are_refused():
     with pytest.raises(ValueError, match="2 snapshots but 1 epochs"):
         plot.fit_snapshots(torch.zeros(3, 1), torch.zeros(3, 1), [torch.zeros(3)] * 2, [0])
+
+
+def test_training_curves_decision_boundary_confusion(tmp_path):
+    import handgrad as hg
+
+    d = hg.datasets.spiral()
+    torch.manual_seed(0)
+    model = hg.Sequential(hg.Linear(2, 8), hg.ReLU(), hg.Linear(8, 3))
+    h = hg.fit(
+        model,
+        hg.CrossEntropyLoss(),
+        hg.optim.Adam(model.parameters(), lr=0.01),
+        d,
+        val=d,
+        epochs=2,
+        metrics=["accuracy"],
+        progress=False,
+    )
+    for path in (
+        plot.training_curves(h, tmp_path / "c.png"),
+        plot.decision_boundary(model, d.X, d.y, tmp_path / "b.png", resolution=50),
+        plot.confusion_matrix_figure(d.y, d.y, 3, tmp_path / "m.png"),
+    ):
+        assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match=r"needs 2-D inputs"):
+        plot.decision_boundary(model, torch.zeros(3, 4), torch.zeros(3), tmp_path / "x.png")
+
+
+def test_confusion_matrix_counts():
+    counts = plot.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]

@@ -1,16 +1,54 @@
-"""The `handgrad` command. `handgrad lab` runs the seed lab beside PyTorch."""
+"""The `handgrad` command: lab, train, predict, check. Errors print one line, no traceback."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 LAB_EXAMPLES = """examples:
   handgrad lab                              all tasks, figure in runs/lab/fit_4_4.png
   handgrad lab --task 4.4 --figure fit.png  one task
   handgrad lab --task 2.2 --task 3.2        several tasks
 """
+
+TRAIN_EXAMPLES = """examples:
+  handgrad train --data digits --hidden 128 --dropout 0.2 --optimizer adamw --lr 3e-3 \\
+      --weight-decay 0.01 --schedule cosine --epochs 60 --out runs/digits
+  handgrad train --data spiral --hidden 64,64 --activation tanh --epochs 200 --out runs/spiral
+  handgrad train --data parabola --hidden 10 --optimizer sgd --lr 0.02 --batch-size 0 \\
+      --epochs 2000 --out runs/parabola          (batch size 0 = full batch)
+  handgrad train --data my.csv --target label --out runs/mine
+
+writes into --out: model.safetensors, history.json, config.json, scores.json, curves.png,
+and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression)
+"""
+
+PREDICT_EXAMPLES = """examples:
+  handgrad predict runs/digits/model.safetensors features.csv
+  handgrad predict runs/digits/model.safetensors features.csv --out predictions.csv
+
+FILE is a CSV with a header row and one column per input feature (a column named by
+--drop, such as the label, is ignored). Classification prints the class and its probability.
+"""
+
+CHECK_EXAMPLES = """examples:
+  handgrad check my_layers.py:MyLinear --args 4,3 --input-shape 5,4
+  handgrad check my_layers.py:MyReLU --input-shape 8
+  handgrad check my_losses.py:MyMSE --input-shape 6,1      (a loss: target has the same shape)
+
+the class needs forward() and backward(); see handgrad.check.gradcheck for the conventions.
+"""
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -20,11 +58,7 @@ def _lab(args: argparse.Namespace) -> int:
 
     unknown = [t for t in args.task if t not in lab.TASKS]
     if unknown:
-        print(
-            f"handgrad lab: unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}",
-            file=sys.stderr,
-        )
-        return 2
+        raise ValueError(f"unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}")
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
     figure = None if args.no_figure else args.figure
@@ -39,38 +73,240 @@ def _lab(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from handgrad.recipe import TrainConfig, format_scores, run
+
+    config = TrainConfig(
+        data=args.data,
+        target=args.target,
+        hidden=args.hidden,
+        activation=args.activation,
+        dropout=args.dropout,
+        batchnorm=args.batchnorm,
+        loss=args.loss,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        epochs=args.epochs,
+        batch_size=args.batch_size or None,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        out=args.out,
+        progress=not args.quiet,
+    )
+    config.check()
+    print("config: " + ", ".join(f"{k}={v}" for k, v in vars(config).items() if k != "extra"))
+    result = run(config)
+    print("\n" + format_scores(result.scores))
+    print("\nwrote " + ", ".join(str(p) for p in result.files))
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import csv
+
+    import torch
+
+    from handgrad import io
+    from handgrad.train import predict
+
+    meta = io.read_metadata(args.model)
+    model = io.load(args.model)
+    path = Path(args.file)
+    try:
+        with path.open(newline="") as f:
+            rows = [r for r in csv.reader(f) if r]
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from None
+    if len(rows) < 2:
+        raise ValueError(f"{path} needs a header row and at least one data row")
+    header = rows[0]
+    keep = [i for i, name in enumerate(header) if name not in args.drop]
+    try:
+        X = torch.tensor([[float(r[i]) for i in keep] for r in rows[1:]], dtype=torch.float32)
+    except (ValueError, IndexError):
+        raise ValueError(f"{path} holds a non-numeric value or a short row") from None
+    shape = meta.get("input_shape")
+    if shape and X.shape[1] != int(torch.tensor(shape).prod()):
+        raise ValueError(
+            f"the model expects {int(torch.tensor(shape).prod())} features, "
+            f"{path} has {X.shape[1]} columns"
+        )
+    if shape:
+        X = X.reshape(-1, *shape)
+    p = next(iter(model.parameters()))
+    out = predict(model, X.to(p.dtype))
+    if meta.get("task") == "classification":
+        probs = torch.softmax(out, 1)
+        conf, cls = probs.max(1)
+        lines = ["class,probability"] + [f"{int(c)},{float(q):.4f}" for c, q in zip(cls, conf)]
+    else:
+        lines = ["prediction"] + [
+            ",".join(f"{float(v):.6g}" for v in row.reshape(-1)) for row in out
+        ]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        from handgrad.recipe import _write_text
+
+        _write_text(Path(args.out), text)
+        print(f"wrote {len(lines) - 1} predictions to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    import torch
+
+    from handgrad.check import gradcheck
+
+    file, _, class_name = args.target.rpartition(":")
+    if not file or not class_name:
+        raise ValueError(f"expected FILE.py:ClassName, got {args.target!r}")
+    path = Path(file)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)  # the user's own file: running it is the point
+    finally:
+        sys.path.pop(0)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ValueError(f"{path} defines no {class_name}")
+    ctor_args = [float(a) if "." in a else int(a) for a in args.args.split(",") if a.strip()]
+    try:
+        obj = cls(*ctor_args)
+    except TypeError as exc:
+        raise ValueError(
+            f"cannot build {class_name}({', '.join(map(str, ctor_args))}): {exc}; "
+            "pass its arguments with --args"
+        ) from None
+    torch.manual_seed(args.seed)
+    x = torch.randn(args.input_shape, dtype=torch.float64)
+    from handgrad.check import _is_loss
+
+    inputs = [x, torch.rand(args.input_shape, dtype=torch.float64)] if _is_loss(obj) else [x]
+    report = gradcheck(obj, *inputs)
+    print(report)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handgrad",
         description="Neural networks from scratch on PyTorch tensors, every backward by hand.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_lab = sub.add_parser(
+    raw = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser(
         "lab",
         help="run the seed lab's tasks 1.1-4.4 beside PyTorch",
         epilog=LAB_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=raw,
     )
-    p_lab.add_argument(
+    p.add_argument(
         "--task",
         action="append",
         default=[],
         metavar="N.M",
         help="run only this task (repeatable), e.g. 4.4",
     )
-    p_lab.add_argument(
+    p.add_argument(
         "--figure",
         default="runs/lab/fit_4_4.png",
         help="where task 4.4 writes its PNG of the 11 fits (default: %(default)s)",
     )
-    p_lab.add_argument("--no-figure", action="store_true", help="skip the 4.4 figure")
-    p_lab.set_defaults(func=_lab)
+    p.add_argument("--no-figure", action="store_true", help="skip the 4.4 figure")
+    p.set_defaults(func=_lab)
+
+    from handgrad.activations import ACTIVATIONS
+    from handgrad.optim import OPTIMIZERS
+    from handgrad.recipe import LOSSES
+    from handgrad.schedule import SCHEDULES
+
+    p = sub.add_parser(
+        "train",
+        help="train an MLP on a bundled dataset or a CSV file",
+        epilog=TRAIN_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="digits, mnist1d, spiral, parabola, regression, or FILE.csv",
+    )
+    p.add_argument(
+        "--target", default="-1", help="CSV target column, name or index (default: last)"
+    )
+    p.add_argument("--hidden", type=_ints, default=(128,), help="hidden widths, e.g. 128,64")
+    p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after hidden layers")
+    p.add_argument("--loss", choices=["auto", *LOSSES], default="auto")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["none", *SCHEDULES], default="none")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=64, help="0 = full batch")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/train", help="output folder (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="run a saved model on a CSV of features",
+        epilog=PREDICT_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument("model", help="a model.safetensors written by handgrad")
+    p.add_argument("file", help="CSV with a header row")
+    p.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="ignore this column (repeatable)",
+    )
+    p.add_argument("--out", help="write the predictions here instead of printing them")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "check",
+        help="gradcheck a layer or loss class from a Python file",
+        epilog=CHECK_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument("target", metavar="FILE.py:ClassName")
+    p.add_argument("--args", default="", help="constructor arguments, e.g. 4,3")
+    p.add_argument("--input-shape", type=_ints, default=(4, 3), help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_check)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    from handgrad.train import NonFiniteLossError
+
+    try:
+        return int(args.func(args))
+    except (ValueError, TypeError, KeyError, FileNotFoundError, NonFiniteLossError) as exc:
+        print(f"handgrad {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gzip
 import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -294,7 +294,7 @@ def load_csv(path: str | Path, target: str | int = -1, task: str = "auto") -> Da
     return Dataset(path.stem, X, torch.tensor(ycol, dtype=torch.float32).unsqueeze(1), task=task)
 
 
-DATASETS = {
+DATASETS: dict[str, Callable[..., Dataset]] = {
     "regression": regression,
     "parabola": parabola,
     "spiral": spiral,

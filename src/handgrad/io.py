@@ -153,10 +153,28 @@ def _rebuild(spec: dict[str, Any], state: dict[str, Tensor], path: Path) -> Modu
 
 
 # ---- public API ----------------------------------------------------------------------------------
-def save(model: Module, path: str | os.PathLike[str]) -> Path:
-    """Write model's weights and architecture to `path` (safetensors), atomically."""
-    meta = {"format": FORMAT, "architecture": json.dumps(architecture(model))}
+def save(
+    model: Module, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write model's weights and architecture to `path` (safetensors), atomically.
+
+    `metadata` (JSON-able) is stored beside them; read it back with read_metadata.
+    """
+    meta = {
+        "format": FORMAT,
+        "architecture": json.dumps(architecture(model)),
+        "user": json.dumps(metadata or {}),
+    }
     return _write(path, dict(model.state_dict()), meta)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `metadata` given to save() (an empty dict if none was)."""
+    _, meta = _read(path, "model")
+    try:
+        return dict(json.loads(meta.get("user", "{}")))
+    except (json.JSONDecodeError, TypeError, ValueError):
+        raise ValueError(f"read_metadata: {path} has damaged metadata") from None
 
 
 def load(path: str | os.PathLike[str], device: torch.device | str | None = None) -> Module:

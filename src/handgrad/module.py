@@ -178,6 +178,40 @@ class Module:
         """Constructor arguments that rebuild this module (saved as JSON by hg.save)."""
         return {}
 
+    def summary(self, input_shape: tuple[int, ...] | list[int], batch_size: int = 2) -> str:
+        """Print and return each layer's output shape and parameter count, and the total.
+
+        `input_shape` excludes the batch dimension, as Keras's summary does; a dummy batch of
+        zeros runs through the model in eval mode (the mode is restored afterwards).
+        """
+        rows = [("layer", "output shape", "params")]
+        was_training = self.training
+        self.eval()
+        try:
+            p = next(iter(self.parameters()), None)
+            x = torch.zeros(
+                (batch_size, *input_shape),
+                dtype=p.dtype if p is not None else None,
+                device=p.device if p is not None else None,
+            )
+            layers = list(self.children()) or [("", self)]
+            for name, layer in layers:
+                x = layer(x)
+                count = sum(t.numel() for t in layer.parameters())
+                label = f"{name}: {layer._short_name()}" if name else layer._short_name()
+                rows.append((label, str((None, *x.shape[1:])), f"{count:,}"))
+        finally:
+            self.train(was_training)
+        total = sum(t.numel() for t in self.parameters())
+        w = [max(len(r[i]) for r in rows) for i in range(3)]
+        line = "-" * (w[0] + w[1] + w[2] + 4)
+        out = [line] + [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows[:1]] + [line]
+        out += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows[1:]]
+        out += [line, f"total parameters: {total:,}", line]
+        text = "\n".join(out)
+        print(text)
+        return text
+
     # ---- printing ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items())

@@ -6,7 +6,9 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -54,4 +56,76 @@ def fit_snapshots(
         if losses is not None:
             title += f", loss {losses[k]:.4f}"
         ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def training_curves(history: Any, path: str | os.PathLike[str] = "curves.png") -> Path:
+    """Loss and each metric per epoch, train and validation, from a History."""
+    logs: dict[str, list[float]] = history.history
+    names = [k for k in logs if not k.startswith("val_")]
+    fig = Figure(figsize=(5 * len(names), 3.5), layout="constrained")
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), k + 1)
+        ax.plot(history.epochs, logs[name], label=f"train {name}")
+        if f"val_{name}" in logs:
+            ax.plot(history.epochs, logs[f"val_{name}"], label=f"val {name}")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        if name == "loss" and min(logs[name]) > 0:
+            ax.set_yscale("log")
+        ax.legend()
+    return save_figure(fig, path)
+
+
+def decision_boundary(
+    model: Any,
+    X: Tensor,
+    y: Tensor,
+    path: str | os.PathLike[str] = "boundary.png",
+    resolution: int = 200,
+) -> Path:
+    """The class a 2-D classifier picks over the plane, with the data on top."""
+    if X.dim() != 2 or X.shape[1] != 2:
+        raise ValueError(f"decision_boundary: needs 2-D inputs (N, 2), got {tuple(X.shape)}")
+    from handgrad.train import predict
+
+    lo, hi = X.min(0).values - 0.1, X.max(0).values + 0.1
+    gx = torch.linspace(float(lo[0]), float(hi[0]), resolution)
+    gy = torch.linspace(float(lo[1]), float(hi[1]), resolution)
+    xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1).to(X.dtype)
+    classes = predict(model, grid).argmax(1).reshape(resolution, resolution)
+    fig = Figure(figsize=(5, 5), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.contourf(xx.numpy(), yy.numpy(), classes.numpy(), alpha=0.3, cmap="brg")
+    ax.scatter(X[:, 0].numpy(), X[:, 1].numpy(), c=y.numpy(), s=10, cmap="brg")
+    ax.set_title("decision boundary")
+    return save_figure(fig, path)
+
+
+def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int | None = None) -> Tensor:
+    """counts[i, j] = how many examples of class i were predicted as j."""
+    C = num_classes or int(max(int(y_true.max()), int(y_pred.max())) + 1)
+    return torch.bincount(y_true.long() * C + y_pred.long(), minlength=C * C).reshape(C, C)
+
+
+def confusion_matrix_figure(
+    y_true: Tensor,
+    y_pred: Tensor,
+    num_classes: int | None = None,
+    path: str | os.PathLike[str] = "confusion.png",
+) -> Path:
+    """The confusion matrix as a heat map with the counts written in."""
+    counts = confusion_matrix(y_true, y_pred, num_classes)
+    C = counts.shape[0]
+    fig = Figure(figsize=(1 + 0.5 * C, 1 + 0.5 * C), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(counts.numpy(), cmap="Blues")
+    for i in range(C):
+        for j in range(C):
+            ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_xticks(range(C))
+    ax.set_yticks(range(C))
     return save_figure(fig, path)

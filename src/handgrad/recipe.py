@@ -1,0 +1,264 @@
+"""A training run from a config: data -> MLP -> fit -> files. What `handgrad train` runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from handgrad import datasets, io, plot
+from handgrad.activations import ACTIVATIONS
+from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
+from handgrad.losses import CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss
+from handgrad.module import Module, Sequential
+from handgrad.optim import OPTIMIZERS
+from handgrad.schedule import (
+    SCHEDULES,
+    CosineAnnealingLR,
+    ExponentialLR,
+    InverseTimeDecay,
+    LRScheduler,
+    StepLR,
+)
+from handgrad.train import History, evaluate, fit
+
+LOSSES: dict[str, type[Loss]] = {
+    "cross_entropy": CrossEntropyLoss,
+    "mse": MSELoss,
+    "l1": L1Loss,
+    "huber": HuberLoss,
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; `handgrad train` maps its flags onto these fields."""
+
+    data: str = "digits"  # a bundled dataset name, or a CSV file
+    target: str = "-1"  # CSV only: the target column (name or index)
+    hidden: tuple[int, ...] = (128,)  # hidden layer widths; () is a linear model
+    activation: str = "relu"  # one of handgrad.activations.ACTIVATIONS
+    dropout: float = 0.0  # after every hidden activation; 0 = none
+    batchnorm: bool = False  # BatchNorm1d after every hidden Linear
+    loss: str = "auto"  # cross_entropy for classification, mse for regression
+    optimizer: str = "adam"  # sgd, adagrad, rmsprop, adam, adamw
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd and rmsprop only
+    weight_decay: float = 0.0
+    schedule: str = "none"  # none, step, exponential, cosine, inverse_time
+    epochs: int = 20
+    batch_size: int | None = 64  # None = full batch
+    val_fraction: float = 0.2  # held out when the dataset has no test split
+    seed: int = 0
+    out: str = "runs/train"  # the folder for model, history and figures
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Reject unknown names and impossible numbers before any work starts."""
+        for name, table in (("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in table:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(table)}"
+                )
+        if self.loss != "auto" and self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose from auto, {', '.join(LOSSES)}")
+        if self.schedule != "none" and self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"unknown schedule {self.schedule!r}; choose from none, {', '.join(SCHEDULES)}"
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.epochs < 1 or self.lr < 0 or not 0 <= self.dropout < 1:
+            raise ValueError("need epochs >= 1, lr >= 0 and dropout in [0, 1)")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
+
+
+def load_dataset(config: TrainConfig) -> datasets.Dataset:
+    """The named dataset or CSV file, with a test split (held out here if it has none)."""
+    if config.data in datasets.DATASETS:
+        d = datasets.DATASETS[config.data]()
+    elif config.data.endswith(".csv") or os.path.isfile(config.data):
+        target: str | int = (
+            int(config.target) if config.target.lstrip("-").isdigit() else config.target
+        )
+        d = datasets.load_csv(config.data, target=target)
+    else:
+        raise ValueError(
+            f"unknown dataset {config.data!r}: choose from "
+            f"{', '.join(datasets.DATASETS)}, or give a CSV file"
+        )
+    return d if d.X_test is not None else d.split(config.val_fraction, seed=config.seed)
+
+
+def build_mlp(
+    in_features: int, out_features: int, config: TrainConfig, flatten: bool = False
+) -> Sequential:
+    """Linear -> [BatchNorm1d] -> activation -> [Dropout] per hidden width, then Linear."""
+    layers: list[Module] = [Flatten()] if flatten else []
+    width = in_features
+    for h in config.hidden:
+        layers.append(Linear(width, h))
+        if config.batchnorm:
+            layers.append(BatchNorm1d(h))
+        layers.append(ACTIVATIONS[config.activation]())
+        if config.dropout:
+            layers.append(Dropout(config.dropout))
+        width = h
+    layers.append(Linear(width, out_features))
+    return Sequential(*layers)
+
+
+def _loss(config: TrainConfig, task: str) -> Loss:
+    name = (
+        config.loss
+        if config.loss != "auto"
+        else ("cross_entropy" if task == "classification" else "mse")
+    )
+    if (name == "cross_entropy") != (task == "classification"):
+        raise ValueError(f"loss {name!r} does not fit a {task} dataset")
+    return LOSSES[name]()
+
+
+def _optimizer_and_schedule(model: Module, config: TrainConfig) -> tuple[Any, LRScheduler | None]:
+    kw: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
+    if config.optimizer in ("sgd", "rmsprop"):
+        kw["momentum"] = config.momentum
+    opt = OPTIMIZERS[config.optimizer](model.parameters(), **kw)
+    scheduler: LRScheduler | None = None
+    if config.schedule == "step":  # a tenth of the rate at each third of the run
+        scheduler = StepLR(opt, max(1, config.epochs // 3), 0.1)
+    elif config.schedule == "exponential":  # down to a hundredth by the last epoch
+        scheduler = ExponentialLR(opt, 0.01 ** (1 / config.epochs))
+    elif config.schedule == "cosine":
+        scheduler = CosineAnnealingLR(opt, config.epochs)
+    elif config.schedule == "inverse_time":
+        scheduler = InverseTimeDecay(opt, 0.1)
+    return opt, scheduler
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the model, its history, final scores and the files written."""
+
+    model: Module
+    history: History
+    scores: dict[str, dict[str, float]]
+    files: list[Path]
+
+
+def run(config: TrainConfig) -> RunResult:
+    """Train as configured; write model, history and figures into config.out only on success."""
+    config.check()
+    data = load_dataset(config)
+    assert data.X_test is not None and data.y_test is not None
+    torch.manual_seed(config.seed)
+    model = build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
+    loss = _loss(config, data.task)
+    opt, scheduler = _optimizer_and_schedule(model, config)
+    metrics = ["accuracy"] if data.task == "classification" else ["mae", "r2"]
+    if (
+        data.task == "classification"
+        and data.y_test.numel()
+        and int(data.y_test.max()) >= data.out_features
+    ):
+        raise ValueError(
+            f"test labels reach {int(data.y_test.max())} but the training data has "
+            f"{data.out_features} classes"
+        )
+    history = fit(
+        model,
+        loss,
+        opt,
+        (data.X, data.y),
+        val=(data.X_test, data.y_test),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        metrics=metrics,
+        scheduler=scheduler,
+        progress=config.progress,
+        seed=config.seed,
+    )
+    scores = {
+        "train": evaluate(model, (data.X, data.y), loss, metrics),
+        "test": evaluate(model, (data.X_test, data.y_test), loss, metrics),
+    }
+    files = _write_outputs(Path(config.out), model, history, scores, config, data)
+    return RunResult(model, history, scores, files)
+
+
+def _write_outputs(
+    out: Path,
+    model: Module,
+    history: History,
+    scores: dict[str, Any],
+    config: TrainConfig,
+    data: datasets.Dataset,
+) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "task": data.task,
+        "dataset": data.name,
+        "in_features": data.in_features,
+        "input_shape": list(data.X.shape[1:]),
+    }
+    files = [io.save(model, out / "model.safetensors", metadata=meta)]
+    for name, text in (
+        ("history.json", history.to_json()),
+        ("config.json", json.dumps(asdict(config), indent=2)),
+        ("scores.json", json.dumps(scores, indent=2)),
+    ):
+        files.append(_write_text(out / name, text))
+    files.append(plot.training_curves(history, out / "curves.png"))
+    assert data.X_test is not None and data.y_test is not None
+    from handgrad.train import predict
+
+    if data.task == "classification":
+        pred = predict(model, data.X_test).argmax(1)
+        files.append(
+            plot.confusion_matrix_figure(data.y_test, pred, data.num_classes, out / "confusion.png")
+        )
+        if data.X.dim() == 2 and data.X.shape[1] == 2:
+            files.append(plot.decision_boundary(model, data.X, data.y, out / "boundary.png"))
+    elif data.X.dim() == 2 and data.X.shape[1] == 1:
+        order = data.X[:, 0].argsort()
+        X, y = data.X[order], data.y[order]
+        files.append(
+            plot.fit_snapshots(
+                X,
+                y,
+                [predict(model, X)],
+                [history.epochs[-1]],
+                [history["loss"][-1]],
+                path=out / "fit.png",
+            )
+        )
+    return files
+
+
+def _write_text(path: Path, text: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+    return path
+
+
+def format_scores(scores: dict[str, dict[str, float]]) -> str:
+    """A small table: one row per split, one column per value."""
+    cols = list(next(iter(scores.values())))
+    head = f"{'':<6}" + "".join(f"{c:>12}" for c in cols)
+    rows = [
+        f"{split:<6}"
+        + "".join(f"{v:>12.4f}" if math.isfinite(v) else f"{'nan':>12}" for v in vals.values())
+        for split, vals in scores.items()
+    ]
+    return "\n".join([head, *rows])
