@@ -19,8 +19,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/handgrad lab
+	$(BIN)/handgrad train --data digits --hidden 128 --dropout 0.2 --optimizer adamw --lr 3e-3 \
+		--weight-decay 0.01 --schedule cosine --epochs 60 --out runs/digits
 
-LINTED := src tests $(wildcard benchmarks notebooks/*.py)
+LINTED := src tests $(wildcard benchmarks examples)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
