@@ -234,3 +234,34 @@ def test_failed_run_keeps_the_old_model(tmp_path):
         == 1
     )
     assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_train_cnn_on_image_shaped_digits(tmp_path, capsys):
+    out = tmp_path / "cnn"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--arch",
+                "cnn",
+                "--channels",
+                "4",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert "Conv2d" in (out / "model.safetensors").read_bytes()[:4000].decode("latin-1")
+
+
+def test_cnn_needs_image_shaped_data(tmp_path, capsys):
+    assert (
+        main(["train", "--data", "spiral", "--arch", "cnn", "--quiet", "--out", str(tmp_path)]) == 1
+    )
+    assert "needs image-shaped inputs" in capsys.readouterr().err

@@ -14,6 +14,15 @@ from handgrad.activations import (
     Softplus,
     Tanh,
 )
+from handgrad.conv import (
+    AvgPool1d,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    MaxPool1d,
+    MaxPool2d,
+    Unflatten,
+)
 from handgrad.io import from_torch, load, load_checkpoint, save, save_checkpoint, to_torch
 from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
 from handgrad.losses import (
@@ -36,6 +45,13 @@ from handgrad.train import EarlyStopping, History, ModelCheckpoint, evaluate, fi
 __version__ = "0.1.0"
 
 __all__ = [
+    "AvgPool1d",
+    "AvgPool2d",
+    "Conv1d",
+    "Conv2d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "Unflatten",
     "BCELoss",
     "BCEWithLogitsLoss",
     "BatchNorm1d",

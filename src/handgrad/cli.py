@@ -20,6 +20,8 @@ TRAIN_EXAMPLES = """examples:
   handgrad train --data parabola --hidden 10 --optimizer sgd --lr 0.02 --batch-size 0 \\
       --epochs 2000 --out runs/parabola          (batch size 0 = full batch)
   handgrad train --data my.csv --target label --out runs/mine
+  handgrad train --data mnist1d --arch cnn --optimizer adam --lr 0.01 --epochs 150 \\
+      --batch-size 100 --out runs/mnist1d-cnn
 
 writes into --out: model.safetensors, history.json, config.json, scores.json, curves.png,
 and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression)
@@ -79,6 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data,
         target=args.target,
+        arch=args.arch,
+        channels=args.channels,
         hidden=args.hidden,
         activation=args.activation,
         dropout=args.dropout,
@@ -248,7 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--target", default="-1", help="CSV target column, name or index (default: last)"
     )
-    p.add_argument("--hidden", type=_ints, default=(128,), help="hidden widths, e.g. 128,64")
+    p.add_argument(
+        "--arch",
+        choices=["mlp", "cnn"],
+        default="mlp",
+        help="cnn: three Conv1d for 1-D signals (mnist1d), two Conv2d for images",
+    )
+    p.add_argument("--channels", type=int, default=25, help="cnn channels (default: %(default)s)")
+    p.add_argument("--hidden", type=_ints, default=(128,), help="mlp hidden widths, e.g. 128,64")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after hidden layers")

@@ -1,8 +1,8 @@
 """Weight initialisers. Each draws from the global RNG with the same calls as torch.nn.init,
 so the same ``torch.manual_seed`` gives the same numbers.
 
-Shapes follow torch.nn.Linear: ``weight`` is (out_features, in_features), so
-fan_in = in_features and fan_out = out_features.
+Shapes follow torch.nn: a weight is (out, in) for Linear and (out, in, *kernel) for
+convolutions, so fan_in = in · prod(kernel) and fan_out = out · prod(kernel).
 """
 
 from __future__ import annotations
@@ -28,6 +28,14 @@ def leaky_relu_gain(a: float) -> float:
     return math.sqrt(2.0 / (1 + a**2))
 
 
+def fans(t: Tensor) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight (out, in, *kernel), as torch computes them."""
+    if t.dim() < 2:
+        raise ValueError(f"init: fans need a weight with at least 2 dims, got {tuple(t.shape)}")
+    receptive = math.prod(t.shape[2:])
+    return t.shape[1] * receptive, t.shape[0] * receptive
+
+
 def uniform_(t: Tensor, bound: float) -> Tensor:
     """Fill t in place with U(-bound, bound)."""
     return t.uniform_(-bound, bound)
@@ -35,27 +43,25 @@ def uniform_(t: Tensor, bound: float) -> Tensor:
 
 def kaiming_uniform_(t: Tensor, a: float = 0.0) -> Tensor:
     """U(±gain·sqrt(3 / fan_in)), gain = sqrt(2 / (1 + a²)); torch's default a=0 suits ReLU."""
-    fan_in = t.shape[1] if t.dim() > 1 else t.shape[0]
-    std = leaky_relu_gain(a) / math.sqrt(fan_in)
+    std = leaky_relu_gain(a) / math.sqrt(fans(t)[0])
     return uniform_(t, math.sqrt(3.0) * std)  # torch's order of operations, bit for bit
 
 
 def kaiming_normal_(t: Tensor, a: float = 0.0) -> Tensor:
     """N(0, std²) with std = gain / sqrt(fan_in) (He et al., 2015)."""
-    fan_in = t.shape[1] if t.dim() > 1 else t.shape[0]
-    return t.normal_(0.0, leaky_relu_gain(a) / math.sqrt(fan_in))
+    return t.normal_(0.0, leaky_relu_gain(a) / math.sqrt(fans(t)[0]))
 
 
 def xavier_uniform_(t: Tensor, gain: float = 1.0) -> Tensor:
     """U(±gain·sqrt(6 / (fan_in + fan_out))) (Glorot & Bengio, 2010)."""
-    fan_out, fan_in = t.shape[0], t.shape[1]
+    fan_in, fan_out = fans(t)
     std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
     return uniform_(t, math.sqrt(3.0) * std)
 
 
 def xavier_normal_(t: Tensor, gain: float = 1.0) -> Tensor:
     """N(0, std²) with std = gain·sqrt(2 / (fan_in + fan_out))."""
-    fan_out, fan_in = t.shape[0], t.shape[1]
+    fan_in, fan_out = fans(t)
     return t.normal_(0.0, gain * math.sqrt(2.0 / float(fan_in + fan_out)))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from handgrad import activations, layers, neuron
+from handgrad import activations, conv, layers, neuron
 from handgrad.module import Module, Sequential
 from handgrad.optim import OPTIMIZERS, Optimizer
 from handgrad.schedule import LRScheduler
@@ -37,6 +37,13 @@ LAYERS: dict[str, type[Module]] = {
         *activations.ACTIVATIONS.values(),
         activations.Softmax,
         activations.LogSoftmax,
+        conv.Conv1d,
+        conv.Conv2d,
+        conv.MaxPool1d,
+        conv.MaxPool2d,
+        conv.AvgPool1d,
+        conv.AvgPool2d,
+        conv.Unflatten,
     )
 }
 
@@ -275,7 +282,46 @@ _SAME_NAME = (
     "Dropout",
     "Flatten",
     "BatchNorm1d",
+    "Conv1d",
+    "Conv2d",
+    "MaxPool1d",
+    "MaxPool2d",
+    "AvgPool1d",
+    "AvgPool2d",
+    "Unflatten",
 )
+
+
+def _torch_conv_config(m: Any) -> dict[str, Any]:
+    if m.groups != 1 or m.padding_mode != "zeros":
+        raise TypeError(
+            f"from_torch: {type(m).__name__} with groups or padding_mode is not supported"
+        )
+    return {
+        "in_channels": m.in_channels,
+        "out_channels": m.out_channels,
+        "kernel_size": m.kernel_size,
+        "stride": m.stride,
+        "padding": m.padding,
+        "dilation": m.dilation,
+        "bias": m.bias is not None,
+    }
+
+
+def _torch_pool_config(m: Any) -> dict[str, Any]:
+    unsupported = (
+        getattr(m, "ceil_mode", False)
+        or getattr(m, "return_indices", False)
+        or getattr(m, "dilation", 1) not in (1, (1,), (1, 1))
+        or not getattr(m, "count_include_pad", True)
+        or getattr(m, "divisor_override", None)
+    )
+    if unsupported:
+        raise TypeError(
+            f"from_torch: {type(m).__name__} options beyond kernel_size, stride and "
+            "padding are not supported"
+        )
+    return {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding}
 
 
 def to_torch(model: Module) -> Any:
@@ -330,6 +376,9 @@ def from_torch(module: Any) -> Module:
             "momentum": m.momentum,
             "affine": m.affine,
         },
+        "Unflatten": lambda m: {"dim": m.dim, "unflattened_size": tuple(m.unflattened_size)},
+        **dict.fromkeys(("Conv1d", "Conv2d"), _torch_conv_config),
+        **dict.fromkeys(("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"), _torch_pool_config),
     }.get(name, lambda m: {})(module)
     mine = build({"type": name, **config})
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}

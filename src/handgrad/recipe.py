@@ -14,6 +14,7 @@ import torch
 
 from handgrad import datasets, io, plot
 from handgrad.activations import ACTIVATIONS
+from handgrad.conv import Conv1d, Conv2d, MaxPool2d
 from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
 from handgrad.losses import CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss
 from handgrad.module import Module, Sequential
@@ -42,6 +43,8 @@ class TrainConfig:
 
     data: str = "digits"  # a bundled dataset name, or a CSV file
     target: str = "-1"  # CSV only: the target column (name or index)
+    arch: str = "mlp"  # mlp, or cnn: three Conv1d (1-D signals) or two Conv2d (images)
+    channels: int = 25  # cnn: channels per convolution (the MNIST-1D paper's 25)
     hidden: tuple[int, ...] = (128,)  # hidden layer widths; () is a linear model
     activation: str = "relu"  # one of handgrad.activations.ACTIVATIONS
     dropout: float = 0.0  # after every hidden activation; 0 = none
@@ -67,6 +70,8 @@ class TrainConfig:
                 raise ValueError(
                     f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(table)}"
                 )
+        if self.arch not in ("mlp", "cnn"):
+            raise ValueError(f"unknown arch {self.arch!r}; choose from mlp, cnn")
         if self.loss != "auto" and self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose from auto, {', '.join(LOSSES)}")
         if self.schedule != "none" and self.schedule not in SCHEDULES:
@@ -83,7 +88,9 @@ class TrainConfig:
 
 def load_dataset(config: TrainConfig) -> datasets.Dataset:
     """The named dataset or CSV file, with a test split (held out here if it has none)."""
-    if config.data in datasets.DATASETS:
+    if config.data in ("digits", "mnist1d"):
+        d = datasets.DATASETS[config.data](image=config.arch == "cnn")  # (N, 1, 8, 8) / (N, 1, 40)
+    elif config.data in datasets.DATASETS:
         d = datasets.DATASETS[config.data]()
     elif config.data.endswith(".csv") or os.path.isfile(config.data):
         target: str | int = (
@@ -114,6 +121,51 @@ def build_mlp(
         width = h
     layers.append(Linear(width, out_features))
     return Sequential(*layers)
+
+
+def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConfig) -> Sequential:
+    """For (C, L): the MNIST-1D paper's CNN, three Conv1d (kernels 5, 3, 3, stride 2, padding 1)
+    with activations, then Linear. For (C, H, W): two 3×3 Conv2d, 2×2 max pooling, two Linear.
+    """
+    act = ACTIVATIONS[config.activation]
+    ch = config.channels
+    drop: list[Module] = [Dropout(config.dropout)] if config.dropout else []
+    if len(input_shape) == 2:
+        convs: list[Module] = [
+            Conv1d(input_shape[0], ch, 5, stride=2, padding=1),
+            act(),
+            Conv1d(ch, ch, 3, stride=2, padding=1),
+            act(),
+            Conv1d(ch, ch, 3, stride=2, padding=1),
+            act(),
+            Flatten(),
+        ]
+        head_in = _flat_size(convs, input_shape)
+        return Sequential(*convs, *drop, Linear(head_in, out_features))
+    if len(input_shape) == 3:
+        convs = [
+            Conv2d(input_shape[0], ch, 3, padding=1),
+            act(),
+            Conv2d(ch, 2 * ch, 3, padding=1),
+            act(),
+            MaxPool2d(2),
+            Flatten(),
+        ]
+        head_in = _flat_size(convs, input_shape)
+        return Sequential(
+            *convs, *drop, Linear(head_in, 128), act(), *drop, Linear(128, out_features)
+        )
+    raise ValueError(
+        f"--arch cnn needs image-shaped inputs (C, L) or (C, H, W), got "
+        f"{input_shape}; digits and mnist1d give them, CSV files do not"
+    )
+
+
+def _flat_size(layers: list[Module], input_shape: tuple[int, ...]) -> int:
+    x = torch.zeros(1, *input_shape)
+    for layer in layers:
+        x = layer(x)
+    return int(x.shape[1])
 
 
 def _loss(config: TrainConfig, task: str) -> Loss:
@@ -160,7 +212,10 @@ def run(config: TrainConfig) -> RunResult:
     data = load_dataset(config)
     assert data.X_test is not None and data.y_test is not None
     torch.manual_seed(config.seed)
-    model = build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
+    if config.arch == "cnn":
+        model = build_cnn(tuple(data.X.shape[1:]), data.out_features, config)
+    else:
+        model = build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
     loss = _loss(config, data.task)
     opt, scheduler = _optimizer_and_schedule(model, config)
     metrics = ["accuracy"] if data.task == "classification" else ["mae", "r2"]

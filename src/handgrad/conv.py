@@ -1,0 +1,346 @@
+"""Convolutions and pooling, 1-D and 2-D, by im2col: every window of the input becomes a row,
+so a convolution is one matrix product and its backward two more.
+
+Shapes: x (N, C, L) or (N, C, H, W) (an unbatched (C, ...) input also works); windows are
+laid out (N, C, *out, *kernel). Math: docs/math.md#convolutions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from handgrad.init import kaiming_uniform_, uniform_
+from handgrad.module import Module, accumulate_grad
+
+Size = int | tuple[int, ...]
+
+
+def _tuple(owner: str, name: str, value: Size, nd: int, minimum: int) -> tuple[int, ...]:
+    t = (value,) * nd if isinstance(value, int) else tuple(value)
+    if len(t) != nd or not all(isinstance(v, int) and v >= minimum for v in t):
+        raise ValueError(
+            f"{owner}: {name} must be an int >= {minimum} or {nd} of them, got {value!r}"
+        )
+    return t
+
+
+class _Windows(Module):
+    """Shared by convolutions and pools: padding, the window view (im2col) and its adjoint."""
+
+    nd = 2
+    pad_value = 0.0
+
+    def _setup(
+        self, kernel_size: Size, stride: Size | None, padding: Size | str, dilation: Size
+    ) -> None:
+        name, nd = type(self).__name__, self.nd
+        self.kernel_size = _tuple(name, "kernel_size", kernel_size, nd, 1)
+        self.stride = _tuple(name, "stride", self.kernel_size if stride is None else stride, nd, 1)
+        self.dilation = _tuple(name, "dilation", dilation, nd, 1)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same'")
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError(f"{name}: padding='same' needs stride 1")
+            self.padding: Size | str = padding
+            totals = [
+                0 if padding == "valid" else d * (k - 1)
+                for k, d in zip(self.kernel_size, self.dilation)
+            ]
+            self.pads = tuple((t // 2, t - t // 2) for t in totals)  # torch pads the right more
+        else:
+            self.padding = _tuple(name, "padding", padding, nd, 0)
+            self.pads = tuple((p, p) for p in self.padding)
+        self.x_shape: torch.Size | None = None
+        self.batched = True
+
+    def _batch(self, x: Tensor, channels: int | None) -> Tensor:
+        """Check x is (N, C, *S) or (C, *S); returns the batched form."""
+        self._check_input(x)
+        nd = self.nd
+        if x.dim() not in (nd + 1, nd + 2) or (
+            channels is not None and x.shape[-nd - 1] != channels
+        ):
+            dims = "L" if nd == 1 else "H, W"
+            c = "C" if channels is None else str(channels)
+            raise ValueError(
+                f"{self._short_name()}: expected input (N, {c}, {dims}) or "
+                f"({c}, {dims}), got shape {tuple(x.shape)}"
+            )
+        self.batched = x.dim() == nd + 2
+        x = x if self.batched else x.unsqueeze(0)
+        spans = [d * (k - 1) + 1 for k, d in zip(self.kernel_size, self.dilation)]
+        sizes = [s + a + b for s, (a, b) in zip(x.shape[2:], self.pads)]
+        if any(span > size for span, size in zip(spans, sizes)):
+            raise ValueError(
+                f"{self._short_name()}: the kernel spans {tuple(spans)}, more than the "
+                f"padded input {tuple(sizes)} (input shape {tuple(x.shape)})"
+            )
+        return x
+
+    def _pad(self, x: Tensor) -> Tensor:
+        if not any(a or b for a, b in self.pads):
+            return x
+        sizes = [s + a + b for s, (a, b) in zip(x.shape[2:], self.pads)]
+        xp = x.new_full((*x.shape[:2], *sizes), self.pad_value)
+        inner: tuple[Any, ...] = (
+            ...,
+            *[slice(a, a + s) for (a, _), s in zip(self.pads, x.shape[2:])],
+        )
+        xp[inner] = x
+        return xp
+
+    def _windows(self, xp: Tensor) -> Tensor:
+        """(N, C, *S) -> (N, C, *out, *kernel), a strided view (no copy)."""
+        w = xp
+        for i, (k, s, d) in enumerate(zip(self.kernel_size, self.stride, self.dilation)):
+            w = w.unfold(2 + i, d * (k - 1) + 1, s)  # appends a window dim of the dilated span
+        if any(d > 1 for d in self.dilation):
+            every_dth: tuple[Any, ...] = (..., *[slice(None, None, d) for d in self.dilation])
+            w = w[every_dth]
+        return w
+
+    def _col2im(self, dwin: Tensor, padded: torch.Size) -> Tensor:
+        """Adjoint of _windows: add each window's gradient back where it came from, unpadded."""
+        dxp = dwin.new_zeros(padded)
+        out = dwin.shape[2 : 2 + self.nd]
+        for offset in itertools.product(*[range(k) for k in self.kernel_size]):
+            region: tuple[Any, ...] = (
+                slice(None),
+                slice(None),
+                *[
+                    slice(o * d, o * d + s * (n - 1) + 1, s)
+                    for o, d, s, n in zip(offset, self.dilation, self.stride, out)
+                ],
+            )
+            at_offset: tuple[Any, ...] = (..., *offset)
+            dxp[region] += dwin[at_offset]
+        crop: tuple[Any, ...] = (
+            slice(None),
+            slice(None),
+            *[slice(a, size - b) for (a, b), size in zip(self.pads, padded[2:])],
+        )
+        return dxp[crop]
+
+    def _unbatch(self, t: Tensor) -> Tensor:
+        return t if self.batched else t.squeeze(0)
+
+    def _grad_in(self, dy: Tensor, out_shape: torch.Size) -> Tensor:
+        self._check_grad_output(dy, out_shape if self.batched else out_shape[1:])
+        return dy if self.batched else dy.unsqueeze(0)
+
+
+class _ConvNd(_Windows):
+    """y[n, o] = b[o] + Σ_c Σ_k W[o, c, k] · x[n, c, s·i + d·k]  (cross-correlation, as torch)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size,
+        stride: Size = 1,
+        padding: Size | str = 0,
+        dilation: Size = 1,
+        bias: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        name = type(self).__name__
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {v!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self._setup(kernel_size, stride, padding, dilation)
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.weight = torch.empty(out_channels, in_channels, *self.kernel_size, **kw)
+        self.bias = torch.empty(out_channels, **kw) if bias else None
+        self.reset_parameters()
+        self.cols: Tensor | None = None
+
+    def reset_parameters(self) -> None:
+        """torch's default: W ~ kaiming_uniform(a=√5) = U(±1/√fan_in), b ~ U(±1/√fan_in)."""
+        kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            uniform_(self.bias, 1 / math.sqrt(self.in_channels * math.prod(self.kernel_size)))
+
+    def _parameter_names(self) -> tuple[str, ...]:
+        return ("weight", "bias")
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "padding": self.padding,
+            "dilation": self.dilation,
+            "bias": self.bias is not None,
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._batch(x, self.in_channels)
+        if x.dtype != self.weight.dtype or x.device != self.weight.device:
+            raise TypeError(
+                f"{self._short_name()}: input is {x.dtype} on {x.device}, but the "
+                f"layer is {self.weight.dtype} on {self.weight.device}"
+            )
+        xp = self._pad(x)
+        self.x_shape, self.padded_shape = x.shape, xp.shape
+        win = self._windows(xp)  # (N, C, *out, *k)
+        N, out = x.shape[0], win.shape[2 : 2 + self.nd]
+        perm = [0, *range(2, 2 + self.nd), 1, *range(2 + self.nd, 2 + 2 * self.nd)]
+        self.cols = win.permute(perm).reshape(N * math.prod(out), -1)  # (N·out, C·k)
+        W = self.weight.reshape(self.out_channels, -1)  # (O, C·k)
+        y = self.cols @ W.T if self.bias is None else torch.addmm(self.bias, self.cols, W.T)
+        y = y.reshape(N, *out, self.out_channels).movedim(-1, 1)  # (N, O, *out)
+        self.out_shape = y.shape
+        return self._unbatch(y)
+
+    def backward(self, dy: Tensor) -> Tensor:
+        cols = self._saved(self.cols)
+        dy = self._grad_in(dy, self.out_shape)
+        dy2 = dy.movedim(1, -1).reshape(-1, self.out_channels)  # (N·out, O)
+        accumulate_grad(self.weight, (dy2.T @ cols).reshape(self.weight.shape))  # dL/dW = dyᵀ cols
+        if self.bias is not None:
+            accumulate_grad(self.bias, dy2.sum(0))  # dL/db = Σ dy over batch and positions
+        dcols = dy2 @ self.weight.reshape(self.out_channels, -1)  # dL/dcols = dy W  (N·out, C·k)
+        N, out = self.out_shape[0], self.out_shape[2:]
+        dwin = dcols.reshape(N, *out, self.in_channels, *self.kernel_size)
+        dwin = dwin.permute(
+            [0, 1 + self.nd, *range(1, 1 + self.nd), *range(2 + self.nd, 2 + 2 * self.nd)]
+        )
+        return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
+
+
+class Conv1d(_ConvNd):
+    """1-D convolution over (N, C_in, L): y (N, C_out, L_out). Init and keys as torch.nn.Conv1d."""
+
+    nd = 1
+
+
+class Conv2d(_ConvNd):
+    """2-D convolution over (N, C_in, H, W): y (N, C_out, H_out, W_out). As torch.nn.Conv2d."""
+
+    nd = 2
+
+
+class _PoolNd(_Windows):
+    """Pooling over each channel's windows; stride defaults to kernel_size, as torch."""
+
+    def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0) -> None:
+        if isinstance(padding, str):
+            raise ValueError(f"{type(self).__name__}: padding must be an int or a tuple")
+        self._setup(kernel_size, stride, padding, 1)
+        if any(2 * a > k for (a, _), k in zip(self.pads, self.kernel_size)):
+            raise ValueError(f"{type(self).__name__}: padding must be at most half the kernel size")
+        self.saved: Tensor | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self._batch(x, None)
+        xp = self._pad(x)
+        self.x_shape, self.padded_shape = x.shape, xp.shape
+        win = self._windows(xp).flatten(-self.nd)  # (N, C, *out, K)
+        y = self._pool(win)
+        self.out_shape = y.shape
+        return self._unbatch(y)
+
+    def backward(self, dy: Tensor) -> Tensor:
+        saved = self._saved(self.saved)
+        dy = self._grad_in(dy, self.out_shape)
+        dwin = self._window_grad(dy, saved).unflatten(-1, self.kernel_size)
+        return self._unbatch(self._col2im(dwin, self.padded_shape))
+
+    def _pool(self, win: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _window_grad(self, dy: Tensor, saved: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class _MaxPoolNd(_PoolNd):
+    """y = max over the window (padding counts as -inf); dL/dx goes to the first maximum."""
+
+    pad_value = -math.inf
+
+    def _pool(self, win: Tensor) -> Tensor:
+        y, self.saved = win.max(-1)  # indices of the first maximum, as torch
+        return y
+
+    def _window_grad(self, dy: Tensor, saved: Tensor) -> Tensor:
+        K = math.prod(self.kernel_size)
+        dwin = dy.new_zeros((*dy.shape, K))
+        return dwin.scatter_(-1, saved.unsqueeze(-1), dy.unsqueeze(-1))
+
+
+class _AvgPoolNd(_PoolNd):
+    """y = mean over the window, zero padding included (torch's count_include_pad=True);
+    dL/dx = dy / K spread over the window."""
+
+    def _pool(self, win: Tensor) -> Tensor:
+        self.saved = win.new_empty(0)  # nothing to remember but the shapes
+        return win.mean(-1)
+
+    def _window_grad(self, dy: Tensor, saved: Tensor) -> Tensor:
+        K = math.prod(self.kernel_size)
+        return (dy / K).unsqueeze(-1).expand(*dy.shape, K)
+
+
+class MaxPool1d(_MaxPoolNd):
+    """Max over windows of (N, C, L)."""
+
+    nd = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    """Max over windows of (N, C, H, W)."""
+
+    nd = 2
+
+
+class AvgPool1d(_AvgPoolNd):
+    """Average over windows of (N, C, L)."""
+
+    nd = 1
+
+
+class AvgPool2d(_AvgPoolNd):
+    """Average over windows of (N, C, H, W)."""
+
+    nd = 2
+
+
+class Unflatten(Module):
+    """y = x.unflatten(dim, unflattened_size), e.g. (N, 40) -> (N, 1, 40); backward reshapes."""
+
+    def __init__(self, dim: int, unflattened_size: tuple[int, ...] | list[int]) -> None:
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+        self.shape: torch.Size | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"dim": self.dim, "unflattened_size": self.unflattened_size}
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x, min_dim=1)
+        d = self.dim % x.dim() if -x.dim() <= self.dim < x.dim() else None
+        if d is None or x.shape[d] != math.prod(self.unflattened_size):
+            raise ValueError(
+                f"{self._short_name()}: cannot unflatten dim {self.dim} of shape "
+                f"{tuple(x.shape)} into {self.unflattened_size}"
+            )
+        y = x.unflatten(self.dim, self.unflattened_size)
+        self.shape, self.out_shape = x.shape, y.shape
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        if self.shape is None:
+            raise RuntimeError(f"{self._short_name()}.backward() called before forward()")
+        self._check_grad_output(dy, self.out_shape)
+        return dy.reshape(self.shape)
