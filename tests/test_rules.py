@@ -1,8 +1,9 @@
 """DESIGN.md's rule: the compute path uses no torch.nn, torch.autograd, torch.optim, torch.func.
 
-check.py (the gradient oracle) and lab.py (the side-by-side reference) are the reference side,
-which DESIGN.md lets use them, as the tests do. io.py may import torch.nn only inside
-to_torch/from_torch, which build or read a torch.nn module and compute nothing.
+check.py (the gradient oracle), lab.py (the side-by-side reference) and bench.py (torch eager
+as the baseline to beat) are the reference side, which DESIGN.md lets use them, as the tests
+do. io.py may import torch.nn only inside to_torch/from_torch, which build or read a torch.nn
+module and compute nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "handgrad"
-REFERENCE_SIDE = {"check.py", "lab.py"}
+REFERENCE_SIDE = {"check.py", "lab.py", "bench.py"}
 BANNED_MODULES = ("torch.nn", "torch.autograd", "torch.optim", "torch.func")
 BANNED_NAMES = {"requires_grad", "requires_grad_", "no_grad", "enable_grad", "autograd"}
 

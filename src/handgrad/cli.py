@@ -35,6 +35,15 @@ FILE is a CSV with a header row and one column per input feature (a column named
 --drop, such as the label, is ignored). Classification prints the class and its probability.
 """
 
+BENCH_EXAMPLES = """examples:
+  handgrad bench                       every suite: MLP sizes, scaling, conv layers
+  handgrad bench --suite mlp --json bench.json
+  handgrad bench --suite conv --rounds 3
+
+each implementation runs the same step in alternation, round by round; the table shows
+median milliseconds per step and handgrad's time divided by torch's and NumPy's
+"""
+
 CHECK_EXAMPLES = """examples:
   handgrad check my_layers.py:MyLinear --args 4,3 --input-shape 5,4
   handgrad check my_layers.py:MyReLU --input-shape 8
@@ -158,6 +167,26 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"wrote {len(lines) - 1} predictions to {args.out}")
     else:
         print(text, end="")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from handgrad import bench
+
+    unknown = [s for s in args.suite if s not in bench.SUITES]
+    if unknown:
+        raise ValueError(
+            f"unknown suite {', '.join(unknown)}; choose from {', '.join(bench.SUITES)}"
+        )
+    cases = [c for s in (args.suite or list(bench.SUITES)) for c in bench.SUITES[s]]
+    print(bench.machine(), flush=True)
+    rows = bench.run(cases, rounds=args.rounds)
+    print(bench.format_table(rows))
+    if args.json:
+        from handgrad.recipe import _write_text
+
+        _write_text(Path(args.json), bench.to_json(rows))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -294,6 +323,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="write the predictions here instead of printing them")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "bench",
+        help="time training steps: handgrad vs torch eager vs NumPy",
+        epilog=BENCH_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument(
+        "--suite",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="mlp, scaling or conv (repeatable; default: all)",
+    )
+    p.add_argument("--rounds", type=int, default=7, help="timing rounds (default: %(default)s)")
+    p.add_argument("--json", help="also write the numbers here as JSON")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser(
         "check",

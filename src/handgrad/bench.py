@@ -1,0 +1,292 @@
+"""Benchmarks: one training step in handgrad, in torch eager (nn + autograd + optim) and in a
+NumPy from-scratch baseline, timed in one run, alternating, several rounds, medians.
+
+This is the reference side (like lab.py): it uses torch.nn and torch.optim as the baseline.
+Run it with `handgrad bench` or `python benchmarks/run.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import handgrad as hg
+
+Step = Callable[[], Any]
+
+
+@dataclass
+class Case:
+    """One benchmark: an MLP training step (widths, batch) or a conv layer's forward+backward."""
+
+    name: str
+    kind: str  # "mlp", "conv1d" or "conv2d"
+    sizes: tuple[int, ...] = ()  # mlp: widths from input to output
+    batch: int = 64
+    loss: str = "ce"  # mlp: "ce" (classes) or "mse"
+    conv: dict[str, Any] = field(default_factory=dict)  # conv: in/out channels, kernel, shape
+
+
+MLP_CASES = [
+    Case("tiny (lab 4.4, full batch)", "mlp", (1, 10, 1), 100, "mse"),
+    Case("digits 64-128-10, batch 64", "mlp", (64, 128, 10), 64),
+    Case("mnist 784-512-512-10, batch 128", "mlp", (784, 512, 512, 10), 128),
+    Case("large 784-1024-1024-10, batch 256", "mlp", (784, 1024, 1024, 10), 256),
+]
+SCALING_CASES = [
+    *[Case(f"784-512-512-10, batch {b}", "mlp", (784, 512, 512, 10), b) for b in (16, 1024)],
+    *[Case(f"784-{w}-{w}-10, batch 128", "mlp", (784, w, w, 10), 128) for w in (128, 2048)],
+]
+CONV_CASES = [
+    Case(
+        "Conv1d 1->25 k5 s2 (MNIST-1D), batch 100",
+        "conv1d",
+        batch=100,
+        conv=dict(cin=1, cout=25, k=5, stride=2, padding=1, size=(40,)),
+    ),
+    Case(
+        "Conv1d 25->25 k3 s2, batch 100",
+        "conv1d",
+        batch=100,
+        conv=dict(cin=25, cout=25, k=3, stride=2, padding=1, size=(19,)),
+    ),
+    Case(
+        "Conv2d 1->32 k3 (digits), batch 64",
+        "conv2d",
+        batch=64,
+        conv=dict(cin=1, cout=32, k=3, stride=1, padding=1, size=(8, 8)),
+    ),
+    Case(
+        "Conv2d 32->64 k3, 28x28, batch 32",
+        "conv2d",
+        batch=32,
+        conv=dict(cin=32, cout=64, k=3, stride=1, padding=1, size=(28, 28)),
+    ),
+]
+
+
+# ---- the three implementations of one MLP training step -------------------------------------
+def _data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(case.batch, case.sizes[0], generator=g)
+    if case.loss == "mse":
+        return X, torch.randn(case.batch, case.sizes[-1], generator=g)
+    return X, torch.randint(0, case.sizes[-1], (case.batch,), generator=g)
+
+
+def handgrad_step(case: Case, lr: float = 0.01) -> Step:
+    layers: list[hg.Module] = []
+    for i, (a, b) in enumerate(zip(case.sizes, case.sizes[1:])):
+        layers += [hg.Linear(a, b)] + ([hg.ReLU()] if i < len(case.sizes) - 2 else [])
+    model = hg.Sequential(*layers)
+    loss = hg.MSELoss() if case.loss == "mse" else hg.CrossEntropyLoss()
+    opt = hg.optim.SGD(model.parameters(), lr=lr)
+    X, y = _data(case)
+
+    def step() -> None:
+        opt.zero_grad()
+        loss(model(X), y)
+        model.backward(loss.backward())
+        opt.step()
+
+    return step
+
+
+def torch_step(case: Case, lr: float = 0.01) -> Step:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(case.sizes, case.sizes[1:])):
+        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(case.sizes) - 2 else [])
+    model = nn.Sequential(*layers)
+    loss = nn.MSELoss() if case.loss == "mse" else nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    X, y = _data(case)
+
+    def step() -> None:
+        opt.zero_grad()
+        loss(model(X), y).backward()
+        opt.step()
+
+    return step
+
+
+class NumpyMLP:
+    """A from-scratch MLP in NumPy, float32, the way the from-scratch books write it."""
+
+    def __init__(self, sizes: tuple[int, ...], loss: str, lr: float, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.W = [
+            rng.uniform(-1 / math.sqrt(a), 1 / math.sqrt(a), (a, b)).astype(np.float32)
+            for a, b in zip(sizes, sizes[1:])
+        ]
+        self.b = [np.zeros(b, np.float32) for b in sizes[1:]]
+        self.loss, self.lr = loss, lr
+
+    def step(self, X: np.ndarray, y: np.ndarray) -> float:
+        acts = [X]
+        for i, (W, b) in enumerate(zip(self.W, self.b)):
+            z = acts[-1] @ W + b
+            acts.append(np.maximum(z, 0) if i < len(self.W) - 1 else z)
+        out, N = acts[-1], X.shape[0]
+        if self.loss == "mse":
+            diff = out - y
+            value = float((diff**2).mean())
+            d = 2 * diff / diff.size
+        else:
+            shifted = out - out.max(1, keepdims=True)
+            p = np.exp(shifted)
+            p /= p.sum(1, keepdims=True)
+            value = float(-np.log(p[np.arange(N), y] + 1e-12).mean())
+            p[np.arange(N), y] -= 1
+            d = p / N
+        for i in range(len(self.W) - 1, -1, -1):
+            dW, db = acts[i].T @ d, d.sum(0)
+            if i > 0:
+                d = (d @ self.W[i].T) * (acts[i] > 0)
+            self.W[i] -= self.lr * dW
+            self.b[i] -= self.lr * db
+        return value
+
+
+def numpy_step(case: Case, lr: float = 0.01) -> Step:
+    X, y = _data(case)
+    mlp, Xn, yn = NumpyMLP(case.sizes, case.loss, lr), X.numpy(), y.numpy()
+    return lambda: mlp.step(Xn, yn)
+
+
+# ---- conv layers: forward + backward ------------------------------------------------------------
+def _conv_input(case: Case) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(case.batch, case.conv["cin"], *case.conv["size"], generator=g)
+
+
+def handgrad_conv_step(case: Case) -> Step:
+    c = case.conv
+    layer = (hg.Conv1d if case.kind == "conv1d" else hg.Conv2d)(
+        c["cin"], c["cout"], c["k"], stride=c["stride"], padding=c["padding"]
+    )
+    x = _conv_input(case)
+    dy = torch.ones_like(layer(x))
+
+    def step() -> None:
+        layer.zero_grad()
+        layer(x)
+        layer.backward(dy)
+
+    return step
+
+
+def torch_conv_step(case: Case) -> Step:
+    c = case.conv
+    layer = (nn.Conv1d if case.kind == "conv1d" else nn.Conv2d)(
+        c["cin"], c["cout"], c["k"], stride=c["stride"], padding=c["padding"]
+    )
+    x = _conv_input(case).requires_grad_(True)
+    dy = torch.ones_like(layer(x))
+
+    def step() -> None:
+        layer.zero_grad()
+        x.grad = None
+        layer(x).backward(dy)
+
+    return step
+
+
+# ---- timing ----------------------------------------------------------------------------------
+def measure(steps: dict[str, Step], rounds: int = 7, min_seconds: float = 0.05) -> dict[str, float]:
+    """Median seconds per step of each implementation, timed in alternation, round by round."""
+    for step in steps.values():  # warm up and calibrate how many steps make one timing
+        step()
+    reps = {}
+    for name, step in steps.items():
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < min_seconds:
+            step()
+            n += 1
+        reps[name] = max(1, n)
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(reps[name]):
+                step()
+            times[name].append((time.perf_counter() - t0) / reps[name])
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+@dataclass
+class Row:
+    case: str
+    seconds: dict[str, float]
+
+    def ratio(self, name: str) -> float:
+        return self.seconds["handgrad"] / self.seconds[name] if name in self.seconds else math.nan
+
+
+def run(cases: list[Case], rounds: int = 7) -> list[Row]:
+    rows = []
+    for case in cases:
+        if case.kind == "mlp":
+            steps = {
+                "handgrad": handgrad_step(case),
+                "torch": torch_step(case),
+                "numpy": numpy_step(case),
+            }
+        else:
+            steps = {"handgrad": handgrad_conv_step(case), "torch": torch_conv_step(case)}
+        rows.append(Row(case.name, measure(steps, rounds)))
+    return rows
+
+
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+        f"threads, torch {torch.__version__}, numpy {np.__version__}, "
+        f"python {platform.python_version()}"
+    )
+
+
+def format_table(rows: list[Row]) -> str:
+    head = (
+        f"{'case':<42} {'handgrad':>10} {'torch':>10} {'numpy':>10} {'hg/torch':>9} {'hg/numpy':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        ms = [
+            f"{r.seconds[k] * 1e3:>8.3f}ms" if k in r.seconds else f"{'-':>10}"
+            for k in ("handgrad", "torch", "numpy")
+        ]
+        ratios = [
+            f"{r.ratio(k):>9.2f}" if k in r.seconds else f"{'-':>9}" for k in ("torch", "numpy")
+        ]
+        lines.append(f"{r.case:<42} " + " ".join(ms) + " " + " ".join(ratios))
+    return "\n".join(lines)
+
+
+def to_json(rows: list[Row]) -> str:
+    return json.dumps(
+        {
+            "machine": machine(),
+            "rows": [
+                {
+                    **asdict(r),
+                    "handgrad/torch": r.ratio("torch"),
+                    "handgrad/numpy": r.ratio("numpy"),
+                }
+                for r in rows
+            ],
+        },
+        indent=2,
+    )
+
+
+SUITES = {"mlp": MLP_CASES, "scaling": SCALING_CASES, "conv": CONV_CASES}

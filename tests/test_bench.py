@@ -1,0 +1,55 @@
+"""The benchmark harness runs each implementation and reports ratios (no timing asserts)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from handgrad import bench
+from handgrad.cli import main
+
+
+def test_numpy_baseline_learns_the_same_function_as_handgrad():
+    case = bench.Case("t", "mlp", (3, 5, 2), 8, "mse")
+    X, y = bench._data(case)
+    mlp = bench.NumpyMLP(case.sizes, "mse", lr=0.1)
+    losses = [mlp.step(X.numpy(), y.numpy()) for _ in range(50)]
+    assert losses[-1] < losses[0]
+    ce = bench.NumpyMLP((3, 5, 4), "ce", lr=0.5)
+    Xc = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    yc = np.arange(16) % 4
+    first = ce.step(Xc, yc)
+    assert all(np.isfinite(ce.step(Xc, yc)) for _ in range(20)) and ce.step(Xc, yc) < first
+
+
+def test_run_and_report(tmp_path, capsys):
+    cases = [
+        bench.Case("tiny", "mlp", (2, 4, 1), 8, "mse"),
+        bench.Case("cls", "mlp", (4, 8, 3), 8),
+        bench.Case(
+            "conv",
+            "conv1d",
+            batch=2,
+            conv=dict(cin=1, cout=2, k=3, stride=1, padding=1, size=(10,)),
+        ),
+    ]
+    rows = bench.run(cases, rounds=1)
+    assert [set(r.seconds) for r in rows] == [{"handgrad", "torch", "numpy"}] * 2 + [
+        {"handgrad", "torch"}
+    ]
+    assert all(r.ratio("torch") > 0 for r in rows)
+    text = bench.format_table(rows)
+    assert "hg/torch" in text and "tiny" in text
+    data = json.loads(bench.to_json(rows))
+    assert "machine" in data and len(data["rows"]) == 3
+
+
+def test_bench_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(bench.SUITES, "mlp", [bench.Case("tiny", "mlp", (2, 4, 1), 8, "mse")])
+    out = tmp_path / "b.json"
+    assert main(["bench", "--suite", "mlp", "--rounds", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["rows"][0]["case"] == "tiny"
+    assert main(["bench", "--suite", "gpu"]) == 1
+    assert torch.get_num_threads() >= 1
