@@ -106,9 +106,12 @@ class _Windows(Module):
         return w
 
     def _col2im(self, dwin: Tensor, padded: torch.Size) -> Tensor:
-        """Adjoint of _windows: add each window's gradient back where it came from, unpadded."""
+        """Adjoint of _windows: add each window's gradient back where it came from, unpadded.
+
+        dwin is laid out (N, C, *kernel, *out): one (N, C, *out) slab per kernel offset.
+        """
         dxp = dwin.new_zeros(padded)
-        out = dwin.shape[2 : 2 + self.nd]
+        out = dwin.shape[2 + self.nd :]
         for offset in itertools.product(*[range(k) for k in self.kernel_size]):
             region: tuple[Any, ...] = (
                 slice(None),
@@ -118,7 +121,7 @@ class _Windows(Module):
                     for o, d, s, n in zip(offset, self.dilation, self.stride, out)
                 ],
             )
-            at_offset: tuple[Any, ...] = (..., *offset)
+            at_offset: tuple[Any, ...] = (slice(None), slice(None), *offset)
             dxp[region] += dwin[at_offset]
         crop: tuple[Any, ...] = (
             slice(None),
@@ -191,29 +194,29 @@ class _ConvNd(_Windows):
             )
         xp = self._pad(x)
         self.x_shape, self.padded_shape = x.shape, xp.shape
-        win = self._windows(xp)  # (N, C, *out, *k)
+        win = self._windows(xp)  # (N, C, *out, *k), a view
         N, out = x.shape[0], win.shape[2 : 2 + self.nd]
-        perm = [0, *range(2, 2 + self.nd), 1, *range(2 + self.nd, 2 + 2 * self.nd)]
-        self.cols = win.permute(perm).reshape(N * math.prod(out), -1)  # (N·out, C·k)
+        kernel_first = [0, 1, *range(2 + self.nd, 2 + 2 * self.nd), *range(2, 2 + self.nd)]
+        self.cols = win.permute(kernel_first).reshape(N, -1, math.prod(out))  # (N, C·k, out)
         W = self.weight.reshape(self.out_channels, -1)  # (O, C·k)
-        y = self.cols @ W.T if self.bias is None else torch.addmm(self.bias, self.cols, W.T)
-        y = y.reshape(N, *out, self.out_channels).movedim(-1, 1)  # (N, O, *out)
+        y = torch.einsum("ok,nkl->nol", W, self.cols)  # (N, O, out): y = W cols, channels first
+        if self.bias is not None:
+            y += self.bias.view(1, -1, 1)
+        y = y.reshape(N, self.out_channels, *out)
         self.out_shape = y.shape
         return self._unbatch(y)
 
     def backward(self, dy: Tensor) -> Tensor:
         cols = self._saved(self.cols)
         dy = self._grad_in(dy, self.out_shape)
-        dy2 = dy.movedim(1, -1).reshape(-1, self.out_channels)  # (N·out, O)
-        accumulate_grad(self.weight, (dy2.T @ cols).reshape(self.weight.shape))  # dL/dW = dyᵀ cols
+        N, O = dy.shape[0], self.out_channels
+        dy3 = dy.reshape(N, O, -1)  # (N, O, out)
+        dW = (dy3 @ cols.mT).sum(0)  # dL/dW = Σₙ dyₙ colsₙᵀ   (O, C·k)
+        accumulate_grad(self.weight, dW.reshape(self.weight.shape))
         if self.bias is not None:
-            accumulate_grad(self.bias, dy2.sum(0))  # dL/db = Σ dy over batch and positions
-        dcols = dy2 @ self.weight.reshape(self.out_channels, -1)  # dL/dcols = dy W  (N·out, C·k)
-        N, out = self.out_shape[0], self.out_shape[2:]
-        dwin = dcols.reshape(N, *out, self.in_channels, *self.kernel_size)
-        dwin = dwin.permute(
-            [0, 1 + self.nd, *range(1, 1 + self.nd), *range(2 + self.nd, 2 + 2 * self.nd)]
-        )
+            accumulate_grad(self.bias, dy3.sum((0, 2)))  # dL/db = Σ dy over images and positions
+        dcols = torch.einsum("ok,nol->nkl", self.weight.reshape(O, -1), dy3)  # dL/dcols = Wᵀ dy
+        dwin = dcols.reshape(N, self.in_channels, *self.kernel_size, *self.out_shape[2:])
         return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
 
 
@@ -255,8 +258,9 @@ class _PoolNd(_Windows):
     def backward(self, dy: Tensor) -> Tensor:
         saved = self._saved(self.saved)
         dy = self._grad_in(dy, self.out_shape)
-        dwin = self._window_grad(dy, saved).unflatten(-1, self.kernel_size)
-        return self._unbatch(self._col2im(dwin, self.padded_shape))
+        dwin = self._window_grad(dy, saved).unflatten(-1, self.kernel_size)  # (N, C, *out, *k)
+        kernel_first = [0, 1, *range(2 + self.nd, 2 + 2 * self.nd), *range(2, 2 + self.nd)]
+        return self._unbatch(self._col2im(dwin.permute(kernel_first), self.padded_shape))
 
     def _pool(self, win: Tensor) -> Tensor:
         raise NotImplementedError

@@ -91,22 +91,24 @@ class Linear(Module):
                 f"{self.weight.dtype} on {self.weight.device}; move one with .to()"
             )
         self.x = x
-        x2 = x.reshape(-1, self.in_features)  # (N, in)
+        x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # (N, in)
         if self.bias is None:
             y = x2 @ self.weight.T  # (N, out)
         else:
             y = torch.addmm(self.bias, x2, self.weight.T)  # (N, out)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy: Tensor) -> Tensor:  # dy: (..., out)
         x = self._saved(self.x)
         self._check_grad_output(dy, torch.Size((*x.shape[:-1], self.out_features)))
-        dy2 = dy.reshape(-1, self.out_features)  # (N, out)
-        x2 = x.reshape(-1, self.in_features)  # (N, in)
+        flat = x.dim() == 2
+        dy2 = dy if flat else dy.reshape(-1, self.out_features)  # (N, out)
+        x2 = x if flat else x.reshape(-1, self.in_features)  # (N, in)
         accumulate_grad(self.weight, dy2.T @ x2)  # dL/dW = dyᵀ x      (out, in)
         if self.bias is not None:
             accumulate_grad(self.bias, dy2.sum(0))  # dL/db = Σₙ dy      (out,)
-        return (dy2 @ self.weight).reshape(x.shape)  # dL/dx = dy W       (..., in)
+        dx = dy2 @ self.weight  # dL/dx = dy W       (N, in)
+        return dx if flat else dx.reshape(x.shape)
 
 
 class Dropout(Module):
