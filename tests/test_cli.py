@@ -265,3 +265,11 @@ def test_cnn_needs_image_shaped_data(tmp_path, capsys):
         main(["train", "--data", "spiral", "--arch", "cnn", "--quiet", "--out", str(tmp_path)]) == 1
     )
     assert "needs image-shaped inputs" in capsys.readouterr().err
+
+
+def test_distributed_flag_outside_torchrun_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert (
+        main(["train", "--data", "spiral", "--distributed", "--quiet", "--out", str(tmp_path)]) == 1
+    )
+    assert "torchrun --nproc-per-node N" in capsys.readouterr().err

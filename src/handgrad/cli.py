@@ -108,12 +108,14 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
         progress=not args.quiet,
+        distributed=args.distributed,
     )
     config.check()
     print("config: " + ", ".join(f"{k}={v}" for k, v in vars(config).items() if k != "extra"))
     result = run(config)
-    print("\n" + format_scores(result.scores))
-    print("\nwrote " + ", ".join(str(p) for p in result.files))
+    if result.files:  # in a distributed run, only rank 0 reports and writes
+        print("\n" + format_scores(result.scores))
+        print("\nwrote " + ", ".join(str(p) for p in result.files))
     return 0
 
 
@@ -304,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="output folder (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data parallel; start with torchrun --nproc-per-node N -m handgrad train",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -361,7 +368,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, KeyError, FileNotFoundError, NonFiniteLossError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        FileNotFoundError,
+        RuntimeError,
+        NonFiniteLossError,
+    ) as exc:
         print(f"handgrad {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

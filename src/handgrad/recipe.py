@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/train"  # the folder for model, history and figures
     progress: bool = True
+    distributed: bool = False  # data parallel under torchrun (gloo on CPU, NCCL on GPU)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -209,6 +210,11 @@ class RunResult:
 def run(config: TrainConfig) -> RunResult:
     """Train as configured; write model, history and figures into config.out only on success."""
     config.check()
+    rank = 0
+    if config.distributed:
+        from handgrad.distributed import init
+
+        rank, _ = init()
     data = load_dataset(config)
     assert data.X_test is not None and data.y_test is not None
     torch.manual_seed(config.seed)
@@ -238,14 +244,17 @@ def run(config: TrainConfig) -> RunResult:
         batch_size=config.batch_size,
         metrics=metrics,
         scheduler=scheduler,
-        progress=config.progress,
+        progress=config.progress and rank == 0,
         seed=config.seed,
+        distributed=config.distributed,
     )
     scores = {
         "train": evaluate(model, (data.X, data.y), loss, metrics),
         "test": evaluate(model, (data.X_test, data.y_test), loss, metrics),
     }
-    files = _write_outputs(Path(config.out), model, history, scores, config, data)
+    files = (
+        [] if rank != 0 else _write_outputs(Path(config.out), model, history, scores, config, data)
+    )
     return RunResult(model, history, scores, files)
 
 

@@ -292,17 +292,38 @@ def fit(
     shuffle: bool = True,
     seed: int | None = None,
     initial_epoch: int = 0,
+    distributed: bool = False,
 ) -> History:
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
     `train`/`val` are (X, y) tensors, a Dataset or a DataLoader (whose own batch_size wins).
     `scheduler.step()` runs after every epoch. A non-finite loss stops training with
     NonFiniteLossError naming the epoch and batch; the model keeps its last finite weights.
-    `initial_epoch` resumes a run (see hg.io.save_checkpoint).
+    `initial_epoch` resumes a run (see hg.io.save_checkpoint). With `distributed`, inside a
+    torch.distributed process group, each process trains on its shard of (X, y) and the
+    gradients are averaged before every step (handgrad.distributed); the logged train loss is
+    the average over processes.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    sync: Callable[[Module], None] | None = None
     loader = _loader(train, batch_size, shuffle, seed, "train")
+    if distributed:
+        from handgrad import distributed as hd
+
+        rank, world = hd.rank_and_world_size()
+        if not isinstance(train, DataLoader):
+            loader = DataLoader(
+                loader.X,
+                loader.y,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                seed=0 if seed is None else seed,
+                rank=rank,
+                world_size=world,
+            )
+        hd.prepare(model)
+        sync = hd.average_gradients
     val_loader = None if val is None else _loader(val, 1024, False, None, "val")
     named = [_metric(m) for m in metrics]
     history = History()
@@ -310,7 +331,9 @@ def fit(
         cb.on_train_begin(model)
     for epoch in range(initial_epoch + 1, epochs + 1):
         loader.set_epoch(epoch)
-        logs = _train_epoch(model, loss, optimizer, loader, named, epoch, epochs, progress)
+        logs = _train_epoch(model, loss, optimizer, loader, named, epoch, epochs, progress, sync)
+        if sync is not None:
+            logs["loss"] = _average_over_processes(logs["loss"])
         if val_loader is not None:
             scores = evaluate(model, val_loader, loss, metrics)
             logs.update({f"val_{k}": v for k, v in scores.items()})
@@ -329,6 +352,14 @@ def fit(
     return history
 
 
+def _average_over_processes(value: float) -> float:
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
 def _train_epoch(
     model: Module,
     loss: Loss,
@@ -338,6 +369,7 @@ def _train_epoch(
     epoch: int,
     epochs: int,
     progress: bool,
+    sync: Callable[[Module], None] | None = None,
 ) -> dict[str, float]:
     model.train()
     snapshot = [p.clone() for p in model.parameters()]  # for a step that makes weights non-finite
@@ -359,6 +391,8 @@ def _train_epoch(
                 )
             optimizer.zero_grad()
             model.backward(loss.backward())
+            if sync is not None:
+                sync(model)  # data parallel: every process steps with the averaged gradient
             optimizer.step()
             total += v * xb.shape[0]
             n += xb.shape[0]
