@@ -148,3 +148,39 @@ def test_summary_lists_shapes_and_parameter_counts(capsys):
     assert "(None, 128)" in text and "8,320" in text and "total parameters: 9,610" in text
     assert text in capsys.readouterr().out
     assert model.training
+
+
+@pytest.mark.parametrize("first", [lambda: hg.Linear(5, 8), lambda: hg.Neuron(5)])
+def test_backward_params_gives_the_same_parameter_gradients(first):
+    torch.manual_seed(0)
+    a = hg.Sequential(first(), hg.Tanh(), hg.Linear(8 if isinstance(first(), hg.Linear) else 1, 3))
+    b = hg.Sequential(*[m for m in a])  # the same layers
+    x, g = torch.randn(4, 5), torch.randn(4, 3)
+    a(x)
+    a.backward(g)
+    full = [p.grad.clone() for p in a.parameters()]
+    a.zero_grad()
+    b(x)
+    assert b.backward_params(g) is None
+    for p, f in zip(b.parameters(), full):
+        assert torch.equal(p.grad, f)
+
+
+def test_conv_backward_params():
+    conv = hg.Conv1d(2, 3, 3)
+    x, g = torch.randn(2, 2, 8), torch.randn(2, 3, 6)
+    conv(x)
+    conv.backward(g)
+    full = [p.grad.clone() for p in conv.parameters()]
+    conv.zero_grad()
+    conv(x)
+    conv.backward_params(g)
+    assert all(torch.equal(p.grad, f) for p, f in zip(conv.parameters(), full))
+
+
+def test_the_same_module_twice_is_refused():
+    relu = hg.ReLU()
+    with pytest.raises(ValueError, match=r"same ReLU\(\) object is used at position 0"):
+        hg.Sequential(relu, hg.Linear(2, 2), relu)
+    with pytest.raises(ValueError, match="same"):
+        hg.Sequential(relu).append(relu)

@@ -93,10 +93,10 @@ def handgrad_step(case: Case, lr: float = 0.01) -> Step:
     opt = hg.optim.SGD(model.parameters(), lr=lr)
     X, y = _data(case)
 
-    def step() -> None:
+    def step() -> None:  # as fit does it: no gradient for the data, as in torch
         opt.zero_grad()
         loss(model(X), y)
-        model.backward(loss.backward())
+        model.backward_params(loss.backward())
         opt.step()
 
     return step

@@ -207,17 +207,25 @@ class _ConvNd(_Windows):
         return self._unbatch(y)
 
     def backward(self, dy: Tensor) -> Tensor:
+        dy3 = self._accumulate_param_grads(dy)
+        N, O = dy3.shape[0], self.out_channels
+        dcols = torch.einsum("ok,nol->nkl", self.weight.reshape(O, -1), dy3)  # dL/dcols = Wᵀ dy
+        dwin = dcols.reshape(N, self.in_channels, *self.kernel_size, *self.out_shape[2:])
+        return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
+
+    def backward_params(self, dy: Tensor) -> None:
+        self._accumulate_param_grads(dy)  # skips dL/dcols and col2im
+
+    def _accumulate_param_grads(self, dy: Tensor) -> Tensor:
+        """Add dL/dW and dL/db into .grad; returns dy as (N, O, out) for dL/dx."""
         cols = self._saved(self.cols)
         dy = self._grad_in(dy, self.out_shape)
-        N, O = dy.shape[0], self.out_channels
-        dy3 = dy.reshape(N, O, -1)  # (N, O, out)
+        dy3 = dy.reshape(dy.shape[0], self.out_channels, -1)  # (N, O, out)
         dW = (dy3 @ cols.mT).sum(0)  # dL/dW = Σₙ dyₙ colsₙᵀ   (O, C·k)
         accumulate_grad(self.weight, dW.reshape(self.weight.shape))
         if self.bias is not None:
             accumulate_grad(self.bias, dy3.sum((0, 2)))  # dL/db = Σ dy over images and positions
-        dcols = torch.einsum("ok,nol->nkl", self.weight.reshape(O, -1), dy3)  # dL/dcols = Wᵀ dy
-        dwin = dcols.reshape(N, self.in_channels, *self.kernel_size, *self.out_shape[2:])
-        return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
+        return dy3
 
 
 class Conv1d(_ConvNd):

@@ -99,6 +99,15 @@ class Linear(Module):
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy: Tensor) -> Tensor:  # dy: (..., out)
+        dy2 = self._accumulate_param_grads(dy)
+        dx = dy2 @ self.weight  # dL/dx = dy W       (N, in)
+        return dx if dy.dim() == 2 else dx.reshape(self._saved(self.x).shape)
+
+    def backward_params(self, dy: Tensor) -> None:
+        self._accumulate_param_grads(dy)  # skips dL/dx = dy W
+
+    def _accumulate_param_grads(self, dy: Tensor) -> Tensor:
+        """Add dL/dW and dL/db into .grad; returns dy as (N, out) for dL/dx."""
         x = self._saved(self.x)
         self._check_grad_output(dy, torch.Size((*x.shape[:-1], self.out_features)))
         flat = x.dim() == 2
@@ -107,8 +116,7 @@ class Linear(Module):
         accumulate_grad(self.weight, dy2.T @ x2)  # dL/dW = dyᵀ x      (out, in)
         if self.bias is not None:
             accumulate_grad(self.bias, dy2.sum(0))  # dL/db = Σₙ dy      (out,)
-        dx = dy2 @ self.weight  # dL/dx = dy W       (N, in)
-        return dx if flat else dx.reshape(x.shape)
+        return dy2
 
 
 class Dropout(Module):

@@ -8,7 +8,7 @@ returns ``dL/dx``. Parameters are plain tensors listed explicitly by each layer.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -41,6 +41,12 @@ class Module:
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
+
+    def backward_params(self, dy: Tensor) -> None:
+        """Accumulate the parameter gradients only, for a caller that has no use for dL/dx
+        (the first layer of a model trained on data, as torch skips inputs without
+        requires_grad). Layers whose dL/dx costs a matrix product override this to skip it."""
+        self.backward(dy)
 
     # ---- what a layer declares ----------------------------------------------------------
     def _parameter_names(self) -> tuple[str, ...]:
@@ -268,7 +274,18 @@ class Sequential(Module):
                 raise TypeError(
                     f"Sequential: item {i} is {type(m).__name__}, not a handgrad Module"
                 )
+            self._check_not_repeated(m, modules[:i])
         self.layers: list[Module] = list(modules)
+
+    @staticmethod
+    def _check_not_repeated(m: Module, before: Sequence[Module]) -> None:
+        """A module caches its own forward input, so one object cannot sit at two places."""
+        for j, other in enumerate(before):
+            if other is m:
+                raise ValueError(
+                    f"Sequential: the same {m._short_name()} object is used at position {j} and "
+                    "again later; create one module per position"
+                )
 
     def children(self) -> list[tuple[str, Module]]:
         return [(str(i), m) for i, m in enumerate(self.layers)]
@@ -284,6 +301,13 @@ class Sequential(Module):
             dy = layer.backward(dy)
         return dy
 
+    def backward_params(self, dy: Tensor) -> None:
+        """As backward, but the first layer skips dL/dx (fit uses this: data needs no grad)."""
+        for layer in reversed(self.layers[1:]):
+            dy = layer.backward(dy)
+        if self.layers:
+            self.layers[0].backward_params(dy)
+
     def __getitem__(self, i: int) -> Module:
         return self.layers[i]
 
@@ -296,5 +320,6 @@ class Sequential(Module):
     def append(self, module: Module) -> Sequential:
         if not isinstance(module, Module):
             raise TypeError(f"Sequential.append: {type(module).__name__} is not a handgrad Module")
+        self._check_not_repeated(module, self.layers)
         self.layers.append(module)
         return self

@@ -130,7 +130,10 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
     """
     act = ACTIVATIONS[config.activation]
     ch = config.channels
-    drop: list[Module] = [Dropout(config.dropout)] if config.dropout else []
+
+    def drop() -> list[Module]:  # a new Dropout at each place: a module caches its own input
+        return [Dropout(config.dropout)] if config.dropout else []
+
     if len(input_shape) == 2:
         convs: list[Module] = [
             Conv1d(input_shape[0], ch, 5, stride=2, padding=1),
@@ -142,7 +145,7 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
             Flatten(),
         ]
         head_in = _flat_size(convs, input_shape)
-        return Sequential(*convs, *drop, Linear(head_in, out_features))
+        return Sequential(*convs, *drop(), Linear(head_in, out_features))
     if len(input_shape) == 3:
         convs = [
             Conv2d(input_shape[0], ch, 3, padding=1),
@@ -154,7 +157,7 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
         ]
         head_in = _flat_size(convs, input_shape)
         return Sequential(
-            *convs, *drop, Linear(head_in, 128), act(), *drop, Linear(128, out_features)
+            *convs, *drop(), Linear(head_in, 128), act(), *drop(), Linear(128, out_features)
         )
     raise ValueError(
         f"--arch cnn needs image-shaped inputs (C, L) or (C, H, W), got "

@@ -390,7 +390,7 @@ def _train_epoch(
                     "its last finite weights (try a smaller learning rate)"
                 )
             optimizer.zero_grad()
-            model.backward(loss.backward())
+            model.backward_params(loss.backward())  # dL/dX of the data is never needed
             if sync is not None:
                 sync(model)  # data parallel: every process steps with the averaged gradient
             optimizer.step()
