@@ -120,8 +120,8 @@ def test_neuron_to_torch():
 
 
 def test_interop_refuses_what_it_cannot_map():
-    with pytest.raises(TypeError, match="handgrad has no equivalent of Conv1d"):
-        hg.from_torch(nn.Conv1d(1, 1, 3))
+    with pytest.raises(TypeError, match="handgrad has no equivalent of Conv3d"):
+        hg.from_torch(nn.Conv3d(1, 1, 3))
 
 
 def _run(epochs, model, opt, sched, data, start=0):
