@@ -62,10 +62,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         channels=32,
         dropout=0.3,
         optimizer="adamw",
-        lr=1e-3,
+        lr=2e-3,
         weight_decay=0.01,
         schedule="cosine",
-        epochs=40,
+        epochs=60,
         batch_size=64,
     ),
 }

@@ -16,20 +16,26 @@ from handgrad.module import Module
 
 
 class Activation(Module):
-    """Shared plumbing: input checks in forward, cache checks in backward."""
+    """Shared plumbing: input checks in forward, cache checks in backward.
+
+    Each activation keeps one tensor, the one its derivative needs: its input x, or its
+    output y where dy/dx is a function of y (ReLU, Sigmoid, Tanh, Softmax). Keeping y costs
+    no memory, since the next layer keeps it as its own input anyway.
+    """
 
     def __init__(self) -> None:
-        self.x: Tensor | None = None
-        self.y: Tensor | None = None
+        self.saved: Tensor | None = None
 
-    def _remember(self, x: Tensor, y: Tensor | None = None) -> None:
+    def _remember(self, x: Tensor, keep: Tensor | None = None) -> None:
+        """Check the input x; keep `keep` (default: x) for backward."""
         self._check_input(x)
-        self.x, self.y = x, y
+        self.saved = x if keep is None else keep
 
     def _recall(self, dy: Tensor) -> Tensor:
-        x = self._saved(self.x)
-        self._check_grad_output(dy, x.shape)
-        return x
+        """The kept tensor, after checking dy has its shape (x and y share one shape)."""
+        kept = self._saved(self.saved)
+        self._check_grad_output(dy, kept.shape)
+        return kept
 
 
 class Identity(Activation):
@@ -54,12 +60,13 @@ class ReLU(Activation):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        self._remember(x)
-        return x.clamp(min=0)
+        y = x.clamp(min=0)
+        self._remember(x, keep=y)
+        return y
 
     def backward(self, dy: Tensor) -> Tensor:
-        x = self._recall(dy)
-        return dy * (x > 0)
+        y = self._recall(dy)
+        return dy * (y > 0)  # y > 0 exactly where x > 0
 
 
 class LeakyReLU(Activation):
@@ -114,12 +121,11 @@ class Sigmoid(Activation):
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.sigmoid(x)
-        self._remember(x, y)
+        self._remember(x, keep=y)
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
-        self._recall(dy)
-        y = self._saved(self.y)
+        y = self._recall(dy)
         return dy * y * (1 - y)
 
 
@@ -131,12 +137,11 @@ class Tanh(Activation):
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.tanh(x)
-        self._remember(x, y)
+        self._remember(x, keep=y)
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
-        self._recall(dy)
-        y = self._saved(self.y)
+        y = self._recall(dy)
         return dy * (1 - y * y)
 
 
@@ -254,12 +259,11 @@ class Softmax(_AlongDim):
         self._check_dim(x)
         e = torch.exp(x - x.amax(self.dim, keepdim=True))
         y = e / e.sum(self.dim, keepdim=True)
-        self._remember(x, y)
+        self._remember(x, keep=y)
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
-        self._recall(dy)
-        y = self._saved(self.y)
+        y = self._recall(dy)
         return y * (dy - (dy * y).sum(self.dim, keepdim=True))
 
 
@@ -274,12 +278,11 @@ class LogSoftmax(_AlongDim):
         self._check_dim(x)
         shifted = x - x.amax(self.dim, keepdim=True)
         y = shifted - torch.log(torch.exp(shifted).sum(self.dim, keepdim=True))
-        self._remember(x, y)
+        self._remember(x, keep=y)
         return y
 
     def backward(self, dy: Tensor) -> Tensor:
-        self._recall(dy)
-        y = self._saved(self.y)
+        y = self._recall(dy)
         return dy - torch.exp(y) * dy.sum(self.dim, keepdim=True)
 
 

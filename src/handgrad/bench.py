@@ -99,6 +99,17 @@ def handgrad_step(case: Case, lr: float = 0.01) -> Step:
         model.backward_params(loss.backward())
         opt.step()
 
+    def forget() -> None:  # drop gradients and every cached forward tensor (for step_memory)
+        opt.zero_grad()
+        for m in [*model.modules(), loss]:
+            kept = (
+                {*m._parameter_names(), *m._buffer_names()} if isinstance(m, hg.Module) else set()
+            )
+            for k, v in vars(m).items():
+                if isinstance(v, torch.Tensor) and k not in kept:
+                    setattr(m, k, None)
+
+    step.forget = forget  # type: ignore[attr-defined]
     return step
 
 
@@ -116,6 +127,7 @@ def torch_step(case: Case, lr: float = 0.01) -> Step:
         loss(model(X), y).backward()
         opt.step()
 
+    step.forget = opt.zero_grad  # type: ignore[attr-defined]
     return step
 
 
@@ -223,16 +235,69 @@ def measure(steps: dict[str, Step], rounds: int = 7, min_seconds: float = 0.05) 
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+# ---- peak memory of a training step (CPU: resident set size, in a fresh process) ----------------
+STEP_MAKERS = {"handgrad": handgrad_step, "torch": torch_step, "numpy": numpy_step}
+
+
+def _rss_kib(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field_name} in /proc/self/status")
+
+
+def _step_memory(args: tuple[Case, str]) -> float:
+    """MiB a training step needs above the model, data and optimizer state: peak RSS over
+    4 steps minus RSS after a warm-up step whose gradients and caches were dropped."""
+    case, name = args
+    torch.set_num_threads(1)
+    step = STEP_MAKERS[name](case)
+    step()  # loads the kernels' code and creates optimizer state, then drop what a step leaves
+    getattr(step, "forget", lambda: None)()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current resident size
+    before = _rss_kib("VmRSS")
+    for _ in range(4):
+        step()
+    return (_rss_kib("VmHWM") - before) / 1024
+
+
+def step_memory(case: Case) -> dict[str, float]:
+    """Peak extra MiB of one training step per implementation, each in a fresh process."""
+    import multiprocessing as mp
+    import os
+
+    # Every allocation through mmap: freed memory leaves the process at once, so resident
+    # size follows live memory and its peak is the step's true peak (glibc reads this at start).
+    old = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "0"
+    try:
+        ctx = mp.get_context("spawn")
+        result = {}
+        for name in STEP_MAKERS:
+            with ctx.Pool(1) as pool:
+                result[name] = pool.map(_step_memory, [(case, name)])[0]
+        return result
+    finally:
+        if old is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = old
+
+
 @dataclass
 class Row:
     case: str
     seconds: dict[str, float]
+    peak_mib: dict[str, float] = field(default_factory=dict)
 
     def ratio(self, name: str) -> float:
         return self.seconds["handgrad"] / self.seconds[name] if name in self.seconds else math.nan
 
 
-def run(cases: list[Case], rounds: int = 7) -> list[Row]:
+def run(cases: list[Case], rounds: int = 7, memory: bool = True) -> list[Row]:
+    """Time every case; with `memory`, also each MLP step's peak memory (fresh processes)."""
     rows = []
     for case in cases:
         if case.kind == "mlp":
@@ -243,7 +308,8 @@ def run(cases: list[Case], rounds: int = 7) -> list[Row]:
             }
         else:
             steps = {"handgrad": handgrad_conv_step(case), "torch": torch_conv_step(case)}
-        rows.append(Row(case.name, measure(steps, rounds)))
+        peak = step_memory(case) if memory and case.kind == "mlp" else {}
+        rows.append(Row(case.name, measure(steps, rounds), peak))
     return rows
 
 
@@ -258,6 +324,7 @@ def machine() -> str:
 def format_table(rows: list[Row]) -> str:
     head = (
         f"{'case':<42} {'handgrad':>10} {'torch':>10} {'numpy':>10} {'hg/torch':>9} {'hg/numpy':>9}"
+        "  peak MiB hg / torch / numpy"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -268,7 +335,10 @@ def format_table(rows: list[Row]) -> str:
         ratios = [
             f"{r.ratio(k):>9.2f}" if k in r.seconds else f"{'-':>9}" for k in ("torch", "numpy")
         ]
-        lines.append(f"{r.case:<42} " + " ".join(ms) + " " + " ".join(ratios))
+        mem = ""
+        if r.peak_mib:
+            mem = "  " + " / ".join(f"{r.peak_mib[k]:.1f}" for k in ("handgrad", "torch", "numpy"))
+        lines.append(f"{r.case:<42} " + " ".join(ms) + " " + " ".join(ratios) + mem)
     return "\n".join(lines)
 
 
