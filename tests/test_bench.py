@@ -35,7 +35,7 @@ def test_run_and_report(tmp_path, capsys):
             conv=dict(cin=1, cout=2, k=3, stride=1, padding=1, size=(10,)),
         ),
     ]
-    rows = bench.run(cases, rounds=1, memory=False)
+    rows = bench.run(cases, rounds=1, memory=False)  # (pauses keep this short enough)
     assert [set(r.seconds) for r in rows] == [{"handgrad", "torch", "numpy"}] * 2 + [
         {"handgrad", "torch"}
     ]

@@ -214,8 +214,14 @@ def torch_conv_step(case: Case) -> Step:
 
 
 # ---- timing ----------------------------------------------------------------------------------
-def measure(steps: dict[str, Step], rounds: int = 7, min_seconds: float = 0.05) -> dict[str, float]:
-    """Median seconds per step of each implementation, timed in alternation, round by round."""
+def measure(
+    steps: dict[str, Step], rounds: int = 7, min_seconds: float = 0.05, pause: float = 0.3
+) -> dict[str, float]:
+    """Median seconds per step of each implementation, timed in alternation, round by round.
+
+    The order rotates every round, and `pause` seconds separate the blocks: BLAS and OpenMP
+    threads spin for a while after their work, and would otherwise slow whoever runs next.
+    """
     for step in steps.values():  # warm up and calibrate how many steps make one timing
         step()
     reps = {}
@@ -226,8 +232,11 @@ def measure(steps: dict[str, Step], rounds: int = 7, min_seconds: float = 0.05) 
             n += 1
         reps[name] = max(1, n)
     times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
+    names = list(steps)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            time.sleep(pause)
+            step = steps[name]
             t0 = time.perf_counter()
             for _ in range(reps[name]):
                 step()

@@ -187,45 +187,44 @@ class _ConvNd(_Windows):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self._batch(x, self.in_channels)
-        if x.dtype != self.weight.dtype or x.device != self.weight.device:
-            raise TypeError(
-                f"{self._short_name()}: input is {x.dtype} on {x.device}, but the "
-                f"layer is {self.weight.dtype} on {self.weight.device}"
-            )
+        self._check_like(x, self.weight)
         xp = self._pad(x)
         self.x_shape, self.padded_shape = x.shape, xp.shape
         win = self._windows(xp)  # (N, C, *out, *k), a view
         N, out = x.shape[0], win.shape[2 : 2 + self.nd]
-        kernel_first = [0, 1, *range(2 + self.nd, 2 + 2 * self.nd), *range(2, 2 + self.nd)]
-        self.cols = win.permute(kernel_first).reshape(N, -1, math.prod(out))  # (N, C·k, out)
+        nd = self.nd
+        # im2col with the batch folded into the columns: one GEMM for the whole batch
+        rows_first = [1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd)]  # (C, *k, N, *out)
+        self.cols = win.permute(rows_first).reshape(-1, N * math.prod(out))  # (C·k, N·out)
         W = self.weight.reshape(self.out_channels, -1)  # (O, C·k)
-        y = torch.einsum("ok,nkl->nol", W, self.cols)  # (N, O, out): y = W cols, channels first
-        if self.bias is not None:
-            y += self.bias.view(1, -1, 1)
-        y = y.reshape(N, self.out_channels, *out)
+        if self.bias is None:
+            y = W @ self.cols  # (O, N·out)
+        else:
+            y = torch.addmm(self.bias.view(-1, 1), W, self.cols)  # y = W cols + b
+        y = y.reshape(self.out_channels, N, *out).movedim(0, 1).contiguous()  # (N, O, *out)
         self.out_shape = y.shape
         return self._unbatch(y)
 
     def backward(self, dy: Tensor) -> Tensor:
-        dy3 = self._accumulate_param_grads(dy)
-        N, O = dy3.shape[0], self.out_channels
-        dcols = torch.einsum("ok,nol->nkl", self.weight.reshape(O, -1), dy3)  # dL/dcols = Wᵀ dy
-        dwin = dcols.reshape(N, self.in_channels, *self.kernel_size, *self.out_shape[2:])
+        dy2 = self._accumulate_param_grads(dy)  # (O, N·out)
+        dcols = self.weight.reshape(self.out_channels, -1).T @ dy2  # dL/dcols = Wᵀ dy (C·k, N·out)
+        N, out = self.out_shape[0], self.out_shape[2:]
+        dwin = dcols.reshape(self.in_channels, *self.kernel_size, N, *out)  # (C, *k, N, *out)
+        dwin = dwin.movedim(1 + self.nd, 0)  # (N, C, *k, *out), a view for col2im
         return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
 
     def backward_params(self, dy: Tensor) -> None:
         self._accumulate_param_grads(dy)  # skips dL/dcols and col2im
 
     def _accumulate_param_grads(self, dy: Tensor) -> Tensor:
-        """Add dL/dW and dL/db into .grad; returns dy as (N, O, out) for dL/dx."""
+        """Add dL/dW and dL/db into .grad; returns dy as (O, N·out) for dL/dx."""
         cols = self._saved(self.cols)
         dy = self._grad_in(dy, self.out_shape)
-        dy3 = dy.reshape(dy.shape[0], self.out_channels, -1)  # (N, O, out)
-        dW = (dy3 @ cols.mT).sum(0)  # dL/dW = Σₙ dyₙ colsₙᵀ   (O, C·k)
-        accumulate_grad(self.weight, dW.reshape(self.weight.shape))
+        dy2 = dy.movedim(1, 0).reshape(self.out_channels, -1)  # (O, N·out), a copy
+        accumulate_grad(self.weight, (dy2 @ cols.T).reshape(self.weight.shape))  # dL/dW = dy colsᵀ
         if self.bias is not None:
-            accumulate_grad(self.bias, dy3.sum((0, 2)))  # dL/db = Σ dy over images and positions
-        return dy3
+            accumulate_grad(self.bias, dy2.sum(1))  # dL/db = Σ dy over images and positions
+        return dy2
 
 
 class Conv1d(_ConvNd):

@@ -79,17 +79,7 @@ class Linear(Module):
         }
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x, min_dim=1)
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"{self._short_name()}: expected input with {self.in_features} features "
-                f"(last dim), got shape {tuple(x.shape)}"
-            )
-        if x.dtype != self.weight.dtype or x.device != self.weight.device:
-            raise TypeError(
-                f"{self._short_name()}: input is {x.dtype} on {x.device}, but the layer is "
-                f"{self.weight.dtype} on {self.weight.device}; move one with .to()"
-            )
+        self._check_features(x, self.in_features, self.weight)
         self.x = x
         x2 = x if x.dim() == 2 else x.reshape(-1, self.in_features)  # (N, in)
         if self.bias is None:

@@ -248,6 +248,23 @@ class Module:
                 f"{tuple(shape)}, got {tuple(dy.shape)}"
             )
 
+    def _check_features(self, x: Tensor, in_features: int, weight: Tensor) -> None:
+        """x is floating, (..., in_features), with the weight's dtype and device."""
+        self._check_input(x, min_dim=1)
+        if x.shape[-1] != in_features:
+            raise ValueError(
+                f"{self._short_name()}: expected input with {in_features} features "
+                f"(last dim), got shape {tuple(x.shape)}"
+            )
+        self._check_like(x, weight)
+
+    def _check_like(self, x: Tensor, weight: Tensor) -> None:
+        if x.dtype != weight.dtype or x.device != weight.device:
+            raise TypeError(
+                f"{self._short_name()}: input is {x.dtype} on {x.device}, but the layer is "
+                f"{weight.dtype} on {weight.device}; move one with .to()"
+            )
+
     def _check_input(self, x: Tensor, min_dim: int = 0) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(

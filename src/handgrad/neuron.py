@@ -56,12 +56,7 @@ class Neuron(Module):
         return {"in_features": self.in_features}
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x, min_dim=1)
-        if x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"{self._short_name()}: expected input with {self.in_features} features "
-                f"(last dim), got shape {tuple(x.shape)}"
-            )
+        self._check_features(x, self.in_features, self.weight)
         self.x = x
         z = x.reshape(-1, self.in_features) @ self.weight  # (N,)
         return z.reshape(*x.shape[:-1], 1) + self.bias  # (..., 1)
