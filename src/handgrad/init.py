@@ -8,6 +8,7 @@ convolutions, so fan_in = in · prod(kernel) and fan_out = out · prod(kernel).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -81,13 +82,13 @@ def linear_parameters(
     """
     if init not in INITS:
         raise ValueError(f"Linear: unknown init {init!r}; expected one of {', '.join(INITS)}")
-    kw = {"device": device, "dtype": dtype}
+    kw: dict[str, Any] = {"device": device, "dtype": dtype}
     if init == "normal":
-        W = torch.randn(out_features, in_features, **kw)  # type: ignore[arg-type]
-        b = torch.randn(out_features, **kw) if bias else None  # type: ignore[arg-type]
+        W = torch.randn(out_features, in_features, **kw)
+        b = torch.randn(out_features, **kw) if bias else None
         return W, b
-    W = torch.empty(out_features, in_features, **kw)  # type: ignore[arg-type]
-    b = torch.empty(out_features, **kw) if bias else None  # type: ignore[arg-type]
+    W = torch.empty(out_features, in_features, **kw)
+    b = torch.empty(out_features, **kw) if bias else None
     if init == "torch":
         kaiming_uniform_(W, a=math.sqrt(5))
         if b is not None:

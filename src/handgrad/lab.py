@@ -396,7 +396,7 @@ def task_4_4(
     note = f"final loss {losses[-1]:.5f} (goal < 0.01)"
     if path is not None:
         note += f"; figure of the {len(snapshots)} fits: {path}"
-    result = _result(
+    return _result(
         "4.4",
         "Linear(1, 10) -> ReLU -> Linear(10, 1), lr 0.02, trained by hand",
         rows,
@@ -408,7 +408,6 @@ def task_4_4(
         ref_losses=ref_losses,
         epochs=logged,
     )
-    return result
 
 
 TASKS: dict[str, Callable[[], TaskResult]] = {

@@ -203,11 +203,11 @@ class BatchNorm1d(Module):
                 f"BatchNorm1d: need eps > 0 and momentum in [0, 1], got {eps}, {momentum}"
             )
         self.eps, self.momentum = eps, momentum
-        kw = {"device": device, "dtype": dtype}
-        self.weight = torch.ones(num_features, **kw) if affine else None  # type: ignore[arg-type]
-        self.bias = torch.zeros(num_features, **kw) if affine else None  # type: ignore[arg-type]
-        self.running_mean = torch.zeros(num_features, **kw)  # type: ignore[arg-type]
-        self.running_var = torch.ones(num_features, **kw)  # type: ignore[arg-type]
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.weight = torch.ones(num_features, **kw) if affine else None
+        self.bias = torch.zeros(num_features, **kw) if affine else None
+        self.running_mean = torch.zeros(num_features, **kw)
+        self.running_var = torch.ones(num_features, **kw)
         self.num_batches_tracked = torch.tensor(0, dtype=torch.long, device=device)
         self.xhat: Tensor | None = None
         self.rstd: Tensor | None = None

@@ -199,7 +199,7 @@ def _loader(
     return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
-def _check_labels(model_out: Tensor, y: Tensor, loss: Loss, what: str) -> None:
+def _check_labels(model_out: Tensor, y: Tensor, what: str) -> None:
     """Class labels beyond the model's outputs would index past its logits: say so plainly."""
     if y.is_floating_point() or model_out.dim() < 2 or y.dim() != model_out.dim() - 1:
         return
@@ -378,7 +378,7 @@ def _train_epoch(
         for batch, (xb, yb) in enumerate(loader, start=1):
             out = model(xb)
             if batch == 1:
-                _check_labels(out, yb, loss, "train")
+                _check_labels(out, yb, "train")
             value = loss(out, yb)
             v = float(value)
             if not math.isfinite(v):
