@@ -58,6 +58,20 @@ class _Windows(Module):
             self.pads = tuple((p, p) for p in self.padding)
         self.x_shape: torch.Size | None = None
         self.batched = True
+        self.scratch: dict[str, Tensor] = {}
+
+    def _scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A work tensor kept between calls and reused while its shape fits: a fresh large
+        allocation costs page faults on every step. Never returned to the caller."""
+        buf = self.scratch.get(name)
+        if (
+            buf is None
+            or buf.shape != shape
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = self.scratch[name] = like.new_empty(shape)
+        return buf
 
     def _batch(self, x: Tensor, channels: int | None) -> Tensor:
         """Check x is (N, C, *S) or (C, *S); returns the batched form."""
@@ -195,19 +209,23 @@ class _ConvNd(_Windows):
         nd = self.nd
         # im2col with the batch folded into the columns: one GEMM for the whole batch
         rows_first = [1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd)]  # (C, *k, N, *out)
-        self.cols = win.permute(rows_first).reshape(-1, N * math.prod(out))  # (C·k, N·out)
+        cols = self._scratch("cols", (self.in_channels, *self.kernel_size, N, *out), x)
+        self.cols = cols.copy_(win.permute(rows_first)).view(-1, N * math.prod(out))  # (C·k, N·out)
         W = self.weight.reshape(self.out_channels, -1)  # (O, C·k)
+        y_t = self._scratch("y_t", (self.out_channels, self.cols.shape[1]), x)  # (O, N·out)
         if self.bias is None:
-            y = W @ self.cols  # (O, N·out)
+            torch.mm(W, self.cols, out=y_t)  # y = W cols
         else:
-            y = torch.addmm(self.bias.view(-1, 1), W, self.cols)  # y = W cols + b
-        y = y.reshape(self.out_channels, N, *out).movedim(0, 1).contiguous()  # (N, O, *out)
+            torch.addmm(self.bias.view(-1, 1), W, self.cols, out=y_t)  # y = W cols + b
+        y = y_t.view(self.out_channels, N, *out).movedim(0, 1).contiguous()  # (N, O, *out)
         self.out_shape = y.shape
         return self._unbatch(y)
 
     def backward(self, dy: Tensor) -> Tensor:
         dy2 = self._accumulate_param_grads(dy)  # (O, N·out)
-        dcols = self.weight.reshape(self.out_channels, -1).T @ dy2  # dL/dcols = Wᵀ dy (C·k, N·out)
+        W = self.weight.reshape(self.out_channels, -1)
+        dcols = self._scratch("dcols", (W.shape[1], dy2.shape[1]), dy2)
+        torch.mm(W.T, dy2, out=dcols)  # dL/dcols = Wᵀ dy   (C·k, N·out)
         N, out = self.out_shape[0], self.out_shape[2:]
         dwin = dcols.reshape(self.in_channels, *self.kernel_size, N, *out)  # (C, *k, N, *out)
         dwin = dwin.movedim(1 + self.nd, 0)  # (N, C, *k, *out), a view for col2im
@@ -220,7 +238,10 @@ class _ConvNd(_Windows):
         """Add dL/dW and dL/db into .grad; returns dy as (O, N·out) for dL/dx."""
         cols = self._saved(self.cols)
         dy = self._grad_in(dy, self.out_shape)
-        dy2 = dy.movedim(1, 0).reshape(self.out_channels, -1)  # (O, N·out), a copy
+        dy2 = self._scratch("dy_t", (self.out_channels, dy.numel() // self.out_channels), dy)
+        dy2.view(self.out_channels, dy.shape[0], -1).copy_(
+            dy.reshape(dy.shape[0], self.out_channels, -1).movedim(1, 0)
+        )  # (O, N·out)
         accumulate_grad(self.weight, (dy2 @ cols.T).reshape(self.weight.shape))  # dL/dW = dy colsᵀ
         if self.bias is not None:
             accumulate_grad(self.bias, dy2.sum(1))  # dL/db = Σ dy over images and positions
