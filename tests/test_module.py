@@ -184,3 +184,32 @@ def test_the_same_module_twice_is_refused():
         hg.Sequential(relu, hg.Linear(2, 2), relu)
     with pytest.raises(ValueError, match="same"):
         hg.Sequential(relu).append(relu)
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: hg.Linear(3, 2), (4, 3)),
+        (lambda: hg.ReLU(), (4, 3)),
+        (lambda: hg.Dropout(0.5), (4, 3)),
+        (lambda: hg.BatchNorm1d(3), (4, 3)),
+        (lambda: hg.Conv1d(3, 2, 1), (4, 3, 5)),
+        (lambda: hg.MaxPool1d(1), (4, 3, 5)),
+        (lambda: hg.Neuron(3), (4, 3)),
+    ],
+)
+def test_backward_releases_the_cache(make, shape):
+    """One backward per forward, as torch without retain_graph: the memory goes early."""
+    m = make()
+    y = m(torch.randn(shape))
+    m.backward(torch.ones_like(y))
+    with pytest.raises(RuntimeError, match="before forward.*one backward"):
+        m.backward(torch.ones_like(y))
+
+
+def test_loss_backward_releases_too():
+    loss = hg.MSELoss()
+    loss(torch.zeros(3), torch.ones(3))
+    loss.backward()
+    with pytest.raises(RuntimeError, match="before forward"):
+        loss.backward()

@@ -35,6 +35,7 @@ class Activation(Module):
         """The kept tensor, after checking dy has its shape (x and y share one shape)."""
         kept = self._saved(self.saved)
         self._check_grad_output(dy, kept.shape)
+        self.saved = None  # released: one backward per forward, and the memory goes early
         return kept
 
 

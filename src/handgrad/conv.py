@@ -237,6 +237,7 @@ class _ConvNd(_Windows):
     def _accumulate_param_grads(self, dy: Tensor) -> Tensor:
         """Add dL/dW and dL/db into .grad; returns dy as (O, N·out) for dL/dx."""
         cols = self._saved(self.cols)
+        self.cols = None  # one backward per forward (the buffer itself is kept for reuse)
         dy = self._grad_in(dy, self.out_shape)
         dy2 = self._scratch("dy_t", (self.out_channels, dy.numel() // self.out_channels), dy)
         dy2.view(self.out_channels, dy.shape[0], -1).copy_(
@@ -285,6 +286,7 @@ class _PoolNd(_Windows):
 
     def backward(self, dy: Tensor) -> Tensor:
         saved = self._saved(self.saved)
+        self.saved = None  # released: one backward per forward
         dy = self._grad_in(dy, self.out_shape)
         dwin = self._window_grad(dy, saved).unflatten(-1, self.kernel_size)  # (N, C, *out, *k)
         kernel_first = [0, 1, *range(2 + self.nd, 2 + 2 * self.nd), *range(2, 2 + self.nd)]
@@ -373,6 +375,6 @@ class Unflatten(Module):
 
     def backward(self, dy: Tensor) -> Tensor:
         if self.shape is None:
-            raise RuntimeError(f"{self._short_name()}.backward() called before forward()")
+            raise self._no_forward()
         self._check_grad_output(dy, self.out_shape)
         return dy.reshape(self.shape)

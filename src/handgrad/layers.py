@@ -89,9 +89,10 @@ class Linear(Module):
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
     def backward(self, dy: Tensor) -> Tensor:  # dy: (..., out)
+        x_shape = self._saved(self.x).shape
         dy2 = self._accumulate_param_grads(dy)
         dx = dy2 @ self.weight  # dL/dx = dy W       (N, in)
-        return dx if dy.dim() == 2 else dx.reshape(self._saved(self.x).shape)
+        return dx if dy.dim() == 2 else dx.reshape(x_shape)
 
     def backward_params(self, dy: Tensor) -> None:
         self._accumulate_param_grads(dy)  # skips dL/dx = dy W
@@ -106,6 +107,7 @@ class Linear(Module):
         accumulate_grad(self.weight, dy2.T @ x2)  # dL/dW = dyᵀ x      (out, in)
         if self.bias is not None:
             accumulate_grad(self.bias, dy2.sum(0))  # dL/db = Σₙ dy      (out,)
+        self.x = None  # released: one backward per forward
         return dy2
 
 
@@ -138,11 +140,12 @@ class Dropout(Module):
     def backward(self, dy: Tensor) -> Tensor:
         shape = self._saved_shape()
         self._check_grad_output(dy, shape)
-        return dy if self.mask is None else dy * self.mask  # dL/dx = dy · m / (1 - p)
+        mask, self.mask, self.shape = self.mask, None, None  # released: one backward per forward
+        return dy if mask is None else dy * mask  # dL/dx = dy · m / (1 - p)
 
     def _saved_shape(self) -> torch.Size:
         if self.shape is None:
-            raise RuntimeError(f"{self._short_name()}.backward() called before forward()")
+            raise self._no_forward()
         return self.shape
 
 
@@ -176,7 +179,7 @@ class Flatten(Module):
 
     def backward(self, dy: Tensor) -> Tensor:
         if self.shape is None or self.out_shape is None:
-            raise RuntimeError(f"{self._short_name()}.backward() called before forward()")
+            raise self._no_forward()
         self._check_grad_output(dy, self.out_shape)
         return dy.reshape(self.shape)  # flatten only relabels elements
 
@@ -261,6 +264,7 @@ class BatchNorm1d(Module):
 
     def backward(self, dy: Tensor) -> Tensor:
         xhat, rstd = self._saved(self.xhat), self._saved(self.rstd)
+        self.xhat = self.rstd = None  # released: one backward per forward
         self._check_grad_output(dy, xhat.shape)
         dims = [0] if dy.dim() == 2 else [0, 2]
         shape = self._shape(dy)

@@ -69,7 +69,7 @@ class Loss:
     def backward(self, grad: Tensor | float | None = None) -> Tensor:
         """dL/dpred, with the shape of pred."""
         upstream = self._upstream(grad)
-        dpred = self._saved_dpred()
+        dpred, self.dpred = self._saved_dpred(), None  # released: one backward per forward
         if isinstance(upstream, Tensor) and upstream.dim() > 0:
             upstream = self._spread(upstream, dpred)
         return dpred * upstream

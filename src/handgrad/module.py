@@ -236,8 +236,14 @@ class Module:
     def _saved(self, t: Tensor | None) -> Tensor:
         """Return a tensor forward() cached, or explain that forward() has not run."""
         if t is None:
-            raise RuntimeError(f"{self._short_name()}.backward() called before forward()")
+            raise self._no_forward()
         return t
+
+    def _no_forward(self) -> RuntimeError:
+        return RuntimeError(
+            f"{self._short_name()}.backward() called before forward() (each forward allows "
+            "one backward: backward releases what forward kept, as torch frees its graph)"
+        )
 
     def _check_grad_output(self, dy: Tensor, shape: torch.Size) -> None:
         if not isinstance(dy, Tensor):

@@ -63,6 +63,7 @@ class Neuron(Module):
 
     def backward(self, dy: Tensor) -> Tensor:  # dy: (..., 1)
         x = self._saved(self.x)
+        self.x = None  # released: one backward per forward
         self._check_grad_output(dy, torch.Size((*x.shape[:-1], 1)))
         dy_flat = dy.reshape(-1)  # (N,)
         accumulate_grad(self.weight, dy_flat @ x.reshape(-1, self.in_features))  # dL/dw = Σₙ dyₙ xₙ
