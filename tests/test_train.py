@@ -180,6 +180,13 @@ def test_evaluate_and_predict_restore_mode():
 def test_metrics():
     assert accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
     assert accuracy(torch.tensor([[0.9], [0.2]]), torch.tensor([[1.0], [1.0]])) == 0.5
+    assert accuracy(torch.tensor([[2.0], [-1.0], [0.5]]), torch.tensor([1, 0, 0])) == pytest.approx(
+        2 / 3
+    )  # logits
+    scores = torch.zeros(2, 3, 4)
+    scores[:, 2] = 1.0  # class 2 everywhere, along dim 1
+    assert accuracy(scores, torch.tensor([[2, 2, 0, 2], [2, 2, 2, 2]])) == 7 / 8
+    assert accuracy(torch.tensor([0.1, 0.7, 0.2]), torch.tensor(1)) == 1.0  # one example
     assert mae(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [2.0]])) == 1.0
     assert r2(torch.tensor([[1.0], [2.0]]), torch.tensor([[1.0], [2.0]])) == 1.0
     assert math.isnan(r2(torch.ones(2, 1), torch.ones(2, 1)))

@@ -29,18 +29,22 @@ Metric = Callable[[Tensor, Tensor], float]
 
 # ---- metrics: (pred, target) -> float ------------------------------------------------------
 def accuracy(pred: Tensor, target: Tensor) -> float:
-    """Share of rows whose arg-max class (or thresholded single logit/probability) is right."""
-    if pred.dim() == target.dim() + 1 and pred.shape[-1] > 1:
-        labels = pred.argmax(-1)
-    elif target.is_floating_point():  # binary with probabilities or one-hot targets
-        return float(
-            ((pred > (0.5 if bool(((pred >= 0) & (pred <= 1)).all()) else 0.0)) == (target > 0.5))
-            .float()
-            .mean()
+    """Share of examples classified right.
+
+    Class scores (N, C, ...) against indices (N, ...): the arg-max over dim 1 (dim 0 for one
+    example). One score per example against 0/1 targets: thresholded at 0.5 for
+    probabilities, at 0 for logits.
+    """
+    class_dim = 1 if pred.dim() > 1 else 0
+    if pred.dim() == target.dim() + 1 and pred.shape[class_dim] > 1:
+        return float((pred.argmax(class_dim) == target).float().mean())
+    if pred.numel() != target.numel():
+        raise ValueError(
+            f"accuracy: predictions {tuple(pred.shape)} do not fit targets {tuple(target.shape)}"
         )
-    else:
-        labels = pred.reshape(target.shape).round().long()
-    return float((labels == target).float().mean())
+    p = pred.reshape(target.shape)
+    threshold = 0.5 if bool(((p >= 0) & (p <= 1)).all()) else 0.0
+    return float(((p > threshold) == (target > 0.5)).float().mean())
 
 
 def mae(pred: Tensor, target: Tensor) -> float:
