@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from handgrad.init import kaiming_uniform_, uniform_
+from handgrad.layers import _Reshape
 from handgrad.module import Module, accumulate_grad
 
 Size = int | tuple[int, ...]
@@ -351,12 +352,12 @@ class AvgPool2d(_AvgPoolNd):
     nd = 2
 
 
-class Unflatten(Module):
+class Unflatten(_Reshape):
     """y = x.unflatten(dim, unflattened_size), e.g. (N, 40) -> (N, 1, 40); backward reshapes."""
 
     def __init__(self, dim: int, unflattened_size: tuple[int, ...] | list[int]) -> None:
+        super().__init__()
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)
-        self.shape: torch.Size | None = None
 
     def config(self) -> dict[str, Any]:
         return {"dim": self.dim, "unflattened_size": self.unflattened_size}
@@ -369,12 +370,4 @@ class Unflatten(Module):
                 f"{self._short_name()}: cannot unflatten dim {self.dim} of shape "
                 f"{tuple(x.shape)} into {self.unflattened_size}"
             )
-        y = x.unflatten(self.dim, self.unflattened_size)
-        self.shape, self.out_shape = x.shape, y.shape
-        return y
-
-    def backward(self, dy: Tensor) -> Tensor:
-        if self.shape is None:
-            raise self._no_forward()
-        self._check_grad_output(dy, self.out_shape)
-        return dy.reshape(self.shape)
+        return self._relabel(x, x.unflatten(self.dim, self.unflattened_size))

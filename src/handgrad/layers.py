@@ -149,16 +149,33 @@ class Dropout(Module):
         return self.shape
 
 
-class Flatten(Module):
+class _Reshape(Module):
+    """Base for layers that only relabel elements: dL/dx is dy reshaped to x's shape."""
+
+    def __init__(self) -> None:
+        self.shape: torch.Size | None = None
+        self.out_shape: torch.Size | None = None
+
+    def _relabel(self, x: Tensor, y: Tensor) -> Tensor:
+        self.shape, self.out_shape = x.shape, y.shape
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        if self.shape is None or self.out_shape is None:
+            raise self._no_forward()
+        self._check_grad_output(dy, self.out_shape)
+        return dy.reshape(self.shape)  # the same elements, in x's shape
+
+
+class Flatten(_Reshape):
     """y = x.flatten(start_dim, end_dim); backward reshapes dy back to x's shape.
 
     Math: docs/math.md#flatten.
     """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
-        self.shape: torch.Size | None = None
-        self.out_shape: torch.Size | None = None
 
     def config(self) -> dict[str, Any]:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
@@ -173,15 +190,7 @@ class Flatten(Module):
                     f"{self._short_name()}: dim {d} is out of range for an input of shape "
                     f"{tuple(x.shape)}"
                 )
-        y = x.flatten(self.start_dim, self.end_dim)
-        self.shape, self.out_shape = x.shape, y.shape
-        return y
-
-    def backward(self, dy: Tensor) -> Tensor:
-        if self.shape is None or self.out_shape is None:
-            raise self._no_forward()
-        self._check_grad_output(dy, self.out_shape)
-        return dy.reshape(self.shape)  # flatten only relabels elements
+        return self._relabel(x, x.flatten(self.start_dim, self.end_dim))
 
 
 class BatchNorm1d(Module):
