@@ -163,9 +163,7 @@ def _predict(args: argparse.Namespace) -> int:
         ]
     text = "\n".join(lines) + "\n"
     if args.out:
-        from handgrad.recipe import _write_text
-
-        _write_text(Path(args.out), text)
+        io.atomic_write(args.out, text.encode())
         print(f"wrote {len(lines) - 1} predictions to {args.out}")
     else:
         print(text, end="")
@@ -185,9 +183,9 @@ def _bench(args: argparse.Namespace) -> int:
     rows = bench.run(cases, rounds=args.rounds)
     print(bench.format_table(rows))
     if args.json:
-        from handgrad.recipe import _write_text
+        from handgrad.io import atomic_write
 
-        _write_text(Path(args.json), bench.to_json(rows))
+        atomic_write(args.json, bench.to_json(rows).encode())
         print(f"wrote {args.json}")
     return 0
 

@@ -85,7 +85,10 @@ def build(spec: dict[str, Any]) -> Module:
 
 
 # ---- safetensors bytes, written atomically ------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write data to path through a temporary file in the same folder, then rename it:
+    an interrupted write never leaves a half file where a good one was."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -101,6 +104,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
 
 
 def _write(path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[str, str]) -> Path:
@@ -108,8 +112,7 @@ def _write(path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[
 
     path = Path(path)
     data = safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, meta)
-    _atomic_write(path, data)
-    return path
+    return atomic_write(path, data)
 
 
 def _read(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Tensor], dict[str, str]]:

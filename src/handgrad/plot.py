@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,21 +14,12 @@ from torch import Tensor
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Write fig to path through a temporary file, so an old file is never left half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    """Write fig to path atomically, so an old file is never left half-written."""
+    from handgrad.io import atomic_write
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    return atomic_write(path, buffer.getvalue())
 
 
 def fit_snapshots(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,7 +281,7 @@ def _write_outputs(
         ("config.json", json.dumps(asdict(config), indent=2)),
         ("scores.json", json.dumps(scores, indent=2)),
     ):
-        files.append(_write_text(out / name, text))
+        files.append(io.atomic_write(out / name, text.encode()))
     files.append(plot.training_curves(history, out / "curves.png"))
     assert data.X_test is not None and data.y_test is not None
     from handgrad.train import predict
@@ -308,15 +307,6 @@ def _write_outputs(
             )
         )
     return files
-
-
-def _write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    return path
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
