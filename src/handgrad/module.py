@@ -8,7 +8,7 @@ returns ``dL/dx``. Parameters are plain tensors listed explicitly by each layer.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +25,15 @@ def accumulate_grad(param: Tensor, grad: Tensor) -> None:
         param.grad = grad
     else:
         param.grad += grad
+
+
+def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
+    """Clear each tensor's .grad: to None (PyTorch's default since 2.0), or to zeros in place."""
+    for p in params:
+        if set_to_none:
+            p.grad = None
+        elif p.grad is not None:
+            p.grad.zero_()
 
 
 class Module:
@@ -89,11 +98,7 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's .grad (to None by default, as PyTorch >= 2.0 does)."""
-        for p in self.parameters():
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     def train(self, mode: bool = True) -> Module:
         """Switch this module and its children to training mode; returns self."""

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from handgrad.module import zero_grads
+
 
 class Optimizer:
     """Holds the parameter list and the learning rate; subclasses write ``step``."""
@@ -29,11 +31,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's .grad (to None by default, as torch.optim does)."""
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+        zero_grads(self.params, set_to_none)
 
     def step(self) -> None:
         raise NotImplementedError
