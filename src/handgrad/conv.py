@@ -17,6 +17,7 @@ from torch import Tensor
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.layers import _Reshape
 from handgrad.module import Module, accumulate_grad
+from handgrad.winograd import F4x4_3x3
 
 Size = int | tuple[int, ...]
 
@@ -61,9 +62,12 @@ class _Windows(Module):
         self.batched = True
         self.scratch: dict[str, Tensor] = {}
 
-    def _scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    def _scratch(
+        self, name: str, shape: tuple[int, ...], like: Tensor, zero: bool = False
+    ) -> Tensor:
         """A work tensor kept between calls and reused while its shape fits: a fresh large
-        allocation costs page faults on every step. Never returned to the caller."""
+        allocation costs page faults on every step. Never returned to the caller. ``zero``:
+        zero-filled when made, for a caller that keeps writing the same region of it."""
         buf = self.scratch.get(name)
         if (
             buf is None
@@ -71,7 +75,8 @@ class _Windows(Module):
             or buf.dtype != like.dtype
             or buf.device != like.device
         ):
-            buf = self.scratch[name] = like.new_empty(shape)
+            make = like.new_zeros if zero else like.new_empty
+            buf = self.scratch[name] = make(shape)
         return buf
 
     def _batch(self, x: Tensor, channels: int | None) -> Tensor:
@@ -154,7 +159,22 @@ class _Windows(Module):
 
 
 class _ConvNd(_Windows):
-    """y[n, o] = b[o] + Σ_c Σ_k W[o, c, k] · x[n, c, s·i + d·k]  (cross-correlation, as torch)."""
+    """y[n, o] = b[o] + Σ_c Σ_k W[o, c, k] · x[n, c, s·i + d·k]  (cross-correlation, as torch).
+
+    ``algorithm``: "im2col" (one matrix product over every window), "winograd" (Conv2d with a
+    3×3 kernel, stride 1, dilation 1, in float32 or float64: 4× fewer multiplications,
+    handgrad.winograd) or "auto", which takes Winograd for such a Conv2d on CPU with at least
+    ``WINOGRAD_MIN_CHANNELS`` input channels and ``WINOGRAD_MIN_TILES`` 4×4 output blocks in
+    the batch, and im2col otherwise. Not part of the saved architecture: both compute the
+    same function, rounded differently (float32 Winograd: errors of a few 1e-6 where im2col
+    has about 1e-6; docs/math.md#winograd).
+    """
+
+    ALGORITHMS = ("auto", "im2col", "winograd")
+    # below these the transforms and the small matrix products cost more than they save
+    # (measured on the shapes in docs/benchmarks.md#winograd)
+    WINOGRAD_MIN_CHANNELS = 16
+    WINOGRAD_MIN_TILES = 128
 
     def __init__(
         self,
@@ -167,6 +187,7 @@ class _ConvNd(_Windows):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        algorithm: str = "auto",
     ) -> None:
         name = type(self).__name__
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -178,7 +199,10 @@ class _ConvNd(_Windows):
         self.weight = torch.empty(out_channels, in_channels, *self.kernel_size, **kw)
         self.bias = torch.empty(out_channels, **kw) if bias else None
         self.reset_parameters()
+        self.algorithm = algorithm
+        self._winograd_ok()  # a bad algorithm fails here, not at the first forward
         self.cols: Tensor | None = None
+        self.winograd_saved: tuple[Tensor, Tensor] | None = None
 
     def reset_parameters(self) -> None:
         """torch's default: W ~ kaiming_uniform(a=√5) = U(±1/√fan_in), b ~ U(±1/√fan_in)."""
@@ -200,11 +224,58 @@ class _ConvNd(_Windows):
             "bias": self.bias is not None,
         }
 
+    def _winograd_ok(self) -> bool:
+        """Whether this layer's shape allows Winograd; checks ``algorithm`` on the way."""
+        if self.algorithm not in self.ALGORITHMS:
+            raise ValueError(
+                f"{self._short_name()}: algorithm must be one of {self.ALGORITHMS}, "
+                f"got {self.algorithm!r}"
+            )
+        ok = self.nd == 2 and (self.kernel_size, self.stride, self.dilation) == (
+            (3, 3),
+            (1, 1),
+            (1, 1),
+        )
+        if self.algorithm == "winograd" and not ok:
+            raise ValueError(
+                f"{self._short_name()}: algorithm='winograd' needs a Conv2d with a 3x3 kernel, "
+                f"stride 1 and dilation 1; got kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, dilation={self.dilation}"
+            )
+        return ok
+
+    def _use_winograd(self, x: Tensor) -> bool:
+        if not self._winograd_ok() or self.algorithm == "im2col":
+            return False
+        exact_enough = x.dtype in (torch.float32, torch.float64)
+        if self.algorithm == "winograd":
+            if not exact_enough:
+                raise ValueError(
+                    f"{self._short_name()}: algorithm='winograd' needs float32 or float64 input "
+                    f"(its transforms lose too much in {x.dtype}); use 'im2col'"
+                )
+            return True
+        _, _, th, tw = F4x4_3x3.sizes(x.shape, self.pads)
+        return (
+            exact_enough
+            and x.device.type == "cpu"
+            and self.in_channels >= self.WINOGRAD_MIN_CHANNELS
+            and x.shape[0] * th * tw >= self.WINOGRAD_MIN_TILES
+        )
+
     def forward(self, x: Tensor) -> Tensor:
         x = self._batch(x, self.in_channels)
         self._check_like(x, self.weight)
+        self.cols = self.winograd_saved = None
+        self.x_shape = x.shape
+        if self._use_winograd(x):
+            y, self.winograd_saved = F4x4_3x3.forward(
+                x, self.weight, self.bias, self.pads, self._scratch
+            )
+            self.out_shape = y.shape
+            return self._unbatch(y)
         xp = self._pad(x)
-        self.x_shape, self.padded_shape = x.shape, xp.shape
+        self.padded_shape = xp.shape
         win = self._windows(xp)  # (N, C, *out, *k), a view
         N, out = x.shape[0], win.shape[2 : 2 + self.nd]
         nd = self.nd
@@ -223,6 +294,10 @@ class _ConvNd(_Windows):
         return self._unbatch(y)
 
     def backward(self, dy: Tensor) -> Tensor:
+        if self.winograd_saved is not None:
+            dx = self._winograd_backward(dy, need_dx=True)
+            assert dx is not None
+            return self._unbatch(dx)
         dy2 = self._accumulate_param_grads(dy)  # (O, N·out)
         W = self.weight.reshape(self.out_channels, -1)
         dcols = self._scratch("dcols", (W.shape[1], dy2.shape[1]), dy2)
@@ -233,7 +308,21 @@ class _ConvNd(_Windows):
         return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
 
     def backward_params(self, dy: Tensor) -> None:
-        self._accumulate_param_grads(dy)  # skips dL/dcols and col2im
+        if self.winograd_saved is not None:
+            self._winograd_backward(dy, need_dx=False)
+        else:
+            self._accumulate_param_grads(dy)  # skips dL/dcols and col2im
+
+    def _winograd_backward(self, dy: Tensor, need_dx: bool) -> Tensor | None:
+        saved = self.winograd_saved
+        assert saved is not None and self.x_shape is not None
+        dy = self._grad_in(dy, self.out_shape)
+        self.winograd_saved = None  # one backward per forward
+        dx, dW, db = F4x4_3x3.backward(dy, saved, self.x_shape, self.pads, self._scratch, need_dx)
+        accumulate_grad(self.weight, dW)
+        if self.bias is not None:
+            accumulate_grad(self.bias, db)
+        return dx
 
     def _accumulate_param_grads(self, dy: Tensor) -> Tensor:
         """Add dL/dW and dL/db into .grad; returns dy as (O, N·out) for dL/dx."""
