@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+import handgrad as hg
 from handgrad.cli import main
+from handgrad.recipe import TrainConfig, build_cnn
 
 
 def test_lab_single_tasks(capsys, tmp_path):
@@ -273,3 +277,18 @@ def test_distributed_flag_outside_torchrun_is_a_clear_error(tmp_path, capsys, mo
         main(["train", "--data", "spiral", "--distributed", "--quiet", "--out", str(tmp_path)]) == 1
     )
     assert "torchrun --nproc-per-node N" in capsys.readouterr().err
+
+
+def test_train_cnn_with_winograd_convolutions(tmp_path):
+    config = TrainConfig(arch="cnn", channels=4, conv_algorithm="winograd")
+    model = build_cnn((1, 8, 8), 10, config)
+    assert [m.algorithm for m in model.modules() if isinstance(m, hg.Conv2d)] == ["winograd"] * 2
+    args = ["train", "--data", "digits", "--arch", "cnn", "--channels", "4", "--epochs", "1"]
+    out = tmp_path / "wino"
+    assert main([*args, "--conv-algorithm", "winograd", "--quiet", "--out", str(out)]) == 0
+    assert (out / "model.safetensors").exists()
+
+
+def test_unknown_conv_algorithm_is_refused():
+    with pytest.raises(ValueError, match="unknown conv_algorithm 'fft'"):
+        TrainConfig(arch="cnn", conv_algorithm="fft").check()

@@ -72,6 +72,13 @@ CONV_CASES = [
         batch=32,
         conv=dict(cin=32, cout=64, k=3, stride=1, padding=1, size=(28, 28)),
     ),
+    Case(  # the same layer by Winograd F(4x4, 3x3): algorithm="winograd", or "auto" after
+        # torch.set_float32_matmul_precision("high")
+        "Conv2d 32->64 k3, 28x28, b32, Winograd",
+        "conv2d",
+        batch=32,
+        conv=dict(cin=32, cout=64, k=3, stride=1, padding=1, size=(28, 28), algorithm="winograd"),
+    ),
 ]
 
 
@@ -184,7 +191,12 @@ def _conv_input(case: Case) -> torch.Tensor:
 def handgrad_conv_step(case: Case) -> Step:
     c = case.conv
     layer = (hg.Conv1d if case.kind == "conv1d" else hg.Conv2d)(
-        c["cin"], c["cout"], c["k"], stride=c["stride"], padding=c["padding"]
+        c["cin"],
+        c["cout"],
+        c["k"],
+        stride=c["stride"],
+        padding=c["padding"],
+        algorithm=c.get("algorithm", "auto"),
     )
     x = _conv_input(case)
     dy = torch.ones_like(layer(x))

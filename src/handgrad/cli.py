@@ -92,6 +92,7 @@ def _train(args: argparse.Namespace) -> int:
         target=args.target,
         arch=args.arch,
         channels=args.channels,
+        conv_algorithm=args.conv_algorithm,
         hidden=args.hidden,
         activation=args.activation,
         dropout=args.dropout,
@@ -288,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="cnn: three Conv1d for 1-D signals (mnist1d), two Conv2d for images",
     )
     p.add_argument("--channels", type=int, default=25, help="cnn channels (default: %(default)s)")
+    p.add_argument(
+        "--conv-algorithm",
+        choices=["auto", "im2col", "winograd"],
+        default="auto",
+        help="Conv2d: im2col, or winograd (3x3 stride 1: faster, float32 rounding error several "
+        "times torch's); auto = im2col unless torch's float32 matmul precision is lowered",
+    )
     p.add_argument("--hidden", type=_ints, default=(128,), help="mlp hidden widths, e.g. 128,64")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu")
     p.add_argument("--dropout", type=float, default=0.0)

@@ -162,12 +162,13 @@ class _ConvNd(_Windows):
     """y[n, o] = b[o] + Σ_c Σ_k W[o, c, k] · x[n, c, s·i + d·k]  (cross-correlation, as torch).
 
     ``algorithm``: "im2col" (one matrix product over every window), "winograd" (Conv2d with a
-    3×3 kernel, stride 1, dilation 1, in float32 or float64: 4× fewer multiplications,
-    handgrad.winograd) or "auto", which takes Winograd for such a Conv2d on CPU with at least
+    3×3 kernel, stride 1, dilation 1, float32/float64: 4× fewer multiplications, several times
+    torch's float32 rounding error; handgrad.winograd) or "auto". "auto" is im2col, whose
+    rounding error is of torch's size, unless the caller has allowed float32 products to trade
+    precision for speed, as in PyTorch, with ``torch.set_float32_matmul_precision("high")``
+    (or "medium"): then a float32 CPU Conv2d that Winograd fits and pays for (at least
     ``WINOGRAD_MIN_CHANNELS`` input channels and ``WINOGRAD_MIN_TILES`` 4×4 output blocks in
-    the batch, and im2col otherwise. Not part of the saved architecture: both compute the
-    same function, rounded differently (float32 Winograd: errors of a few 1e-6 where im2col
-    has about 1e-6; docs/math.md#winograd).
+    the batch) takes Winograd. Not part of the saved architecture. docs/math.md#winograd.
     """
 
     ALGORITHMS = ("auto", "im2col", "winograd")
@@ -247,9 +248,8 @@ class _ConvNd(_Windows):
     def _use_winograd(self, x: Tensor) -> bool:
         if not self._winograd_ok() or self.algorithm == "im2col":
             return False
-        exact_enough = x.dtype in (torch.float32, torch.float64)
         if self.algorithm == "winograd":
-            if not exact_enough:
+            if x.dtype not in (torch.float32, torch.float64):
                 raise ValueError(
                     f"{self._short_name()}: algorithm='winograd' needs float32 or float64 input "
                     f"(its transforms lose too much in {x.dtype}); use 'im2col'"
@@ -257,7 +257,8 @@ class _ConvNd(_Windows):
             return True
         _, _, th, tw = F4x4_3x3.sizes(x.shape, self.pads)
         return (
-            exact_enough
+            x.dtype == torch.float32
+            and torch.get_float32_matmul_precision() != "highest"
             and x.device.type == "cpu"
             and self.in_channels >= self.WINOGRAD_MIN_CHANNELS
             and x.shape[0] * th * tw >= self.WINOGRAD_MIN_TILES

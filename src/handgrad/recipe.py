@@ -44,6 +44,7 @@ class TrainConfig:
     target: str = "-1"  # CSV only: the target column (name or index)
     arch: str = "mlp"  # mlp, or cnn: three Conv1d (1-D signals) or two Conv2d (images)
     channels: int = 25  # cnn: channels per convolution (the MNIST-1D paper's 25)
+    conv_algorithm: str = "auto"  # cnn: Conv2d's auto, im2col or winograd (see conv.py)
     hidden: tuple[int, ...] = (128,)  # hidden layer widths; () is a linear model
     activation: str = "relu"  # one of handgrad.activations.ACTIVATIONS
     dropout: float = 0.0  # after every hidden activation; 0 = none
@@ -72,6 +73,11 @@ class TrainConfig:
                 )
         if self.arch not in ("mlp", "cnn"):
             raise ValueError(f"unknown arch {self.arch!r}; choose from mlp, cnn")
+        if self.conv_algorithm not in Conv2d.ALGORITHMS:
+            raise ValueError(
+                f"unknown conv_algorithm {self.conv_algorithm!r}; "
+                f"choose from {', '.join(Conv2d.ALGORITHMS)}"
+            )
         if self.loss != "auto" and self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose from auto, {', '.join(LOSSES)}")
         if self.schedule != "none" and self.schedule not in SCHEDULES:
@@ -147,9 +153,9 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
         return Sequential(*convs, *drop(), Linear(head_in, out_features))
     if len(input_shape) == 3:
         convs = [
-            Conv2d(input_shape[0], ch, 3, padding=1),
+            Conv2d(input_shape[0], ch, 3, padding=1, algorithm=config.conv_algorithm),
             act(),
-            Conv2d(ch, 2 * ch, 3, padding=1),
+            Conv2d(ch, 2 * ch, 3, padding=1, algorithm=config.conv_algorithm),
             act(),
             MaxPool2d(2),
             Flatten(),
