@@ -267,3 +267,19 @@ def test_copy_rows_moves_bits_exactly():
 def test_matrices_follow_dtype():
     assert F4x4_3x3.matrices(torch.ones(1, dtype=torch.float32))[0].dtype == torch.float32
     assert F4x4_3x3.matrices(torch.ones(1, dtype=torch.float64))[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize("images_per_chunk", [1, 2])
+@pytest.mark.parametrize("x_shape,padding", [((5, 3, 9, 11), 1), ((3, 3, 8, 8), 1)], ids=str)
+def test_batch_in_chunks_equals_autograd(monkeypatch, images_per_chunk, x_shape, padding):
+    """The batch goes through in chunks of images (the last one shorter); the result is the
+    same as in one piece."""
+    Ho, Wo = (s + 2 * padding - 2 for s in x_shape[2:])
+    per_image = 36 * 5 * -(-Ho // 4) * -(-Wo // 4) * 8  # t² · max(C, O) · tiles · float64
+    monkeypatch.setattr(F4x4_3x3, "chunk_bytes", images_per_chunk * per_image)
+    assert F4x4_3x3._chunks(x_shape[0], 3, 5, per_image // (36 * 5 * 8), 8)[0] == (
+        0,
+        images_per_chunk,
+    )
+    _check_against_autograd(x_shape, padding, True)
+    _check_against_autograd(x_shape, padding, False, params_only=True)

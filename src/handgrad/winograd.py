@@ -87,6 +87,8 @@ class Winograd3x3:
         self.one = one * self.t + one
         self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, ...]] = {}
 
+    chunk_bytes = 4 << 20  # the batch goes through in chunks whose largest work tensor fits
+
     def matrices(self, like: Tensor) -> tuple[Tensor, ...]:
         key = (like.dtype, like.device)
         if key not in self._cast:
@@ -107,36 +109,51 @@ class Winograd3x3:
         scratch: Scratch,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """y = conv2d(x, weight, bias); also returns (V, U), what backward needs."""
-        m, t = self.m, self.t
         N, C, H, W = x.shape
         O = weight.shape[0]
         Ho, Wo, th, tw = self.sizes(x.shape, pads)
-        P = N * th * tw
-        B2, G2, A2 = self.matrices(x)
-        a, b = self._buffers(scratch, x, C, O, P)
+        t, m = self.t, self.m
+        chunks = self._chunks(N, C, O, th * tw, x.element_size())
+        U = (self.matrices(x)[1] @ weight.reshape(O * C, 9).T).view(t * t, O, C)  # G g Gᵀ
+        V = scratch("wg_v", (t * t * C * N * th * tw,), x)  # each chunk's V, one after another
+        nb = chunks[0][1]  # images in a full chunk; the work buffers fit one
+        xp = scratch("wg_x", (nb, C, m * th + 2, m * tw + 2), x, zero=True)
+        work = self._buffers(scratch, x, C, O, nb * th * tw)
         (top, _), (left, _) = pads
-        xp = scratch("wg_x", (N, C, m * th + 2, m * tw + 2), x, zero=True)  # border stays 0
-        xp[:, :, top : top + H, left : left + W] = x
-        d = a[: C * P * t * t].view(C, N, th, tw, t, t)
+        y = x.new_empty(N, O, Ho, Wo)
+        for n0, n1 in chunks:
+            xp[: n1 - n0, :, top : top + H, left : left + W] = x[n0:n1]  # border stays 0
+            V_chunk = self._V(V, C, th * tw, n0, n1)
+            self._forward_chunk(xp[: n1 - n0], U, bias, V_chunk, y[n0:n1], work)
+        return y, (V, U)
+
+    def _forward_chunk(
+        self, xp: Tensor, U: Tensor, bias: Tensor | None, V: Tensor, y: Tensor, work: list[Tensor]
+    ) -> None:
+        """y = conv2d of one chunk's padded input xp; its Bᵀ d B goes to V."""
+        m, t = self.m, self.t
+        n, C = xp.shape[:2]
+        O, Ho, Wo = y.shape[1:]
+        th, tw = (xp.shape[2] - 2) // m, (xp.shape[3] - 2) // m
+        P = n * th * tw
+        B2, _, A2 = self.matrices(xp)
+        a, b = work
+        d = a[: C * P * t * t].view(C, n, th, tw, t, t)
         d.copy_(xp.unfold(2, t, m).unfold(3, t, m).transpose(0, 1))  # every tile, overlapping
-        V = scratch("wg_v", (t * t, C, P), x)
         torch.mm(B2, d.view(C * P, t * t).T, out=V.view(t * t, C * P))  # V = Bᵀ d B
-        U = (G2 @ weight.reshape(O * C, 9).T).view(t * t, O, C)  # U = G g Gᵀ
         M = b[: O * P * t * t].view(t * t, O, P)
         torch.bmm(U, V, out=M)  # M[ξ] = U[ξ] V[ξ]: the sum over input channels
         if bias is not None:
             M[self.one] += bias.view(O, 1)
-        Y = a[: O * P * m * m].view(O, N, th, tw, m, m)
+        Y = a[: O * P * m * m].view(O, n, th, tw, m, m)
         torch.mm(M.view(t * t, O * P).T, A2.T, out=Y.view(O * P, m * m))  # Y = Aᵀ M A
-        blocks = Y.permute(1, 0, 2, 4, 3, 5)  # (N, O, th, m, tw, m)
-        y = x.new_empty(N, O, Ho, Wo)
+        blocks = Y.permute(1, 0, 2, 4, 3, 5)  # (n, O, th, m, tw, m)
         if (Ho, Wo) == (m * th, m * tw):
-            _copy_rows(y.view(N, O, th, m, tw, m), blocks)
+            _copy_rows(y.view(n, O, th, m, tw, m), blocks)
         else:  # the last blocks overhang the output: assemble whole, then crop
-            whole = b[: N * O * th * m * tw * m].view(N, O, th, m, tw, m)  # M is done with
+            whole = b[: n * O * th * m * tw * m].view(n, O, th, m, tw, m)  # M is done with
             _copy_rows(whole, blocks)
-            y.copy_(whole.view(N, O, m * th, m * tw)[:, :, :Ho, :Wo])
-        return y, (V, U)
+            y.copy_(whole.view(n, O, m * th, m * tw)[:, :, :Ho, :Wo])
 
     def backward(
         self,
@@ -153,46 +170,84 @@ class Winograd3x3:
         N, C, H, W = x_shape
         O = U.shape[1]
         Ho, Wo, th, tw = self.sizes(x_shape, pads)
-        P = N * th * tw
-        B2, G2, A2 = self.matrices(dy)
-        a, b = self._buffers(scratch, dy, C, O, P)
-        if (Ho, Wo) == (m * th, m * tw):
-            dyb = dy.reshape(N, O, th, m, tw, m)
-        else:  # zero-pad dy to whole blocks
-            dyp = scratch("wg_dy", (N, O, m * th, m * tw), dy, zero=True)
-            dyp[:, :, :Ho, :Wo] = dy
-            dyb = dyp.view(N, O, th, m, tw, m)
-        d4 = a[: O * P * m * m].view(O, N, th, tw, m, m)
+        chunks = self._chunks(N, C, O, th * tw, dy.element_size())
+        dU = dy.new_zeros(t * t, O, C)
+        db = dy.new_zeros(O)
+        dxp = dy.new_empty(N, C, th + 1, m, tw + 1, m) if need_dx else None
+        work = self._buffers(scratch, dy, C, O, chunks[0][1] * th * tw)
+        for n0, n1 in chunks:
+            if (Ho, Wo) == (m * th, m * tw):
+                dyb = dy[n0:n1].reshape(n1 - n0, O, th, m, tw, m)
+            else:  # zero-pad dy to whole blocks
+                dyp = scratch("wg_dy", (chunks[0][1], O, m * th, m * tw), dy, zero=True)
+                dyp[: n1 - n0, :, :Ho, :Wo] = dy[n0:n1]
+                dyb = dyp[: n1 - n0].view(n1 - n0, O, th, m, tw, m)
+            dx_chunk = None if dxp is None else dxp[n0:n1]
+            V_chunk = self._V(V, C, th * tw, n0, n1)
+            self._backward_chunk(dyb, U, V_chunk, dU, db, dx_chunk, work)
+        dW = (dU.view(t * t, O * C).T @ self.matrices(dy)[1]).view(O, C, 3, 3)  # Gᵀ dU G
+        if dxp is None:
+            return None, dW, db
+        (top, _), (left, _) = pads
+        dx = dxp.view(N, C, m * (th + 1), m * (tw + 1))[:, :, top : top + H, left : left + W]
+        return dx, dW, db
+
+    def _backward_chunk(
+        self,
+        dyb: Tensor,
+        U: Tensor,
+        V: Tensor,
+        dU: Tensor,
+        db: Tensor,
+        dxp: Tensor | None,
+        work: list[Tensor],
+    ) -> None:
+        """Add this chunk's dL/dU into dU and dL/db into db; write its dL/dx blocks to dxp.
+        dyb is dy as (n, O, th, m, tw, m) blocks."""
+        m, t = self.m, self.t
+        n, O, th, _, tw, _ = dyb.shape
+        C = U.shape[2]
+        P = n * th * tw
+        B2, _, A2 = self.matrices(dyb)
+        a, b = work
+        d4 = a[: O * P * m * m].view(O, n, th, tw, m, m)
         _copy_rows(d4, dyb.permute(1, 0, 2, 4, 3, 5))
         dM = b[: O * P * t * t].view(t * t, O, P)
         torch.mm(A2.T, d4.view(O * P, m * m).T, out=dM.view(t * t, O * P))  # dM = A dY Aᵀ
-        db = dM[self.one].sum(1)  # = Σ dy over images and positions
-        dU = torch.bmm(dM, V.transpose(1, 2))  # dU[ξ] = dM[ξ] V[ξ]ᵀ
-        dW = (dU.view(t * t, O * C).T @ G2).view(O, C, 3, 3)  # dg = Gᵀ dU G
-        if not need_dx:
-            return None, dW, db
+        db += dM[self.one].sum(1)  # = Σ dy over images and positions
+        dU.baddbmm_(dM, V.transpose(1, 2))  # dU[ξ] += dM[ξ] V[ξ]ᵀ
+        if dxp is None:
+            return
         dV = a[: C * P * t * t].view(t * t, C, P)  # dY's tiles are done with
         torch.bmm(U.transpose(1, 2), dM, out=dV)  # dV[ξ] = U[ξ]ᵀ dM[ξ]
-        dd = b[: C * P * t * t].view(C, N, th, tw, t, t)  # dM is done with
+        dd = b[: C * P * t * t].view(C, n, th, tw, t, t)  # dM is done with
         torch.mm(dV.view(t * t, C * P).T, B2, out=dd.view(C * P, t * t))  # dd = B dV Bᵀ
         # Add each t×t tile back at (m·i, m·j): its first m rows fall in block row i, the
         # other t - m in block row i + 1; likewise the columns.
         e = t - m
-        tiles = dd.permute(1, 0, 2, 4, 3, 5)  # (N, C, th, t, tw, t)
-        dxp = dy.new_empty(N, C, th + 1, m, tw + 1, m)
+        tiles = dd.permute(1, 0, 2, 4, 3, 5)  # (n, C, th, t, tw, t)
         dxp[:, :, th].zero_()
         dxp[:, :, :th, :, tw].zero_()
         dxp[:, :, :th, :, :tw].copy_(tiles[:, :, :, :m, :, :m])
         dxp[:, :, 1:, :e, :tw] += tiles[:, :, :, m:, :, :m]
         dxp[:, :, :th, :, 1:, :e] += tiles[:, :, :, :m, :, m:]
         dxp[:, :, 1:, :e, 1:, :e] += tiles[:, :, :, m:, :, m:]
-        (top, _), (left, _) = pads
-        dx = dxp.view(N, C, m * (th + 1), m * (tw + 1))[:, :, top : top + H, left : left + W]
-        return dx, dW, db
+
+    def _chunks(self, N: int, C: int, O: int, tiles: int, itemsize: int) -> list[tuple[int, int]]:
+        """Image ranges [n0, n1) of the batch, each with work tensors of at most about
+        ``chunk_bytes``: a chunk's stages then pass their data through the cache, not memory."""
+        per_image = self.t**2 * max(C, O) * tiles * itemsize
+        nb = max(1, min(N, self.chunk_bytes // per_image))
+        return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+
+    def _V(self, V: Tensor, C: int, tiles: int, n0: int, n1: int) -> Tensor:
+        """Images n0..n1's (t², C, P) slice of the saved transformed input."""
+        t2 = self.t**2
+        return V[t2 * C * n0 * tiles : t2 * C * n1 * tiles].view(t2, C, (n1 - n0) * tiles)
 
     def _buffers(self, scratch: Scratch, like: Tensor, C: int, O: int, P: int) -> list[Tensor]:
-        """Two flat work buffers that the stages take turns in: (a) input tiles, then output
-        blocks, then dY's tiles, then dV; (b) M, then dM, then dd."""
+        """Two flat work buffers for P tiles that the stages take turns in: (a) input tiles,
+        then output blocks, then dY's tiles, then dV; (b) M, then dM, then dd."""
         sizes = (max(C * self.t**2, O * self.m**2) * P, max(C, O) * self.t**2 * P)
         return [scratch(f"wg_{n}", (s,), like) for n, s in zip("ab", sizes)]
 
