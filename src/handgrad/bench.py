@@ -227,12 +227,19 @@ def torch_conv_step(case: Case) -> Step:
 
 # ---- timing ----------------------------------------------------------------------------------
 def measure(
-    steps: dict[str, Step], rounds: int = 7, min_seconds: float = 0.05, pause: float = 0.3
+    steps: dict[str, Step],
+    rounds: int = 7,
+    min_seconds: float = 0.05,
+    pause: float = 0.3,
+    min_steps: int = 3,
 ) -> dict[str, float]:
     """Median seconds per step of each implementation, timed in alternation, round by round.
 
     The order rotates every round, and `pause` seconds separate the blocks: BLAS and OpenMP
     threads spin for a while after their work, and would otherwise slow whoever runs next.
+    After the pause one untimed step brings the implementation's own data back into the
+    caches, then a block of at least `min_steps` steps and `min_seconds` is timed: training
+    runs its steps back to back, and that steady state is what is measured.
     """
     for step in steps.values():  # warm up and calibrate how many steps make one timing
         step()
@@ -242,13 +249,14 @@ def measure(
         while time.perf_counter() - t0 < min_seconds:
             step()
             n += 1
-        reps[name] = max(1, n)
+        reps[name] = max(min_steps, n)
     times: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             time.sleep(pause)
             step = steps[name]
+            step()  # untimed: refills the caches the other implementation used
             t0 = time.perf_counter()
             for _ in range(reps[name]):
                 step()

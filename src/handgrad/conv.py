@@ -173,7 +173,7 @@ class _ConvNd(_Windows):
 
     ALGORITHMS = ("auto", "im2col", "winograd")
     # below these the transforms and the small matrix products cost more than they save
-    # (measured on the shapes in docs/benchmarks.md#winograd)
+    # (measured: docs/benchmarks.md#winograd-against-im2col-by-shape)
     WINOGRAD_MIN_CHANNELS = 16
     WINOGRAD_MIN_TILES = 128
 
