@@ -227,3 +227,23 @@ def test_save_load_and_torch_interop_know_the_conv_layers(tmp_path):
     torch.testing.assert_close(hg.to_torch(image)(x2), image(x2))
     with pytest.raises(TypeError, match="groups"):
         hg.from_torch(nn.Conv2d(4, 4, 3, groups=2))
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: hg.Conv1d(3, 4, 3, padding=1), (0, 3, 8)),
+        (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="im2col"), (0, 3, 8, 8)),
+        (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="winograd"), (0, 3, 8, 8)),
+    ],
+)
+def test_empty_batch_as_torch(make, shape):
+    """A batch of zero images gives an empty output, an empty dL/dx and zero gradients."""
+    layer = make()
+    ref = (nn.Conv1d if len(shape) == 3 else nn.Conv2d)(3, 4, 3, padding=1)
+    x = torch.randn(shape)
+    y = layer(x)
+    assert y.shape == ref(x).shape
+    assert layer.backward(torch.ones(y.shape)).shape == x.shape
+    assert torch.equal(layer.weight.grad, torch.zeros_like(layer.weight))
+    assert torch.equal(layer.bias.grad, torch.zeros(4))

@@ -283,7 +283,8 @@ class _ConvNd(_Windows):
         # im2col with the batch folded into the columns: one GEMM for the whole batch
         rows_first = [1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd)]  # (C, *k, N, *out)
         cols = self._scratch("cols", (self.in_channels, *self.kernel_size, N, *out), x)
-        self.cols = cols.copy_(win.permute(rows_first)).view(-1, N * math.prod(out))  # (C·k, N·out)
+        rows, columns = self.in_channels * math.prod(self.kernel_size), N * math.prod(out)
+        self.cols = cols.copy_(win.permute(rows_first)).view(rows, columns)  # (C·k, N·out)
         W = self.weight.reshape(self.out_channels, -1)  # (O, C·k)
         y_t = self._scratch("y_t", (self.out_channels, self.cols.shape[1]), x)  # (O, N·out)
         if self.bias is None:
@@ -331,8 +332,9 @@ class _ConvNd(_Windows):
         self.cols = None  # one backward per forward (the buffer itself is kept for reuse)
         dy = self._grad_in(dy, self.out_shape)
         dy2 = self._scratch("dy_t", (self.out_channels, dy.numel() // self.out_channels), dy)
-        dy2.view(self.out_channels, dy.shape[0], -1).copy_(
-            dy.reshape(dy.shape[0], self.out_channels, -1).movedim(1, 0)
+        N, out = dy.shape[0], math.prod(dy.shape[2:])
+        dy2.view(self.out_channels, N, out).copy_(
+            dy.reshape(N, self.out_channels, out).movedim(1, 0)
         )  # (O, N·out)
         accumulate_grad(self.weight, (dy2 @ cols.T).reshape(self.weight.shape))  # dL/dW = dy colsᵀ
         if self.bias is not None:

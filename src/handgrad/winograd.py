@@ -238,7 +238,7 @@ class Winograd3x3:
         ``chunk_bytes``: a chunk's stages then pass their data through the cache, not memory."""
         per_image = self.t**2 * max(C, O) * tiles * itemsize
         nb = max(1, min(N, self.chunk_bytes // per_image))
-        return [(n0, min(N, n0 + nb)) for n0 in range(0, N, nb)]
+        return [(n0, min(N, n0 + nb)) for n0 in range(0, max(N, 1), nb)]  # N = 0: one, empty
 
     def _V(self, V: Tensor, C: int, tiles: int, n0: int, n1: int) -> Tensor:
         """Images n0..n1's (t², C, P) slice of the saved transformed input."""
