@@ -283,3 +283,21 @@ def test_batch_in_chunks_equals_autograd(monkeypatch, images_per_chunk, x_shape,
     )
     _check_against_autograd(x_shape, padding, True)
     _check_against_autograd(x_shape, padding, False, params_only=True)
+
+
+def test_same_tile_grid_for_different_image_sizes():
+    """7×7, 8×8 and 6×6 images all make 2×2 tiles of 4×4 outputs (padding 1): the padding
+    of the reused work buffers must be zero again for each size, in forward and backward."""
+    layer = hg.Conv2d(3, 4, 3, padding=1, algorithm="winograd").to(dtype=torch.float64)
+    for size in [8, 7, 8, 6, 5, 7]:
+        layer.zero_grad()
+        x = torch.randn(2, 3, size, size, dtype=torch.float64)
+        y = layer(x)
+        dy = torch.randn(y.shape, dtype=torch.float64)
+        expected, grads = autograd_grads(
+            lambda a, w, b: F.conv2d(a, w, b, padding=1), [x, layer.weight, layer.bias], dy
+        )
+        assert_close(y, expected)
+        assert_close(layer.backward(dy), grads[0])
+        assert_close(layer.weight.grad, grads[1])
+        assert_close(layer.bias.grad, grads[2])

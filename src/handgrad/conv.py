@@ -62,12 +62,10 @@ class _Windows(Module):
         self.batched = True
         self.scratch: dict[str, Tensor] = {}
 
-    def _scratch(
-        self, name: str, shape: tuple[int, ...], like: Tensor, zero: bool = False
-    ) -> Tensor:
+    def _scratch(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
         """A work tensor kept between calls and reused while its shape fits: a fresh large
-        allocation costs page faults on every step. Never returned to the caller. ``zero``:
-        zero-filled when made, for a caller that keeps writing the same region of it."""
+        allocation costs page faults on every step. Never returned to the caller; its
+        contents are whatever the last call left."""
         buf = self.scratch.get(name)
         if (
             buf is None
@@ -75,8 +73,7 @@ class _Windows(Module):
             or buf.dtype != like.dtype
             or buf.device != like.device
         ):
-            make = like.new_zeros if zero else like.new_empty
-            buf = self.scratch[name] = make(shape)
+            buf = self.scratch[name] = like.new_empty(shape)
         return buf
 
     def _batch(self, x: Tensor, channels: int | None) -> Tensor:

@@ -29,7 +29,7 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
-Scratch = Callable[..., Tensor]  # _Windows._scratch(name, shape, like, zero=False)
+Scratch = Callable[..., Tensor]  # _Windows._scratch(name, shape, like): a reused work tensor
 
 
 def toom_cook(m: int, r: int, points: Sequence[Fraction | int]) -> tuple[Tensor, Tensor, Tensor]:
@@ -117,12 +117,13 @@ class Winograd3x3:
         U = (self.matrices(x)[1] @ weight.reshape(O * C, 9).T).view(t * t, O, C)  # G g Gᵀ
         V = scratch("wg_v", (t * t * C * N * th * tw,), x)  # each chunk's V, one after another
         nb = chunks[0][1]  # images in a full chunk; the work buffers fit one
-        xp = scratch("wg_x", (nb, C, m * th + 2, m * tw + 2), x, zero=True)
-        work = self._buffers(scratch, x, C, O, nb * th * tw)
         (top, _), (left, _) = pads
+        xp = scratch("wg_x", (nb, C, m * th + 2, m * tw + 2), x)
+        _zero_outside(xp, top, left, H, W)  # the padding; each chunk fills the inside
+        work = self._buffers(scratch, x, C, O, nb * th * tw)
         y = x.new_empty(N, O, Ho, Wo)
         for n0, n1 in chunks:
-            xp[: n1 - n0, :, top : top + H, left : left + W] = x[n0:n1]  # border stays 0
+            xp[: n1 - n0, :, top : top + H, left : left + W] = x[n0:n1]
             V_chunk = self._V(V, C, th * tw, n0, n1)
             self._forward_chunk(xp[: n1 - n0], U, bias, V_chunk, y[n0:n1], work)
         return y, (V, U)
@@ -171,15 +172,18 @@ class Winograd3x3:
         O = U.shape[1]
         Ho, Wo, th, tw = self.sizes(x_shape, pads)
         chunks = self._chunks(N, C, O, th * tw, dy.element_size())
+        whole_blocks = (Ho, Wo) == (m * th, m * tw)
+        if not whole_blocks:  # dy is zero-padded to whole blocks
+            dyp = scratch("wg_dy", (chunks[0][1], O, m * th, m * tw), dy)
+            _zero_outside(dyp, 0, 0, Ho, Wo)
         dU = dy.new_zeros(t * t, O, C)
         db = dy.new_zeros(O)
         dxp = dy.new_empty(N, C, th + 1, m, tw + 1, m) if need_dx else None
         work = self._buffers(scratch, dy, C, O, chunks[0][1] * th * tw)
         for n0, n1 in chunks:
-            if (Ho, Wo) == (m * th, m * tw):
+            if whole_blocks:
                 dyb = dy[n0:n1].reshape(n1 - n0, O, th, m, tw, m)
-            else:  # zero-pad dy to whole blocks
-                dyp = scratch("wg_dy", (chunks[0][1], O, m * th, m * tw), dy, zero=True)
+            else:
                 dyp[: n1 - n0, :, :Ho, :Wo] = dy[n0:n1]
                 dyb = dyp[: n1 - n0].view(n1 - n0, O, th, m, tw, m)
             dx_chunk = None if dxp is None else dxp[n0:n1]
@@ -250,6 +254,15 @@ class Winograd3x3:
         then output blocks, then dY's tiles, then dV; (b) M, then dM, then dd."""
         sizes = (max(C * self.t**2, O * self.m**2) * P, max(C, O) * self.t**2 * P)
         return [scratch(f"wg_{n}", (s,), like) for n, s in zip("ab", sizes)]
+
+
+def _zero_outside(buf: Tensor, top: int, left: int, height: int, width: int) -> None:
+    """Zero the last two dims of buf outside rows top..top+height, columns left..left+width.
+    (Work buffers are reused, and an image of another size may have left data there.)"""
+    buf[..., :top, :].zero_()
+    buf[..., top + height :, :].zero_()
+    buf[..., :, :left].zero_()
+    buf[..., :, left + width :].zero_()
 
 
 def _copy_rows(dst: Tensor, src: Tensor) -> None:
