@@ -10,6 +10,7 @@ from conftest import assert_close, autograd_grads, upstream
 
 import handgrad as hg
 from handgrad.check import gradcheck
+from handgrad.conv import _ConvNd
 
 CONV_ARGS = [
     dict(kernel_size=3),
@@ -19,6 +20,16 @@ CONV_ARGS = [
     dict(kernel_size=4, padding="same"),
     dict(kernel_size=3, padding="valid", dilation=3),
 ]
+
+
+@pytest.fixture(params=["one product", "per image", "per image, one image a chunk"])
+def im2col_layout(request, monkeypatch):
+    """im2col's two ways to multiply: one product over the whole batch, or one per image
+    (dL/dx then in chunks of images); each size picks one, the tests take both."""
+    per_image = request.param != "one product"
+    monkeypatch.setattr(_ConvNd, "PER_IMAGE_MIN_POSITIONS", 1 if per_image else 10**9)
+    if "chunk" in request.param:
+        monkeypatch.setattr(_ConvNd, "CHUNK_BYTES", 1)
 
 
 def _conv_case(cls, ref_fn, x_shape, args, bias):
@@ -49,18 +60,18 @@ def _conv_case(cls, ref_fn, x_shape, args, bias):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("args", CONV_ARGS, ids=str)
 @pytest.mark.parametrize("x_shape", [(2, 3, 17), (1, 3, 9), (3, 12)])
-def test_conv1d(x_shape, args, bias):
+def test_conv1d(x_shape, args, bias, im2col_layout):
     _conv_case(hg.Conv1d, F.conv1d, x_shape, args, bias)
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("args", CONV_ARGS, ids=str)
 @pytest.mark.parametrize("x_shape", [(2, 3, 9, 11), (1, 3, 8, 8), (3, 10, 7)])
-def test_conv2d(x_shape, args, bias):
+def test_conv2d(x_shape, args, bias, im2col_layout):
     _conv_case(hg.Conv2d, F.conv2d, x_shape, args, bias)
 
 
-def test_conv2d_rectangular_kernel_and_per_dim_settings():
+def test_conv2d_rectangular_kernel_and_per_dim_settings(im2col_layout):
     args = dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0), dilation=(2, 1))
     _conv_case(hg.Conv2d, F.conv2d, (2, 3, 9, 11), args, True)
 
@@ -237,7 +248,7 @@ def test_save_load_and_torch_interop_know_the_conv_layers(tmp_path):
         (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="winograd"), (0, 3, 8, 8)),
     ],
 )
-def test_empty_batch_as_torch(make, shape):
+def test_empty_batch_as_torch(make, shape, im2col_layout):
     """A batch of zero images gives an empty output, an empty dL/dx and zero gradients."""
     layer = make()
     ref = (nn.Conv1d if len(shape) == 3 else nn.Conv2d)(3, 4, 3, padding=1)
@@ -247,3 +258,42 @@ def test_empty_batch_as_torch(make, shape):
     assert layer.backward(torch.ones(y.shape)).shape == x.shape
     assert torch.equal(layer.weight.grad, torch.zeros_like(layer.weight))
     assert torch.equal(layer.bias.grad, torch.zeros(4))
+
+
+@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
+def test_backward_params_equals_backward_without_dx(algorithm, im2col_layout):
+    x = torch.randn(3, 4, 12, 12, dtype=torch.float64)
+    a = hg.Conv2d(4, 5, 3, padding=1, algorithm=algorithm).to(dtype=torch.float64)
+    b = hg.Conv2d(4, 5, 3, padding=1, algorithm=algorithm).to(dtype=torch.float64)
+    b.load_state_dict(a.state_dict())
+    dy = torch.randn(3, 5, 12, 12, dtype=torch.float64)
+    a(x)
+    a.backward(dy)
+    b(x)
+    b.backward_params(dy)
+    assert_close(b.weight.grad, a.weight.grad)
+    assert_close(b.bias.grad, a.bias.grad)
+
+
+@pytest.mark.parametrize(
+    "make,ref",
+    [
+        (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="im2col"), None),
+        (lambda: hg.MaxPool2d(3, stride=1, padding=1), lambda x: F.max_pool2d(x, 3, 1, 1)),
+        (lambda: hg.AvgPool1d(3, stride=2, padding=1), lambda x: F.avg_pool1d(x, 3, 2, 1)),
+    ],
+)
+def test_padding_is_redone_for_every_input(make, ref):
+    """The padded input lives in a reused work tensor; inputs of other sizes and values
+    through the same layer must each see only their own padding."""
+    layer = make()
+    if ref is None:
+        layer.to(dtype=torch.float64)
+
+        def ref(x):
+            return F.conv2d(x, layer.weight, layer.bias, padding=1)
+
+    nd = 1 if isinstance(layer, hg.AvgPool1d) else 2
+    for size in [8, 7, 8, 5]:
+        x = torch.randn(2, 3, *[size] * nd, dtype=torch.float64) * 10
+        assert_close(layer(x), ref(x))

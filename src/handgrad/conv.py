@@ -101,10 +101,16 @@ class _Windows(Module):
         return x
 
     def _pad(self, x: Tensor) -> Tensor:
+        """x with pad_value around its spatial dims, in a work tensor that forward uses only
+        to read its windows from."""
         if not any(a or b for a, b in self.pads):
             return x
         sizes = [s + a + b for s, (a, b) in zip(x.shape[2:], self.pads)]
-        xp = x.new_full((*x.shape[:2], *sizes), self.pad_value)
+        xp = self._scratch("xp", (*x.shape[:2], *sizes), x)
+        for i, ((a, b), size) in enumerate(zip(self.pads, sizes)):
+            before: tuple[Any, ...] = (slice(None),) * (2 + i)
+            xp[(*before, slice(0, a))] = self.pad_value
+            xp[(*before, slice(size - b, size))] = self.pad_value
         inner: tuple[Any, ...] = (
             ...,
             *[slice(a, a + s) for (a, _), s in zip(self.pads, x.shape[2:])],
@@ -128,6 +134,11 @@ class _Windows(Module):
         dwin is laid out (N, C, *kernel, *out): one (N, C, *out) slab per kernel offset.
         """
         dxp = dwin.new_zeros(padded)
+        self._col2im_add(dxp, dwin)
+        return self._crop(dxp)
+
+    def _col2im_add(self, dxp: Tensor, dwin: Tensor) -> None:
+        """dxp (N, C, *padded) += the window gradients dwin (N, C, *kernel, *out)."""
         out = dwin.shape[2 + self.nd :]
         for offset in itertools.product(*[range(k) for k in self.kernel_size]):
             region: tuple[Any, ...] = (
@@ -140,12 +151,15 @@ class _Windows(Module):
             )
             at_offset: tuple[Any, ...] = (slice(None), slice(None), *offset)
             dxp[region] += dwin[at_offset]
-        crop: tuple[Any, ...] = (
+
+    def _crop(self, xp: Tensor) -> Tensor:
+        """The unpadded part of a padded (N, C, *S) tensor, a view."""
+        inside: tuple[Any, ...] = (
             slice(None),
             slice(None),
-            *[slice(a, size - b) for (a, b), size in zip(self.pads, padded[2:])],
+            *[slice(a, size - b) for (a, b), size in zip(self.pads, xp.shape[2:])],
         )
-        return dxp[crop]
+        return xp[inside]
 
     def _unbatch(self, t: Tensor) -> Tensor:
         return t if self.batched else t.squeeze(0)
@@ -173,6 +187,10 @@ class _ConvNd(_Windows):
     # (measured: docs/benchmarks.md#winograd-against-im2col-by-shape)
     WINOGRAD_MIN_CHANNELS = 16
     WINOGRAD_MIN_TILES = 128
+    # im2col: from this many output positions per image on, one matrix product per image
+    # (MKL runs those faster than one very wide product, and y comes out in (N, O, ...) order)
+    PER_IMAGE_MIN_POSITIONS = 64
+    CHUNK_BYTES = 4 << 20  # ... and dL/dx goes through in chunks of images of about this size
 
     def __init__(
         self,
@@ -277,18 +295,29 @@ class _ConvNd(_Windows):
         win = self._windows(xp)  # (N, C, *out, *k), a view
         N, out = x.shape[0], win.shape[2 : 2 + self.nd]
         nd = self.nd
-        # im2col with the batch folded into the columns: one GEMM for the whole batch
+        # im2col with the batch folded into the columns, (C·k, N·out): dL/dW is one GEMM over
+        # the whole batch; y too for small images, and one GEMM per image for larger ones
         rows_first = [1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd)]  # (C, *k, N, *out)
         cols = self._scratch("cols", (self.in_channels, *self.kernel_size, N, *out), x)
         rows, columns = self.in_channels * math.prod(self.kernel_size), N * math.prod(out)
         self.cols = cols.copy_(win.permute(rows_first)).view(rows, columns)  # (C·k, N·out)
         W = self.weight.reshape(self.out_channels, -1)  # (O, C·k)
-        y_t = self._scratch("y_t", (self.out_channels, self.cols.shape[1]), x)  # (O, N·out)
-        if self.bias is None:
-            torch.mm(W, self.cols, out=y_t)  # y = W cols
+        if math.prod(out) >= self.PER_IMAGE_MIN_POSITIONS:
+            # one product per image, (O, C·k)(C·k, out), written straight into (N, O, out)
+            per_image = self.cols.view(rows, N, math.prod(out)).transpose(0, 1)  # (N, C·k, out)
+            Wn = W.expand(N, *W.shape)
+            if self.bias is None:
+                y = torch.bmm(Wn, per_image)  # y = W cols
+            else:
+                y = torch.baddbmm(self.bias.view(1, -1, 1), Wn, per_image)  # y = W cols + b
+            y = y.view(N, self.out_channels, *out)
         else:
-            torch.addmm(self.bias.view(-1, 1), W, self.cols, out=y_t)  # y = W cols + b
-        y = y_t.view(self.out_channels, N, *out).movedim(0, 1).contiguous()  # (N, O, *out)
+            y_t = self._scratch("y_t", (self.out_channels, columns), x)  # (O, N·out)
+            if self.bias is None:
+                torch.mm(W, self.cols, out=y_t)  # y = W cols
+            else:
+                torch.addmm(self.bias.view(-1, 1), W, self.cols, out=y_t)  # y = W cols + b
+            y = y_t.view(self.out_channels, N, *out).movedim(0, 1).contiguous()  # (N, O, *out)
         self.out_shape = y.shape
         return self._unbatch(y)
 
@@ -299,12 +328,25 @@ class _ConvNd(_Windows):
             return self._unbatch(dx)
         dy2 = self._accumulate_param_grads(dy)  # (O, N·out)
         W = self.weight.reshape(self.out_channels, -1)
-        dcols = self._scratch("dcols", (W.shape[1], dy2.shape[1]), dy2)
-        torch.mm(W.T, dy2, out=dcols)  # dL/dcols = Wᵀ dy   (C·k, N·out)
         N, out = self.out_shape[0], self.out_shape[2:]
-        dwin = dcols.reshape(self.in_channels, *self.kernel_size, N, *out)  # (C, *k, N, *out)
-        dwin = dwin.movedim(1 + self.nd, 0)  # (N, C, *k, *out), a view for col2im
-        return self._unbatch(self._col2im(dwin, self.padded_shape))  # dL/dx: windows summed back
+        if math.prod(out) < self.PER_IMAGE_MIN_POSITIONS:
+            dcols = self._scratch("dcols", (W.shape[1], dy2.shape[1]), dy2)
+            torch.mm(W.T, dy2, out=dcols)  # dL/dcols = Wᵀ dy   (C·k, N·out)
+            dwin = dcols.reshape(self.in_channels, *self.kernel_size, N, *out)  # (C, *k, N, *out)
+            dwin = dwin.movedim(1 + self.nd, 0)  # (N, C, *k, *out), a view for col2im
+            return self._unbatch(self._col2im(dwin, self.padded_shape))  # windows summed back
+        # image by image, in chunks whose dL/dcols stays in the cache for col2im
+        dy3 = dy.reshape(N, self.out_channels, math.prod(out))  # dy as the caller gave it
+        Wt = W.T  # (C·k, O)
+        nb = max(1, self.CHUNK_BYTES // (Wt.shape[0] * dy3.shape[2] * dy3.element_size()))
+        dcols = self._scratch("dcols", (min(nb, N), Wt.shape[0], dy3.shape[2]), dy3)
+        dxp = dy3.new_zeros(self.padded_shape)
+        for n0 in range(0, N, nb):
+            n = min(nb, N - n0)
+            torch.bmm(Wt.expand(n, *Wt.shape), dy3[n0 : n0 + n], out=dcols[:n])  # Wᵀ dy
+            dwin = dcols[:n].view(n, self.in_channels, *self.kernel_size, *out)
+            self._col2im_add(dxp[n0 : n0 + n], dwin)
+        return self._unbatch(self._crop(dxp))  # dL/dx: windows summed back
 
     def backward_params(self, dy: Tensor) -> None:
         if self.winograd_saved is not None:
