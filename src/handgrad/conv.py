@@ -185,8 +185,8 @@ class _ConvNd(_Windows):
     ALGORITHMS = ("auto", "im2col", "winograd")
     # below these the transforms and the small matrix products cost more than they save
     # (measured: docs/benchmarks.md#winograd-against-im2col-by-shape)
-    WINOGRAD_MIN_CHANNELS = 16
-    WINOGRAD_MIN_TILES = 128
+    WINOGRAD_MIN_CHANNELS = 24
+    WINOGRAD_MIN_TILES = 64
     # im2col: from this many output positions per image on, one matrix product per image
     # (MKL runs those faster than one very wide product, and y comes out in (N, O, ...) order)
     PER_IMAGE_MIN_POSITIONS = 64
