@@ -1,5 +1,6 @@
 """Convolutions and pooling, 1-D and 2-D, by im2col: every window of the input becomes a row,
-so a convolution is one matrix product and its backward two more.
+so a convolution is one matrix product and its backward two more. A 3×3, stride-1 Conv2d can
+take Winograd's algorithm instead (``algorithm="winograd"``, handgrad.winograd).
 
 Shapes: x (N, C, L) or (N, C, H, W) (an unbatched (C, ...) input also works); windows are
 laid out (N, C, *out, *kernel). Math: docs/math.md#convolutions.
