@@ -6,7 +6,7 @@ give the same trajectory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -35,6 +35,13 @@ class Optimizer:
 
     def step(self) -> None:
         raise NotImplementedError
+
+    def _with_grads(self) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
+        """(parameter, its gradient, its state) for every parameter that has a gradient;
+        step skips the others, as torch.optim does."""
+        for p, state in zip(self.params, self.state):
+            if p.grad is not None:
+                yield p, p.grad, state
 
     def _hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr}
@@ -67,6 +74,17 @@ class Optimizer:
         return f"{type(self).__name__}({hp})"
 
 
+def _with_weight_decay(p: Tensor, g: Tensor, weight_decay: float) -> Tensor:
+    """g + weight_decay·p: L2 regularisation folded into the gradient (coupled decay)."""
+    return g.add(p, alpha=weight_decay) if weight_decay else g
+
+
+def _check_nonnegative(owner: str, **values: float) -> None:
+    for name, v in values.items():
+        if v < 0:
+            raise ValueError(f"{owner}: invalid {name} {v!r} (must be >= 0)")
+
+
 class SGD(Optimizer):
     """p ← p - lr·v, with g = ∇ + weight_decay·p and v = g (plain), or
     v = b ← momentum·b + (1 - dampening)·g (heavy ball), or g + momentum·b (Nesterov).
@@ -83,10 +101,7 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ) -> None:
         super().__init__(params, lr)
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError(
-                f"SGD: momentum and weight_decay must be >= 0, got {momentum}, {weight_decay}"
-            )
+        _check_nonnegative("SGD", momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
         self.momentum, self.dampening = float(momentum), float(dampening)
@@ -102,12 +117,8 @@ class SGD(Optimizer):
         }
 
     def step(self) -> None:
-        for p, state in zip(self.params, self.state):
-            if p.grad is None:
-                continue
-            g = p.grad
-            if self.weight_decay:
-                g = g.add(p, alpha=self.weight_decay)
+        for p, grad, state in self._with_grads():
+            g = _with_weight_decay(p, grad, self.weight_decay)
             if self.momentum:
                 buf = state.get("momentum_buffer")
                 if buf is None:
@@ -116,17 +127,6 @@ class SGD(Optimizer):
                     buf.mul_(self.momentum).add_(g, alpha=1 - self.dampening)
                 g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
             p.add_(g, alpha=-self.lr)
-
-
-def _with_weight_decay(p: Tensor, g: Tensor, weight_decay: float) -> Tensor:
-    """g + weight_decay·p: L2 regularisation folded into the gradient (coupled decay)."""
-    return g.add(p, alpha=weight_decay) if weight_decay else g
-
-
-def _check_nonnegative(owner: str, **values: float) -> None:
-    for name, v in values.items():
-        if v < 0:
-            raise ValueError(f"{owner}: invalid {name} {v!r} (must be >= 0)")
 
 
 class Adagrad(Optimizer):
@@ -165,14 +165,12 @@ class Adagrad(Optimizer):
         }
 
     def step(self) -> None:
-        for p, state in zip(self.params, self.state):
-            if p.grad is None:
-                continue
+        for p, grad, state in self._with_grads():
             if not state:
                 state["step"] = torch.zeros((), dtype=torch.float64)
                 state["sum"] = torch.full_like(p, self.initial_accumulator_value)
             state["step"] += 1
-            g = _with_weight_decay(p, p.grad, self.weight_decay)
+            g = _with_weight_decay(p, grad, self.weight_decay)
             clr = self.lr / (1 + (float(state["step"]) - 1) * self.lr_decay)
             state["sum"].addcmul_(g, g, value=1)
             p.addcdiv_(g, state["sum"].sqrt().add_(self.eps), value=-clr)
@@ -211,16 +209,14 @@ class RMSprop(Optimizer):
         }
 
     def step(self) -> None:
-        for p, state in zip(self.params, self.state):
-            if p.grad is None:
-                continue
+        for p, grad, state in self._with_grads():
             if not state:
                 state["square_avg"] = torch.zeros_like(p)
                 if self.momentum:
                     state["momentum_buffer"] = torch.zeros_like(p)
                 if self.centered:
                     state["grad_avg"] = torch.zeros_like(p)
-            g = _with_weight_decay(p, p.grad, self.weight_decay)
+            g = _with_weight_decay(p, grad, self.weight_decay)
             v = state["square_avg"].mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
             if self.centered:
                 g_avg = state["grad_avg"].lerp_(g, 1 - self.alpha)
@@ -270,9 +266,7 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         beta1, beta2 = self.betas
-        for p, state in zip(self.params, self.state):
-            if p.grad is None:
-                continue
+        for p, grad, state in self._with_grads():
             if not state:
                 state["step"] = torch.zeros((), dtype=torch.float64)
                 state["exp_avg"] = torch.zeros_like(p)
@@ -281,7 +275,7 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
             t = float(state["step"])
-            g = p.grad
+            g = grad
             if self.decoupled_weight_decay:
                 p.mul_(1 - self.lr * self.weight_decay)  # AdamW: decay the weights directly
             else:
