@@ -8,6 +8,7 @@ import torch.nn as nn
 from conftest import assert_close, upstream
 
 import handgrad as hg
+from handgrad.module import fill_outside
 
 
 def _pair():
@@ -213,3 +214,13 @@ def test_loss_backward_releases_too():
     loss.backward()
     with pytest.raises(RuntimeError, match="before forward"):
         loss.backward()
+
+
+def test_fill_outside_sets_only_the_margin():
+    buf = torch.arange(2 * 5 * 6, dtype=torch.float64).view(2, 5, 6)
+    inside = buf[:, 1:4, 2:5].clone()
+    fill_outside(buf, (1, 2), (3, 3), -1.0)
+    assert torch.equal(buf[:, 1:4, 2:5], inside)
+    margin = torch.ones(2, 5, 6, dtype=torch.bool)
+    margin[:, 1:4, 2:5] = False
+    assert (buf[margin] == -1).all()

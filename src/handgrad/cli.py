@@ -264,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_lab)
 
     from handgrad.activations import ACTIVATIONS
+    from handgrad.conv import Conv2d
     from handgrad.optim import OPTIMIZERS
     from handgrad.recipe import LOSSES
     from handgrad.schedule import SCHEDULES
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=int, default=25, help="cnn channels (default: %(default)s)")
     p.add_argument(
         "--conv-algorithm",
-        choices=["auto", "im2col", "winograd"],
+        choices=list(Conv2d.ALGORITHMS),
         default="auto",
         help="Conv2d: im2col, or winograd (3x3 stride 1: faster, float32 rounding error several "
         "times torch's); auto = im2col unless torch's float32 matmul precision is lowered",

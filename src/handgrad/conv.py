@@ -17,7 +17,7 @@ from torch import Tensor
 
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.layers import _Reshape
-from handgrad.module import Module, accumulate_grad
+from handgrad.module import Module, accumulate_grad, fill_outside
 from handgrad.winograd import F4x4_3x3
 
 Size = int | tuple[int, ...]
@@ -108,10 +108,7 @@ class _Windows(Module):
             return x
         sizes = [s + a + b for s, (a, b) in zip(x.shape[2:], self.pads)]
         xp = self._scratch("xp", (*x.shape[:2], *sizes), x)
-        for i, ((a, b), size) in enumerate(zip(self.pads, sizes)):
-            before: tuple[Any, ...] = (slice(None),) * (2 + i)
-            xp[(*before, slice(0, a))] = self.pad_value
-            xp[(*before, slice(size - b, size))] = self.pad_value
+        fill_outside(xp, [a for a, _ in self.pads], x.shape[2:], self.pad_value)
         inner: tuple[Any, ...] = (
             ...,
             *[slice(a, a + s) for (a, _), s in zip(self.pads, x.shape[2:])],

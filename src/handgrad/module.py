@@ -27,6 +27,16 @@ def accumulate_grad(param: Tensor, grad: Tensor) -> None:
         param.grad += grad
 
 
+def fill_outside(buf: Tensor, starts: Sequence[int], lengths: Sequence[int], value: float) -> None:
+    """Set buf to value outside the box starts..starts+lengths of its last len(starts) dims:
+    the padding of a reused work buffer, where its last use may have left other data."""
+    lead = buf.dim() - len(starts)
+    for i, (a, n) in enumerate(zip(starts, lengths)):
+        before: tuple[Any, ...] = (slice(None),) * (lead + i)
+        buf[(*before, slice(0, a))] = value
+        buf[(*before, slice(a + n, None))] = value
+
+
 def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
     """Clear each tensor's .grad: to None (PyTorch's default since 2.0), or to zeros in place."""
     for p in params:

@@ -29,6 +29,8 @@ from fractions import Fraction
 import torch
 from torch import Tensor
 
+from handgrad.module import fill_outside
+
 Scratch = Callable[..., Tensor]  # _Windows._scratch(name, shape, like): a reused work tensor
 
 
@@ -119,7 +121,7 @@ class Winograd3x3:
         nb = chunks[0][1]  # images in a full chunk; the work buffers fit one
         (top, _), (left, _) = pads
         xp = scratch("wg_x", (nb, C, m * th + 2, m * tw + 2), x)
-        _zero_outside(xp, top, left, H, W)  # the padding; each chunk fills the inside
+        fill_outside(xp, (top, left), (H, W), 0.0)  # the padding; each chunk fills the inside
         work = self._buffers(scratch, x, C, O, nb * th * tw)
         y = x.new_empty(N, O, Ho, Wo)
         for n0, n1 in chunks:
@@ -175,7 +177,7 @@ class Winograd3x3:
         whole_blocks = (Ho, Wo) == (m * th, m * tw)
         if not whole_blocks:  # dy is zero-padded to whole blocks
             dyp = scratch("wg_dy", (chunks[0][1], O, m * th, m * tw), dy)
-            _zero_outside(dyp, 0, 0, Ho, Wo)
+            fill_outside(dyp, (0, 0), (Ho, Wo), 0.0)
         dU = dy.new_zeros(t * t, O, C)
         db = dy.new_zeros(O)
         dxp = dy.new_empty(N, C, th + 1, m, tw + 1, m) if need_dx else None
@@ -254,15 +256,6 @@ class Winograd3x3:
         then output blocks, then dY's tiles, then dV; (b) M, then dM, then dd."""
         sizes = (max(C * self.t**2, O * self.m**2) * P, max(C, O) * self.t**2 * P)
         return [scratch(f"wg_{n}", (s,), like) for n, s in zip("ab", sizes)]
-
-
-def _zero_outside(buf: Tensor, top: int, left: int, height: int, width: int) -> None:
-    """Zero the last two dims of buf outside rows top..top+height, columns left..left+width.
-    (Work buffers are reused, and an image of another size may have left data there.)"""
-    buf[..., :top, :].zero_()
-    buf[..., top + height :, :].zero_()
-    buf[..., :, :left].zero_()
-    buf[..., :, left + width :].zero_()
 
 
 def _copy_rows(dst: Tensor, src: Tensor) -> None:
