@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from handgrad.cli import main
+from handgrad.tools.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from handgrad.recipe import TrainConfig, run
+from handgrad.tools.recipe import TrainConfig, run
 
 RECIPES: dict[str, dict[str, Any]] = {
     # digits, MLP 64-128-10: goal >= 0.97

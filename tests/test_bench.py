@@ -7,8 +7,8 @@ import json
 import numpy as np
 import torch
 
-from handgrad import bench
-from handgrad.cli import main
+from handgrad.tools import bench
+from handgrad.tools.cli import main
 
 
 def test_numpy_baseline_learns_the_same_function_as_handgrad():

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 import handgrad as hg
-from handgrad.cli import main
-from handgrad.recipe import TrainConfig, build_cnn
+from handgrad.tools.cli import main
+from handgrad.tools.recipe import TrainConfig, build_cnn
 
 
 def test_lab_single_tasks(capsys, tmp_path):

@@ -10,7 +10,7 @@ from conftest import assert_close, autograd_grads, upstream
 
 import handgrad as hg
 from handgrad.check import gradcheck
-from handgrad.conv import _ConvNd
+from handgrad.kernels import Im2col
 
 CONV_ARGS = [
     dict(kernel_size=3),
@@ -22,21 +22,28 @@ CONV_ARGS = [
 ]
 
 
-@pytest.fixture(params=["one product", "per image", "per image, one image a chunk"])
-def im2col_layout(request, monkeypatch):
-    """im2col's two ways to multiply: one product over the whole batch, or one per image
-    (dL/dx then in chunks of images); each size picks one, the tests take both."""
-    per_image = request.param != "one product"
-    monkeypatch.setattr(_ConvNd, "PER_IMAGE_MIN_POSITIONS", 1 if per_image else 10**9)
-    if "chunk" in request.param:
-        monkeypatch.setattr(_ConvNd, "CHUNK_BYTES", 1)
+ALGORITHMS = {
+    "reference": "reference",
+    "auto": "auto",
+    "im2col, one product": Im2col(per_image_from=10**9),
+    "im2col, per image": Im2col(per_image_from=1),
+    "im2col, per image, one image a chunk": Im2col(per_image_from=1, chunk_bytes=1),
+}
 
 
-def _conv_case(cls, ref_fn, x_shape, args, bias):
+@pytest.fixture(params=list(ALGORITHMS))
+def algorithm(request):
+    """Every path a convolution can take, through Conv's public `algorithm` argument: the
+    reference ops, and the tuned im2col's two ways to multiply (one product over the whole
+    batch, or one per image with dL/dx in chunks of images)."""
+    return ALGORITHMS[request.param]
+
+
+def _conv_case(cls, ref_fn, x_shape, args, bias, algorithm="auto"):
     x = torch.randn(x_shape, dtype=torch.float64)
     nd = 1 if cls is hg.Conv1d else 2
     cin = x_shape[-nd - 1]  # (N, C, *S) or unbatched (C, *S)
-    layer = cls(cin, 4, bias=bias, **args).to(torch.float64)
+    layer = cls(cin, 4, bias=bias, algorithm=algorithm, **args).to(torch.float64)
     y = layer(x)
     g = upstream(y.shape)
     params = [layer.weight] + ([layer.bias] if bias else [])
@@ -60,20 +67,20 @@ def _conv_case(cls, ref_fn, x_shape, args, bias):
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("args", CONV_ARGS, ids=str)
 @pytest.mark.parametrize("x_shape", [(2, 3, 17), (1, 3, 9), (3, 12)])
-def test_conv1d(x_shape, args, bias, im2col_layout):
-    _conv_case(hg.Conv1d, F.conv1d, x_shape, args, bias)
+def test_conv1d(x_shape, args, bias, algorithm):
+    _conv_case(hg.Conv1d, F.conv1d, x_shape, args, bias, algorithm)
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("args", CONV_ARGS, ids=str)
 @pytest.mark.parametrize("x_shape", [(2, 3, 9, 11), (1, 3, 8, 8), (3, 10, 7)])
-def test_conv2d(x_shape, args, bias, im2col_layout):
-    _conv_case(hg.Conv2d, F.conv2d, x_shape, args, bias)
+def test_conv2d(x_shape, args, bias, algorithm):
+    _conv_case(hg.Conv2d, F.conv2d, x_shape, args, bias, algorithm)
 
 
-def test_conv2d_rectangular_kernel_and_per_dim_settings(im2col_layout):
+def test_conv2d_rectangular_kernel_and_per_dim_settings(algorithm):
     args = dict(kernel_size=(2, 3), stride=(1, 2), padding=(1, 0), dilation=(2, 1))
-    _conv_case(hg.Conv2d, F.conv2d, (2, 3, 9, 11), args, True)
+    _conv_case(hg.Conv2d, F.conv2d, (2, 3, 9, 11), args, True, algorithm)
 
 
 @pytest.mark.parametrize("cls,ref", [(hg.Conv1d, nn.Conv1d), (hg.Conv2d, nn.Conv2d)])
@@ -201,7 +208,7 @@ def test_bad_input(bad, match):
 
 def test_backward_checks():
     layer = hg.Conv1d(1, 2, 3)
-    with pytest.raises(RuntimeError, match="before forward"):
+    with pytest.raises(RuntimeError, match="more often than forward"):
         layer.backward(torch.ones(1, 2, 3))
     layer(torch.randn(2, 1, 8))
     with pytest.raises(ValueError, match=r"output's shape \(2, 2, 6\)"):
@@ -244,11 +251,14 @@ def test_save_load_and_torch_interop_know_the_conv_layers(tmp_path):
     "make,shape",
     [
         (lambda: hg.Conv1d(3, 4, 3, padding=1), (0, 3, 8)),
+        (lambda: hg.Conv1d(3, 4, 3, padding=1, algorithm="reference"), (0, 3, 8)),
+        (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="reference"), (0, 3, 8, 8)),
         (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="im2col"), (0, 3, 8, 8)),
+        (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm=Im2col(per_image_from=1)), (0, 3, 8, 8)),
         (lambda: hg.Conv2d(3, 4, 3, padding=1, algorithm="winograd"), (0, 3, 8, 8)),
     ],
 )
-def test_empty_batch_as_torch(make, shape, im2col_layout):
+def test_empty_batch_as_torch(make, shape):
     """A batch of zero images gives an empty output, an empty dL/dx and zero gradients."""
     layer = make()
     ref = (nn.Conv1d if len(shape) == 3 else nn.Conv2d)(3, 4, 3, padding=1)
@@ -260,8 +270,12 @@ def test_empty_batch_as_torch(make, shape, im2col_layout):
     assert torch.equal(layer.bias.grad, torch.zeros(4))
 
 
-@pytest.mark.parametrize("algorithm", ["im2col", "winograd"])
-def test_backward_params_equals_backward_without_dx(algorithm, im2col_layout):
+@pytest.mark.parametrize(
+    "algorithm",
+    ["reference", "im2col", Im2col(per_image_from=10**9), "winograd"],
+    ids=["reference", "im2col", "im2col one product", "winograd"],
+)
+def test_backward_params_equals_backward_without_dx(algorithm):
     x = torch.randn(3, 4, 12, 12, dtype=torch.float64)
     a = hg.Conv2d(4, 5, 3, padding=1, algorithm=algorithm).to(dtype=torch.float64)
     b = hg.Conv2d(4, 5, 3, padding=1, algorithm=algorithm).to(dtype=torch.float64)

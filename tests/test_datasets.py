@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from handgrad import datasets
+from handgrad.data import datasets
 
 
 def test_regression_is_the_labs():

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import handgrad as hg
-from handgrad import distributed as hd
+from handgrad.training import distributed as hd
 
 
 def _data():

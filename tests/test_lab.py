@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from handgrad import lab
+from handgrad.tools import lab
 
 T = torch.tensor
 

@@ -54,7 +54,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="positive int"):
         hg.Neuron(0)
     n = hg.Neuron(4)
-    with pytest.raises(RuntimeError, match="before forward"):
+    with pytest.raises(RuntimeError, match="more often than forward"):
         n.backward(torch.ones(1))
     n(torch.zeros(5, 4))
     with pytest.raises(ValueError, match=r"\(5, 1\), got \(5,\)"):

@@ -1,9 +1,10 @@
-"""DESIGN.md's rule: the compute path uses no torch.nn, torch.autograd, torch.optim, torch.func.
+"""docs/design.md's rule: the compute path uses no torch.nn, torch.autograd, torch.optim,
+torch.func.
 
-check.py (the gradient oracle), lab.py (the side-by-side reference) and bench.py (torch eager
-as the baseline to beat) are the reference side, which DESIGN.md lets use them, as the tests
-do. io.py may import torch.nn only inside to_torch/from_torch, which build or read a torch.nn
-module and compute nothing.
+check.py (the gradient oracle), tools/lab.py (the side-by-side reference) and tools/bench.py
+(torch eager as the baseline to beat) are the reference side, which docs/design.md lets use
+them, as the tests do. interop.py may import torch.nn only inside to_torch/from_torch, which
+build or read a torch.nn module and compute nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "handgrad"
-REFERENCE_SIDE = {"check.py", "lab.py", "bench.py"}
+REFERENCE_SIDE = {"check.py", "tools/lab.py", "tools/bench.py"}
 BANNED_MODULES = ("torch.nn", "torch.autograd", "torch.optim", "torch.func")
 BANNED_NAMES = {"requires_grad", "requires_grad_", "no_grad", "enable_grad", "autograd"}
 
@@ -47,11 +48,12 @@ def violations(source: str) -> list[str]:
 
 
 INTEROP_FUNCTIONS = {"to_torch", "from_torch"}
-COMPUTE_PATH = sorted(p for p in PACKAGE.glob("*.py") if p.name not in REFERENCE_SIDE)
+ALL_FILES = sorted(PACKAGE.rglob("*.py"))
+COMPUTE_PATH = [p for p in ALL_FILES if p.relative_to(PACKAGE).as_posix() not in REFERENCE_SIDE]
 
 
 def without_interop_functions(source: str) -> str:
-    """io.py's source with the bodies of to_torch/from_torch removed."""
+    """interop.py's source with the bodies of to_torch/from_torch removed."""
     tree = ast.parse(source)
     tree.body = [
         n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name in INTEROP_FUNCTIONS)
@@ -59,10 +61,10 @@ def without_interop_functions(source: str) -> str:
     return ast.unparse(tree)
 
 
-@pytest.mark.parametrize("path", COMPUTE_PATH, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", COMPUTE_PATH, ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_compute_path_is_hand_written(path):
     source = path.read_text()
-    if path.name == "io.py":
+    if path.name == "interop.py":
         source = without_interop_functions(source)
     assert violations(source) == [], f"{path.name} uses the reference side of torch"
 
@@ -100,4 +102,7 @@ def test_the_scanner_passes_plain_tensor_code():
 
 
 def test_every_package_file_is_scanned_or_deliberately_exempt():
-    assert {p.name for p in PACKAGE.glob("*.py")} == {p.name for p in COMPUTE_PATH} | REFERENCE_SIDE
+    files = {p.relative_to(PACKAGE).as_posix() for p in ALL_FILES}
+    scanned = {p.relative_to(PACKAGE).as_posix() for p in COMPUTE_PATH}
+    assert REFERENCE_SIDE <= files and files == scanned | REFERENCE_SIDE
+    assert {"module.py", "ops/linear.py", "nn/linear.py", "kernels/im2col.py"} <= scanned

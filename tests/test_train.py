@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import handgrad as hg
-from handgrad.train import NonFiniteLossError, accuracy, mae, r2
+from handgrad.training import NonFiniteLossError, accuracy, mae, r2
 
 
 def _spiral_model(seed=0):

@@ -13,7 +13,7 @@ from conftest import assert_close, autograd_grads, make_values, upstream
 
 import handgrad as hg
 from handgrad.check import gradcheck
-from handgrad.winograd import F4x4_3x3, Winograd3x3, _copy_rows, toom_cook
+from handgrad.kernels.winograd import F4x4_3x3, Winograd, Winograd3x3, _copy_rows, toom_cook
 
 
 def test_toom_cook_gives_lavins_published_f4x4_3x3_matrices():
@@ -89,12 +89,14 @@ CASES = [  # input shape, padding: whole 4x4 blocks, overhanging blocks, unbatch
 ]
 
 
-def _check_against_autograd(x_shape, padding, bias, kind="normal", params_only=False):
+def _check_against_autograd(
+    x_shape, padding, bias, kind="normal", params_only=False, algorithm="winograd"
+):
     x = make_values(x_shape, kind)
-    layer = hg.Conv2d(x_shape[-3], 5, 3, padding=padding, bias=bias, algorithm="winograd")
+    layer = hg.Conv2d(x_shape[-3], 5, 3, padding=padding, bias=bias, algorithm=algorithm)
     layer.to(dtype=torch.float64)
     y = layer(x)
-    assert layer.winograd_saved is not None  # the Winograd path ran
+    assert layer.last_algorithm == "winograd"  # the Winograd path ran
     params = [layer.weight] + ([layer.bias] if bias else [])
 
     def ref(x_, w, b=None):
@@ -205,21 +207,20 @@ def float32_precision_high():
 def test_auto_takes_winograd_where_allowed_and_it_pays(make, x, winograd, float32_precision_high):
     layer = make().to(dtype=x.dtype)
     layer(x)
-    assert (layer.winograd_saved is not None) == winograd
-    assert (layer.cols is not None) == (not winograd)
+    assert layer.last_algorithm == ("winograd" if winograd else "im2col")
 
 
 def test_auto_is_im2col_at_torchs_default_float32_precision():
     assert torch.get_float32_matmul_precision() == "highest"  # PyTorch's default
     layer = hg.Conv2d(32, 64, 3, padding=1)
     layer(torch.randn(8, 32, 16, 16))
-    assert layer.winograd_saved is None and layer.cols is not None
+    assert layer.last_algorithm == "im2col"
 
 
 def test_auto_keeps_im2col_for_bfloat16(float32_precision_high):
     layer = hg.Conv2d(32, 8, 3, padding=1).to(dtype=torch.bfloat16)
     layer(torch.randn(8, 32, 16, 16, dtype=torch.bfloat16))
-    assert layer.winograd_saved is None
+    assert layer.last_algorithm == "im2col"
 
 
 def test_bad_algorithm_errors_name_the_layer():
@@ -271,18 +272,19 @@ def test_matrices_follow_dtype():
 
 @pytest.mark.parametrize("images_per_chunk", [1, 2])
 @pytest.mark.parametrize("x_shape,padding", [((5, 3, 9, 11), 1), ((3, 3, 8, 8), 1)], ids=str)
-def test_batch_in_chunks_equals_autograd(monkeypatch, images_per_chunk, x_shape, padding):
+def test_batch_in_chunks_equals_autograd(images_per_chunk, x_shape, padding):
     """The batch goes through in chunks of images (the last one shorter); the result is the
     same as in one piece."""
     Ho, Wo = (s + 2 * padding - 2 for s in x_shape[2:])
     per_image = 36 * 5 * -(-Ho // 4) * -(-Wo // 4) * 8  # t² · max(C, O) · tiles · float64
-    monkeypatch.setattr(F4x4_3x3, "chunk_bytes", images_per_chunk * per_image)
-    assert F4x4_3x3._chunks(x_shape[0], 3, 5, per_image // (36 * 5 * 8), 8)[0] == (
+    chunked = Winograd(chunk_bytes=images_per_chunk * per_image)
+    tiles = per_image // (36 * 5 * 8)
+    assert F4x4_3x3._chunks(x_shape[0], 3, 5, tiles, 8, chunked.chunk_bytes)[0] == (
         0,
         images_per_chunk,
     )
-    _check_against_autograd(x_shape, padding, True)
-    _check_against_autograd(x_shape, padding, False, params_only=True)
+    _check_against_autograd(x_shape, padding, True, algorithm=chunked)
+    _check_against_autograd(x_shape, padding, False, params_only=True, algorithm=chunked)
 
 
 def test_same_tile_grid_for_different_image_sizes():

@@ -1,101 +1,65 @@
-"""handgrad: neural networks from scratch on PyTorch tensors, every backward written by hand."""
+"""handgrad: neural networks from scratch on PyTorch tensors, every backward written by hand.
 
-from handgrad import check, data, datasets, init, optim
-from handgrad.activations import (
-    ELU,
-    GELU,
-    Identity,
-    LeakyReLU,
-    LogSoftmax,
-    ReLU,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Softplus,
-    Tanh,
-)
-from handgrad.conv import (
-    AvgPool1d,
-    AvgPool2d,
-    Conv1d,
-    Conv2d,
-    MaxPool1d,
-    MaxPool2d,
-    Unflatten,
-)
-from handgrad.io import from_torch, load, load_checkpoint, save, save_checkpoint, to_torch
-from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
-from handgrad.losses import (
-    L2,
-    BCELoss,
-    BCEWithLogitsLoss,
-    CategoricalCrossEntropy,
-    CrossEntropyLoss,
-    HuberLoss,
-    L1Loss,
-    L1Penalty,
-    Loss,
-    MSELoss,
-    NLLLoss,
-)
-from handgrad.module import Module, Sequential
-from handgrad.neuron import Neuron
-from handgrad.train import EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
+The math is in ``handgrad.ops`` (op pairs) and ``handgrad.nn`` (modules); every module class
+(``hg.Linear``, ``hg.ReLU``, ... and any layer added later) is served from the registry.
+"""
+
+import importlib
+from typing import Any
+
+from handgrad import check, data, init, kernels, nn, ops, optim, registry, training
+from handgrad.data import datasets
+from handgrad.interop import from_torch, to_torch
+from handgrad.io import load, load_checkpoint, save, save_checkpoint
+from handgrad.module import Module, is_caching, no_cache
+from handgrad.nn.penalty import L2, L1Penalty
+from handgrad.training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
+_LAZY = {"plot": "handgrad.plot", "lab": "handgrad.tools.lab", "bench": "handgrad.tools.bench"}
+
+
+def __getattr__(name: str) -> Any:
+    """hg.<ModuleClass> from the registry; hg.plot, hg.lab and hg.bench imported on first use."""
+    classes = registry.public()
+    if name in classes:
+        return classes[name]
+    if name in _LAZY:
+        return importlib.import_module(_LAZY[name])
+    raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *registry.public(), *_LAZY])
+
+
 __all__ = [
-    "AvgPool1d",
-    "AvgPool2d",
-    "Conv1d",
-    "Conv2d",
-    "MaxPool1d",
-    "MaxPool2d",
-    "Unflatten",
-    "BCELoss",
-    "BCEWithLogitsLoss",
-    "BatchNorm1d",
-    "CategoricalCrossEntropy",
-    "CrossEntropyLoss",
-    "Dropout",
-    "ELU",
-    "Flatten",
-    "GELU",
-    "HuberLoss",
-    "Identity",
-    "L1Loss",
-    "L1Penalty",
-    "L2",
-    "LeakyReLU",
-    "Linear",
-    "LogSoftmax",
-    "Loss",
-    "MSELoss",
+    *registry.public(),
     "Module",
-    "NLLLoss",
-    "Neuron",
-    "ReLU",
-    "Sequential",
-    "SiLU",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
-    "Tanh",
-    "EarlyStopping",
-    "History",
-    "ModelCheckpoint",
-    "evaluate",
+    "L2",
+    "L1Penalty",
+    "no_cache",
+    "is_caching",
     "fit",
-    "from_torch",
-    "load",
-    "load_checkpoint",
+    "evaluate",
     "predict",
+    "History",
+    "EarlyStopping",
+    "ModelCheckpoint",
     "save",
+    "load",
     "save_checkpoint",
+    "load_checkpoint",
     "to_torch",
+    "from_torch",
     "check",
     "data",
     "datasets",
     "init",
+    "kernels",
+    "nn",
+    "ops",
     "optim",
+    "training",
 ]

@@ -2,6 +2,6 @@
 
 import sys
 
-from handgrad.cli import main
+from handgrad.tools.cli import main
 
 sys.exit(main())

@@ -1,14 +1,17 @@
 """gradcheck: compare a hand-written backward with torch.autograd and with finite differences.
 
 This file is a reference tool, like the tests: it is the one place in the package allowed to
-call torch.autograd (DESIGN.md: the oracle may use it; the compute path may not).
+call torch.autograd (docs/design.md: the oracle may use it; the compute path may not).
 
-It works on handgrad modules and losses and on any object with ``forward``/``backward``:
-- a module's ``backward(dy)`` returns dL/dx (or sets ``self.dinputs``, the nnfs convention);
-- a loss's ``backward()`` (no required argument) returns dL/dpred;
-- parameter gradients are read from ``param.grad``, or from an attribute ``d<name>``
-  (``dweights`` for ``weights``).
-The check runs on a float64 copy; the object passed in is not changed.
+It checks three kinds of thing, in float64 copies (what is passed in is not changed):
+- an op pair ``(forward, backward)``: ``forward(*inputs) -> (y, cache)`` and
+  ``backward(dy, cache) -> grads``, one gradient per leading input (a tensor for input 0 alone,
+  None for an input it does not differentiate); a tuple y takes a tuple dy;
+- a handgrad module, or any object with ``forward``/``backward``: ``backward(*dy)`` returns
+  dL/dinput (a tuple for several inputs), or sets ``self.dinputs`` (the nnfs convention);
+  parameter gradients are read from ``param.grad`` or an attribute ``d<name>``;
+- a loss: ``backward()`` (no required argument) returns dL/dpred.
+Every floating input that backward returns a gradient for is checked, and every parameter.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class GradComparison:
 
 @dataclass
 class GradcheckReport:
-    """All comparisons for one object; truthy when every gradient agrees."""
+    """All comparisons for one object; truthy when every gradient agrees (and there was one)."""
 
     target: str
     comparisons: list[GradComparison] = field(default_factory=list)
@@ -69,12 +72,24 @@ class GradcheckReport:
 
     def __str__(self) -> str:
         lines = [f"gradcheck {self.target}: {'PASS' if self.ok else 'FAIL'}"]
+        if not self.comparisons:
+            lines.append("  FAIL  nothing was compared (no floating input got a gradient)")
         lines += [str(c) for c in self.comparisons]
         return "\n".join(lines)
 
 
+# ---- what is being checked ----------------------------------------------------------------------
+def _is_pair(obj: Any) -> bool:
+    return isinstance(obj, tuple) and len(obj) == 2 and all(callable(f) for f in obj)
+
+
 def _is_loss(obj: Any) -> bool:
-    """A loss's backward needs no argument; a module's takes the output gradient."""
+    """A loss's backward needs no argument; a module's takes the output gradient(s)."""
+    from handgrad.module import Module
+    from handgrad.nn.loss import Loss
+
+    if isinstance(obj, Module):
+        return isinstance(obj, Loss)
     try:
         params = inspect.signature(obj.backward).parameters.values()
     except (TypeError, ValueError):
@@ -82,90 +97,318 @@ def _is_loss(obj: Any) -> bool:
     required = [
         p
         for p in params
-        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if (p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        or p.kind == p.VAR_POSITIONAL
     ]
     return not required
 
 
+def _is_float(x: Any) -> bool:
+    return isinstance(x, Tensor) and x.is_floating_point()
+
+
+def _float64(x: Any) -> Any:
+    """Floating tensors (also inside a list or tuple) as float64 copies; the rest as given."""
+    if _is_float(x):
+        return x.detach().to(torch.float64).clone()
+    if isinstance(x, (list, tuple)) and any(_is_float(t) for t in x):
+        return [_float64(t) for t in x]
+    return x
+
+
+def _tensors_of(x: Any) -> list[Tensor]:
+    """The floating tensors an input holds: itself, or a list's items."""
+    if _is_float(x):
+        return [x]
+    if isinstance(x, list):
+        return [t for t in x if _is_float(t)]
+    return []
+
+
+def _as_tuple(v: Any) -> tuple[Any, ...]:
+    return v if isinstance(v, tuple) else (v,)
+
+
+def _objective(out: Any, g: tuple[Tensor | None, ...] | None) -> Tensor:
+    """Σ g ⊙ out over the outputs (out.sum() for a loss): its gradient is backward's."""
+    outs = _as_tuple(out)
+    if g is None:
+        return sum(o.sum() for o in outs)
+    return sum((o * gi).sum() for o, gi in zip(outs, g) if gi is not None)
+
+
+def _upstream(out: Any, seed: int) -> tuple[Tensor | None, ...]:
+    gen = torch.Generator(device="cpu").manual_seed(seed + 1)
+    return tuple(
+        torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device)
+        if _is_float(o)
+        else None
+        for o in _as_tuple(out)
+    )
+
+
+# ---- parameters of a module-like object ---------------------------------------------------------
 def _tensor_attributes(obj: Any, names: Sequence[str] | None) -> list[str]:
     """Names of the parameters to check: given, declared, or the object's float tensors."""
     if names is not None:
         return list(names)
     if callable(getattr(obj, "named_parameters", None)):
         return [n for n, _ in obj.named_parameters()]
-    return [n for n, v in vars(obj).items() if isinstance(v, Tensor) and v.is_floating_point()]
+    return [n for n, v in vars(obj).items() if _is_float(v)]
 
 
 def _get(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
-        obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
+        children = dict(obj.children()) if callable(getattr(obj, "children", None)) else {}
+        obj = children[part] if part in children else getattr(obj, part)
     return obj
 
 
-def _set(obj: Any, dotted: str, value: Any) -> None:
-    *path, last = dotted.split(".")
-    owner = _get(obj, ".".join(path)) if path else obj
-    setattr(owner, last, value)
+def _replace(obj: Any, names: list[str], fn: Callable[[Tensor], Tensor]) -> None:
+    """Set each named parameter to fn(itself); a tensor at several places stays shared."""
+    modules = getattr(obj, "named_modules", None)
+    places = (
+        [(m, n) for _, m in modules(remove_duplicate=False) for n in m.parameter_names]
+        if callable(modules)
+        else []
+    )
+    for dotted in names:
+        *path, last = dotted.split(".")
+        places.append((_get(obj, ".".join(path)) if path else obj, last))
+    new: dict[int, Tensor] = {}
+    made: set[int] = set()
+    for owner, attr in places:
+        t = getattr(owner, attr)
+        if not isinstance(t, Tensor) or id(t) in made:
+            continue
+        if id(t) not in new:
+            new[id(t)] = fn(t)
+            made.add(id(new[id(t)]))
+        setattr(owner, attr, new[id(t)])
 
 
-def _float64_copy(obj: Any, names: list[str]) -> Any:
+def _work_copy(obj: Any, names: list[str]) -> Any:
     work = copy.deepcopy(obj)
-    for n in names:
-        _set(work, n, _get(work, n).detach().to(torch.float64))
+    if callable(getattr(work, "clear_cache", None)):
+        work.clear_cache()
+    if callable(getattr(work, "to", None)) and hasattr(work, "buffer_names"):
+        work.to(torch.float64)  # parameters and buffers, ties kept
+    _replace(work, names, lambda t: t.detach().to(torch.float64))
     return work
 
 
-def _run_forward(obj: Any, inputs: Sequence[Any], seed: int) -> Tensor:
+def _run(obj: Any, inputs: Sequence[Any], seed: int) -> Any:
+    """obj.forward(*inputs) with the same random draws (dropout masks) every time."""
     with torch.random.fork_rng():
-        torch.manual_seed(seed)  # the same dropout mask on every call
+        torch.manual_seed(seed)
         return obj.forward(*inputs)
 
 
-def _objective(out: Tensor, g: Tensor | None) -> Tensor:
-    return out.sum() if g is None else (out * g).sum()
+def _no_cache() -> Any:
+    from handgrad.module import no_cache
+
+    return no_cache()
 
 
-def _hand_gradients(
-    work: Any, inputs: list[Any], names: list[str], seed: int, is_loss: bool
-) -> tuple[Tensor | None, Tensor | None, dict[str, Tensor | None]]:
-    """Run the object's own forward and backward; returns (upstream g, dL/dinput0, param grads)."""
+# ---- the check ----------------------------------------------------------------------------------
+@dataclass
+class _Subject:
+    """What is checked: its name, its parameters' names, how to run its forward on given
+    inputs in a work copy, and how to make a fresh float64 work copy (None for an op pair)."""
+
+    name: str
+    params: list[str]
+    run: Callable[[Sequence[Any], Any], Any]
+    fresh: Callable[[], Any]
+
+
+@dataclass
+class _Hand:
+    """What the hand-written backward gave: the upstream gradient it was fed (None for a
+    loss), one gradient per leading input, and each parameter's gradient."""
+
+    g: tuple[Tensor | None, ...] | None
+    inputs: tuple[Any, ...]
+    params: dict[str, Any]
+
+
+def gradcheck(
+    obj: Any,
+    *inputs: Any,
+    params: Sequence[str] | None = None,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    eps: float = 1e-6,
+    finite_differences: bool = True,
+    max_fd_elements: int = 200,
+    seed: int = 0,
+) -> GradcheckReport:
+    """Check obj's backward in float64 against autograd and against finite differences.
+
+    Args:
+        obj: an op pair (forward, backward); a handgrad Module or Loss; or any object with
+            forward/backward.
+        inputs: forward's arguments (a loss takes (pred, target)); floating ones become float64.
+        params: attribute names of the parameters, when they cannot be discovered.
+        max_fd_elements: finite differences probe at most this many elements per tensor.
+    Finite differences are wrong at kinks (ReLU at 0); keep inputs away from them.
+    """
+    pair = _is_pair(obj)
+    if not pair and not (
+        callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None))
+    ):
+        raise TypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
+    xs = [_float64(x) for x in inputs]
+    if not any(_tensors_of(x) for x in xs):
+        raise TypeError("gradcheck: expected at least one floating-point tensor input")
+    if pair:
+        subject, hand = _pair_subject(obj), _hand_pair(obj, xs, seed)
+    else:
+        subject = _module_subject(obj, _tensor_attributes(obj, params), seed)
+        hand = _hand_module(subject.fresh(), xs, subject.params, seed)
+    checked = [i for i in range(min(len(hand.inputs), len(xs))) if _tensors_of(xs[i])]
+    report = GradcheckReport(subject.name)
+    _against_autograd(report, subject, xs, checked, hand, atol, rtol)
+    if finite_differences:
+        _against_finite_differences(
+            report, subject, xs, checked, hand, atol, rtol, eps, max_fd_elements
+        )
+    return report
+
+
+def _pair_subject(pair: tuple[Callable[..., Any], Callable[..., Any]]) -> _Subject:
+    forward, backward = pair
+    return _Subject(
+        f"({forward.__name__}, {backward.__name__})",
+        [],
+        run=lambda args, _work: forward(*args)[0],
+        fresh=lambda: None,
+    )
+
+
+def _module_subject(obj: Any, names: list[str], seed: int) -> _Subject:
+    def run(args: Sequence[Any], work: Any) -> Any:
+        with _no_cache():
+            return _run(work, args, seed)
+
+    name = repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
+    return _Subject(name, names, run, fresh=lambda: _work_copy(obj, names))
+
+
+def _hand_pair(
+    pair: tuple[Callable[..., Any], Callable[..., Any]], xs: list[Any], seed: int
+) -> _Hand:
+    forward, backward = pair
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        out, cache = forward(*xs)
+    g = _upstream(out, seed)
+    grads = backward(g if isinstance(out, tuple) else g[0], cache)
+    return _Hand(g, _as_tuple(grads), {})
+
+
+def _hand_module(work: Any, xs: list[Any], names: list[str], seed: int) -> _Hand:
+    """Run the object's own forward and backward."""
     for n in names:
         _get(work, n).grad = None
-    out = _run_forward(work, inputs, seed)
-    if not isinstance(out, Tensor):
-        raise TypeError(f"gradcheck: forward returned {type(out).__name__}, not a tensor")
-    g = None
-    if is_loss:
-        dx = work.backward()
-    else:
-        gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-        g = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.device)
-        dx = work.backward(g)
+    out = _run(work, xs, seed)
+    if not all(_is_float(o) for o in _as_tuple(out)):
+        raise TypeError(f"gradcheck: forward returned {type(out).__name__}, not tensors")
+    g = None if _is_loss(work) else _upstream(out, seed)
+    dx = work.backward() if g is None else work.backward(*g)
     if dx is None:
         dx = next(
             (getattr(work, a) for a in ("dinputs", "dx", "grad_input") if hasattr(work, a)), None
         )
-    grads: dict[str, Tensor | None] = {}
+    grads: dict[str, Any] = {}
     for n in names:
         p = _get(work, n)
         *path, last = n.split(".")
         owner = _get(work, ".".join(path)) if path else work
         grads[n] = p.grad if p.grad is not None else getattr(owner, "d" + last, None)
-    return g, dx, grads
+    return _Hand(g, _as_tuple(dx), grads)
 
 
-def _autograd_gradients(
-    work: Any, inputs: list[Any], names: list[str], g: Tensor | None, seed: int
-) -> list[Tensor | None]:
-    """torch.autograd's gradient of sum(g ⊙ forward(...)) for input 0 and each parameter."""
-    leaves = [inputs[0].detach().clone().requires_grad_(True)]
-    for n in names:
-        t = _get(work, n).detach().clone().requires_grad_(True)
-        _set(work, n, t)
-        leaves.append(t)
-    out = _run_forward(work, [leaves[0], *inputs[1:]], seed)
-    grads = torch.autograd.grad(_objective(out, g), leaves, allow_unused=True)
-    return [None if gr is None else gr.detach() for gr in grads]
+def _items(
+    xs: list[Any], checked: list[int], hand: _Hand, names: list[str], work: Any
+) -> list[tuple[str, Any, Tensor]]:
+    """(name, hand-written gradient, the tensor it is for) of every checked input tensor and
+    every parameter (the parameters as they are in `work`)."""
+    items = []
+    for i in checked:
+        tensors = _tensors_of(xs[i])
+        if isinstance(xs[i], list):
+            given = hand.inputs[i]
+            grads = list(given) if isinstance(given, (list, tuple)) else [None] * len(tensors)
+            items += [(f"input {i}[{j}]", h, t) for j, (h, t) in enumerate(zip(grads, tensors))]
+        else:
+            items.append((f"input {i}", hand.inputs[i], tensors[0]))
+    return items + [(n, hand.params[n], _get(work, n)) for n in names]
+
+
+def _against_autograd(
+    report: GradcheckReport,
+    subject: _Subject,
+    xs: list[Any],
+    checked: list[int],
+    hand: _Hand,
+    atol: float,
+    rtol: float,
+) -> None:
+    """torch.autograd's gradient of Σ g ⊙ forward(...) for every checked tensor."""
+
+    def leaf(t: Tensor) -> Tensor:
+        return t.detach().clone().requires_grad_(True)
+
+    args = [
+        x if i not in checked else [leaf(t) for t in x] if isinstance(x, list) else leaf(x)
+        for i, x in enumerate(xs)
+    ]
+    work = subject.fresh()
+    if subject.params:
+        _replace(work, subject.params, leaf)
+    items = _items(args, checked, hand, subject.params, work)
+    try:
+        out = subject.run(args, work)
+        auto = torch.autograd.grad(
+            _objective(out, hand.g), [t for _, _, t in items], allow_unused=True
+        )
+    except Exception as exc:  # the forward may not be autograd-friendly
+        report.comparisons.append(
+            GradComparison("all", "autograd", True, note=f"skipped: autograd failed ({exc})")
+        )
+        return
+    for (name, h, t), a in zip(items, auto):
+        ref = torch.zeros_like(t) if a is None else a
+        report.comparisons.append(_compare(name, "autograd", h, ref, atol, rtol))
+
+
+def _against_finite_differences(
+    report: GradcheckReport,
+    subject: _Subject,
+    xs: list[Any],
+    checked: list[int],
+    hand: _Hand,
+    atol: float,
+    rtol: float,
+    eps: float,
+    limit: int,
+) -> None:
+    """Central differences of Σ g ⊙ forward(...) at up to `limit` elements of each tensor."""
+    args = [
+        [t.clone() for t in x] if isinstance(x, list) else x.clone() if _is_float(x) else x
+        for x in xs
+    ]
+    work = subject.fresh()
+
+    def f() -> float:
+        return float(_objective(subject.run(args, work), hand.g))
+
+    for name, h, t in _items(args, checked, hand, subject.params, work):
+        idx, est = _finite_difference(f, t, eps, limit)
+        report.comparisons.append(
+            _compare(name, "finite differences", h, est, atol, rtol, index=idx, shape=t.shape)
+        )
 
 
 def _sample_indices(numel: int, limit: int) -> list[int]:
@@ -207,7 +450,9 @@ def _compare(
     shape: torch.Size | None = None,
 ) -> GradComparison:
     shape = expected.shape if shape is None else shape
-    if hand is None:
+    if hand is None:  # right only where the gradient is zero
+        if bool((expected.abs() <= atol).all()):
+            return GradComparison(name, reference, True, note="no gradient, and none expected")
         return GradComparison(
             name,
             reference,
@@ -237,67 +482,3 @@ def _compare(
     return GradComparison(
         name, reference, ok, float(err.max()), where, float(h[worst]), float(e[worst])
     )
-
-
-def gradcheck(
-    obj: Any,
-    *inputs: Any,
-    params: Sequence[str] | None = None,
-    atol: float = 1e-6,
-    rtol: float = 1e-5,
-    eps: float = 1e-6,
-    finite_differences: bool = True,
-    max_fd_elements: int = 200,
-    seed: int = 0,
-) -> GradcheckReport:
-    """Check obj's backward (input 0 and every parameter) in float64 against autograd and FD.
-
-    Args:
-        obj: a handgrad Module or Loss, or any object with forward/backward.
-        inputs: forward's arguments (a loss takes (pred, target)); float ones become float64.
-        params: attribute names of the parameters, when they cannot be discovered.
-        max_fd_elements: finite differences probe at most this many elements per tensor.
-    Finite differences are wrong at kinks (ReLU at 0); keep inputs away from them.
-    """
-    if not callable(getattr(obj, "forward", None)) or not callable(getattr(obj, "backward", None)):
-        raise TypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
-    if not inputs or not isinstance(inputs[0], Tensor) or not inputs[0].is_floating_point():
-        raise TypeError("gradcheck: the first input must be a floating-point tensor")
-    names = _tensor_attributes(obj, params)
-    is_loss = _is_loss(obj)
-    work = _float64_copy(obj, names)
-    xs = [
-        x.detach().to(torch.float64) if isinstance(x, Tensor) and x.is_floating_point() else x
-        for x in inputs
-    ]
-    report = GradcheckReport(
-        repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__
-    )
-    g, dx, hand = _hand_gradients(work, xs, names, seed, is_loss)
-    checked = [("input 0", dx, xs[0])] + [(n, hand[n], _get(work, n)) for n in names]
-
-    try:
-        auto = _autograd_gradients(_float64_copy(obj, names), xs, names, g, seed)
-    except Exception as exc:  # the object's forward may not be autograd-friendly
-        report.comparisons.append(
-            GradComparison("all", "autograd", True, note=f"skipped: autograd failed ({exc})")
-        )
-    else:
-        for (name, h, t), a in zip(checked, auto):
-            ref = torch.zeros_like(t) if a is None else a
-            report.comparisons.append(_compare(name, "autograd", h, ref, atol, rtol))
-
-    if finite_differences:
-        fd_work = _float64_copy(obj, names)
-        fd_inputs = [x.clone() if isinstance(x, Tensor) else x for x in xs]
-
-        def f() -> float:
-            return float(_objective(_run_forward(fd_work, fd_inputs, seed), g))
-
-        targets = [("input 0", dx, fd_inputs[0])] + [(n, hand[n], _get(fd_work, n)) for n in names]
-        for name, h, t in targets:
-            idx, est = _finite_difference(f, t, eps, max_fd_elements)
-            report.comparisons.append(
-                _compare(name, "finite differences", h, est, atol, rtol, index=idx, shape=t.shape)
-            )
-    return report

@@ -1,9 +1,13 @@
-"""Model files and torch interop.
+"""Model files and checkpoints.
 
-A model file is safetensors: the state_dict's tensors, and in its metadata the architecture
-as JSON (``{"type": "Sequential", "layers": [{"type": "Linear", "in_features": 4, ...}]}``).
-Loading rebuilds the architecture from a fixed table of handgrad classes: no pickle, no code
-runs. Writes go to a temporary file that replaces the target only when complete.
+A model file is safetensors: the state_dict's tensors (a tied tensor once), and in its
+metadata the architecture as JSON
+(``{"type": "Sequential", "layers": [{"type": "Linear", "in_features": 4, ...}]}``).
+Loading rebuilds the architecture from the registry of Module classes (handgrad.registry):
+no pickle, and nothing is built but a registered Module class with its saved arguments. A
+class of the user's (``"type": "mypackage.models:Block"``) is imported by its module name
+when it is not defined yet. Writes go to a temporary file that replaces the target only when
+complete.
 """
 
 from __future__ import annotations
@@ -18,70 +22,76 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from handgrad import activations, conv, layers, neuron
-from handgrad.module import Module, Sequential
-from handgrad.optim import OPTIMIZERS, Optimizer
-from handgrad.schedule import LRScheduler
+from handgrad import registry
+from handgrad.module import Module
+from handgrad.optim import OPTIMIZERS, LRScheduler, Optimizer
 
 FORMAT = "handgrad-model-1"
 CHECKPOINT_FORMAT = "handgrad-checkpoint-1"
 
-LAYERS: dict[str, type[Module]] = {
-    cls.__name__: cls
-    for cls in (
-        layers.Linear,
-        layers.Dropout,
-        layers.Flatten,
-        layers.BatchNorm1d,
-        neuron.Neuron,
-        *activations.ACTIVATIONS.values(),
-        activations.Softmax,
-        activations.LogSoftmax,
-        conv.Conv1d,
-        conv.Conv2d,
-        conv.MaxPool1d,
-        conv.MaxPool2d,
-        conv.AvgPool1d,
-        conv.AvgPool2d,
-        conv.Unflatten,
-    )
-}
-
-
-def register_layer(cls: type[Module]) -> type[Module]:
-    """Let save/load know a Module class (its config() must rebuild it). Usable as a decorator."""
-    LAYERS[cls.__name__] = cls
-    return cls
-
 
 # ---- architecture <-> JSON ------------------------------------------------------------------
 def architecture(model: Module) -> dict[str, Any]:
-    """The JSON-able description of model that ``build`` turns back into a module."""
-    if isinstance(model, Sequential):
-        return {"type": "Sequential", "layers": [architecture(m) for m in model]}
-    name = type(model).__name__
-    if LAYERS.get(name) is not type(model):
-        raise TypeError(
-            f"save: {name} is not a known layer; register it with handgrad.io.register_layer"
-        )
-    return {"type": name, **model.config()}
+    """The JSON-able description of model that ``build`` turns back into a module:
+    ``{"type": <registered name>, **config()}``, module-valued config entries described the
+    same way, and a module met again (one module at two places) as ``{"same_as": k}``, the
+    k-th module described (0 is model itself)."""
+    seen: dict[int, int] = {}
+
+    def describe(value: Any) -> Any:
+        if isinstance(value, Module):
+            if id(value) in seen:
+                return {"same_as": seen[id(value)]}
+            seen[id(value)] = len(seen)
+            name = registry.saved_name(type(value))
+            if registry.classes().get(name) is not type(value):
+                raise TypeError(
+                    f"save: {type(value).__qualname__} cannot be saved: only classes defined at "
+                    "a module's top level can be found again by hg.load"
+                )
+            return {"type": name, **{k: describe(v) for k, v in value.config().items()}}
+        if isinstance(value, (list, tuple)):
+            return [describe(v) for v in value]
+        if isinstance(value, dict):
+            return {k: describe(v) for k, v in value.items()}
+        return value
+
+    return describe(model)
 
 
 def build(spec: dict[str, Any]) -> Module:
     """A fresh module from an architecture dict (weights drawn without touching the global RNG)."""
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"expected a layer description with a 'type', got {spec!r}")
-    kind = spec["type"]
-    if kind == "Sequential":
-        return Sequential(*[build(s) for s in spec.get("layers", [])])
-    if kind not in LAYERS:
-        raise ValueError(f"unknown layer type {kind!r}")
-    args = {k: v for k, v in spec.items() if k != "type"}
-    with torch.random.fork_rng(devices=[]):
+        raise ValueError(f"expected a module description with a 'type', got {spec!r}")
+    built: list[Module | None] = []
+
+    def make(value: Any) -> Any:
+        if isinstance(value, list):
+            return [make(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "same_as" in value and len(value) == 1:
+            k = value["same_as"]
+            if not isinstance(k, int) or not 0 <= k < len(built):
+                raise ValueError(f"a module description refers to module {k!r}, which is not there")
+            return built[k]  # (numbered before its children, as saved)
+        if "type" not in value:
+            return {k: make(v) for k, v in value.items()}
+        cls = registry.lookup(value["type"])
+        slot = len(built)
+        built.append(None)  # numbered before its children, as saved
+        config = {k: make(v) for k, v in value.items() if k != "type"}
         try:
-            return LAYERS[kind](**args)
+            built[slot] = cls.from_config(config)  # type: ignore[attr-defined]
         except TypeError as exc:
-            raise ValueError(f"bad arguments for {kind}: {exc}") from None
+            raise ValueError(f"bad arguments for {value['type']}: {exc}") from None
+        return built[slot]
+
+    with torch.random.fork_rng(devices=[]):
+        model = make(spec)
+    if not isinstance(model, Module):
+        raise ValueError(f"{spec['type']} is not a handgrad Module")
+    return model
 
 
 # ---- safetensors bytes, written atomically ------------------------------------------------------
@@ -150,16 +160,58 @@ def _architecture_from(meta: dict[str, str], path: Path, key: str) -> dict[str, 
         raise ValueError(f"load: {path} has a damaged architecture record") from None
 
 
-def _rebuild(spec: dict[str, Any], state: dict[str, Tensor], path: Path) -> Module:
+def _untied(model: Module) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The state_dict with each tensor once, and {key: first key} for the others: a tensor at
+    several places (tied weights) is stored once, and the tie is written down."""
+    first: dict[int, str] = {}
+    tensors, tied = {}, {}
+    for k, t in model.state_dict().items():
+        if id(t) in first:
+            tied[k] = first[id(t)]
+        else:
+            first[id(t)] = k
+            tensors[k] = t
+    return tensors, tied
+
+
+def _retie(model: Module, tied: dict[str, str]) -> None:
+    """Make each tied key hold the same tensor as its first key (a tie between tensors of
+    different modules; modules saved once are tied already)."""
+    state = model.state_dict()
+    for key, source in tied.items():
+        if key not in state or source not in state:
+            raise KeyError(f"the file ties {key!r} to {source!r}, which the model does not have")
+        if state[key] is not state[source]:
+            *path, name = key.split(".")
+            owner = model
+            for part in path:
+                owner = dict(owner.children())[part]
+            setattr(owner, name, state[source])
+
+
+def _rebuild(
+    spec: dict[str, Any], state: dict[str, Tensor], tied: dict[str, str], path: Path
+) -> Module:
     try:
         model = build(spec)
         floats = [t for t in state.values() if t.is_floating_point()]
         if floats:
             model.to(dtype=floats[0].dtype)
-        model.load_state_dict(state)
+        _retie(model, tied)
+        model.load_state_dict({**state, **{k: state[s] for k, s in tied.items() if s in state}})
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"load: {path}: {exc}") from None
     return model
+
+
+def _tied_from(meta: dict[str, str], path: Path) -> dict[str, str]:
+    try:
+        tied = json.loads(meta.get("tied", "{}"))
+    except json.JSONDecodeError:
+        raise ValueError(f"load: {path} has a damaged record of tied weights") from None
+    if not isinstance(tied, dict):
+        raise ValueError(f"load: {path} has a damaged record of tied weights")
+    return tied
 
 
 # ---- public API ----------------------------------------------------------------------------------
@@ -168,14 +220,18 @@ def save(
 ) -> Path:
     """Write model's weights and architecture to `path` (safetensors), atomically.
 
-    `metadata` (JSON-able) is stored beside them; read it back with read_metadata.
+    A tensor at several places (tied weights, one module at two places) is stored once and
+    tied again by load. `metadata` (JSON-able) is stored beside them; read_metadata reads it.
     """
+    tensors, tied = _untied(model)
     meta = {
         "format": FORMAT,
         "architecture": json.dumps(architecture(model)),
         "user": json.dumps(metadata or {}),
     }
-    return _write(path, dict(model.state_dict()), meta)
+    if tied:
+        meta["tied"] = json.dumps(tied)
+    return _write(path, tensors, meta)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -193,7 +249,8 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None)
     The weights keep their saved dtype; `device` moves them.
     """
     tensors, meta = _read(path, "model")
-    model = _rebuild(_architecture_from(meta, Path(path), "architecture"), tensors, Path(path))
+    p = Path(path)
+    model = _rebuild(_architecture_from(meta, p, "architecture"), tensors, _tied_from(meta, p), p)
     model.eval()
     return model.to(device) if device is not None else model
 
@@ -206,7 +263,8 @@ def save_checkpoint(
     scheduler: LRScheduler | None = None,
 ) -> Path:
     """Model, optimizer state, epoch, schedule and RNG state: enough to resume exactly."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    untied, tied = _untied(model)
+    tensors = {f"model.{k}": v for k, v in untied.items()}
     opt_state = optimizer.state_dict()
     for i, s in enumerate(opt_state["state"]):
         tensors.update({f"optimizer.{i}.{k}": v for k, v in s.items()})
@@ -224,6 +282,8 @@ def save_checkpoint(
         ),
         "scheduler": json.dumps(None if scheduler is None else scheduler.state_dict()),
     }
+    if tied:
+        meta["tied"] = json.dumps(tied)
     return _write(path, tensors, meta)
 
 
@@ -243,11 +303,12 @@ def load_checkpoint(
     if meta.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"load_checkpoint: {p} is not a handgrad checkpoint")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    tied = _tied_from(meta, p)
     if model is None:
-        model = _rebuild(_architecture_from(meta, p, "architecture"), state, p)
+        model = _rebuild(_architecture_from(meta, p, "architecture"), state, tied, p)
     else:
         try:
-            model.load_state_dict(state)
+            model.load_state_dict({**state, **{k: state[s] for k, s in tied.items() if s in state}})
         except (ValueError, KeyError) as exc:
             raise ValueError(f"load_checkpoint: {p}: {exc}") from None
     info = json.loads(meta["optimizer"])
@@ -266,127 +327,3 @@ def load_checkpoint(
         scheduler.load_state_dict(sched_state)
     torch.set_rng_state(tensors["rng.cpu"])
     return {"model": model, "optimizer": optimizer, "epoch": int(meta["epoch"])}
-
-
-# ---- torch interop (torch.nn is imported only inside these two functions) -----------------------
-_SAME_NAME = (
-    "Linear",
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "Sigmoid",
-    "Tanh",
-    "SiLU",
-    "Softplus",
-    "GELU",
-    "Identity",
-    "Softmax",
-    "LogSoftmax",
-    "Dropout",
-    "Flatten",
-    "BatchNorm1d",
-    "Conv1d",
-    "Conv2d",
-    "MaxPool1d",
-    "MaxPool2d",
-    "AvgPool1d",
-    "AvgPool2d",
-    "Unflatten",
-)
-
-
-def _torch_conv_config(m: Any) -> dict[str, Any]:
-    if m.groups != 1 or m.padding_mode != "zeros":
-        raise TypeError(
-            f"from_torch: {type(m).__name__} with groups or padding_mode is not supported"
-        )
-    return {
-        "in_channels": m.in_channels,
-        "out_channels": m.out_channels,
-        "kernel_size": m.kernel_size,
-        "stride": m.stride,
-        "padding": m.padding,
-        "dilation": m.dilation,
-        "bias": m.bias is not None,
-    }
-
-
-def _torch_pool_config(m: Any) -> dict[str, Any]:
-    unsupported = (
-        getattr(m, "ceil_mode", False)
-        or getattr(m, "return_indices", False)
-        or getattr(m, "dilation", 1) not in (1, (1,), (1, 1))
-        or not getattr(m, "count_include_pad", True)
-        or getattr(m, "divisor_override", None)
-    )
-    if unsupported:
-        raise TypeError(
-            f"from_torch: {type(m).__name__} options beyond kernel_size, stride and "
-            "padding are not supported"
-        )
-    return {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding}
-
-
-def to_torch(model: Module) -> Any:
-    """The equivalent torch.nn module with copies of the weights.
-
-    Neuron becomes nn.Linear(in, 1), which gives the same (N, 1) output for a batch.
-    """
-    import torch.nn as nn
-
-    if isinstance(model, Sequential):
-        return nn.Sequential(*[to_torch(m) for m in model]).train(model.training)
-    name = type(model).__name__
-    if isinstance(model, neuron.Neuron):
-        ref = nn.Linear(model.in_features, 1)
-        ref.load_state_dict({"weight": model.weight[None].clone(), "bias": model.bias.clone()})
-    elif name in _SAME_NAME:
-        ref = getattr(nn, name)(**model.config())
-        ref.load_state_dict({k: v.clone() for k, v in model.state_dict().items()})
-    else:
-        raise TypeError(f"to_torch: torch.nn has no equivalent of {name}")
-    p = next(iter(model.state_dict().values()), None)
-    ref = ref.to(device=p.device, dtype=p.dtype) if p is not None and p.is_floating_point() else ref
-    return ref.train(model.training)
-
-
-def from_torch(module: Any) -> Module:
-    """The equivalent handgrad module of a torch.nn module, with copies of its weights."""
-    import torch.nn as nn
-
-    if isinstance(module, nn.Sequential):
-        return Sequential(*[from_torch(m) for m in module]).train(module.training)
-    name = type(module).__name__
-    if name not in _SAME_NAME or type(module) is not getattr(nn, name):
-        raise TypeError(f"from_torch: handgrad has no equivalent of {name}")
-    config = {
-        "Linear": lambda m: {
-            "in_features": m.in_features,
-            "out_features": m.out_features,
-            "bias": m.bias is not None,
-        },
-        "LeakyReLU": lambda m: {"negative_slope": m.negative_slope},
-        "ELU": lambda m: {"alpha": m.alpha},
-        "Softplus": lambda m: {"beta": m.beta, "threshold": m.threshold},
-        "GELU": lambda m: {"approximate": m.approximate},
-        "Softmax": lambda m: {"dim": -1 if m.dim is None else m.dim},
-        "LogSoftmax": lambda m: {"dim": -1 if m.dim is None else m.dim},
-        "Dropout": lambda m: {"p": m.p},
-        "Flatten": lambda m: {"start_dim": m.start_dim, "end_dim": m.end_dim},
-        "BatchNorm1d": lambda m: {
-            "num_features": m.num_features,
-            "eps": m.eps,
-            "momentum": m.momentum,
-            "affine": m.affine,
-        },
-        "Unflatten": lambda m: {"dim": m.dim, "unflattened_size": tuple(m.unflattened_size)},
-        **dict.fromkeys(("Conv1d", "Conv2d"), _torch_conv_config),
-        **dict.fromkeys(("MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d"), _torch_pool_config),
-    }.get(name, lambda m: {})(module)
-    mine = build({"type": name, **config})
-    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    floats = [t for t in state.values() if t.is_floating_point()]
-    if floats:
-        mine.to(device=floats[0].device, dtype=floats[0].dtype)
-    mine.load_state_dict(state)
-    return mine.train(module.training)

@@ -1,40 +1,73 @@
-"""Module base class and Sequential: the forward/backward protocol every layer follows.
+"""Module: the protocol every layer, loss and model follows (docs/design.md#the-protocol).
 
-A module's ``forward(x)`` keeps what ``backward`` needs in plainly named attributes;
-``backward(dy)`` adds parameter gradients into ``.grad`` (``+=``, as PyTorch does) and
-returns ``dL/dx``. Parameters are plain tensors listed explicitly by each layer.
+``forward(*inputs)`` computes the output, usually with an op pair from ``handgrad.ops``, and
+pushes what backward needs on the module's cache stack (``push_cache``). ``backward(*grads)``
+pops the latest cache (``pop_cache``: last in, first out), adds the parameter gradients into
+each parameter's ``.grad`` (``add_grad``: ``+=``, as PyTorch does) and returns dL/dinput. So a
+module may run k times and then be backpropagated k times in reverse: an RNN cell through
+time, one layer at two places, a weight tied to another.
+
+Forwards that will not be backpropagated keep nothing under ``with hg.no_cache():``.
+Parameters are plain tensors named by the class (``parameter_names``); children are the
+Module-valued attributes, found when asked for (no ``__setattr__`` magic).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+from handgrad import registry
+
+F = TypeVar("F", bound=Callable[..., Any])
+_mode = threading.local()  # per thread, as torch's grad mode
+
+
+def is_caching() -> bool:
+    """Whether forwards keep their caches now (False inside ``no_cache``)."""
+    return getattr(_mode, "caching", True)
+
+
+class no_cache:
+    """``with hg.no_cache():`` (or ``@hg.no_cache()``): forwards inside keep nothing for backward.
+
+    What ``torch.no_grad`` is to torch: evaluate, predict and summary run under it, and so
+    should any forward that is only looked at.
+    """
+
+    def __enter__(self) -> None:
+        self.before = is_caching()
+        _mode.caching = False
+
+    def __exit__(self, *exc: object) -> None:
+        _mode.caching = self.before
+
+    def __call__(self, fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with no_cache():
+                return fn(*args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
 
 
 def accumulate_grad(param: Tensor, grad: Tensor) -> None:
     """param.grad += grad, creating .grad on first use (PyTorch's accumulation rule).
 
-    ``grad`` must be a tensor the caller just computed (not a view of an input): on first use
-    it becomes ``.grad`` itself, so later accumulation writes into it.
+    On first use `grad` becomes ``.grad`` itself (no copy), so it must be a tensor that nothing
+    else holds; a view (of dy, say) is copied first.
     """
     if param.grad is None:
-        param.grad = grad
+        param.grad = grad.clone() if grad._is_view() else grad
     else:
         param.grad += grad
-
-
-def fill_outside(buf: Tensor, starts: Sequence[int], lengths: Sequence[int], value: float) -> None:
-    """Set buf to value outside the box starts..starts+lengths of its last len(starts) dims:
-    the padding of a reused work buffer, where its last use may have left other data."""
-    lead = buf.dim() - len(starts)
-    for i, (a, n) in enumerate(zip(starts, lengths)):
-        before: tuple[Any, ...] = (slice(None),) * (lead + i)
-        buf[(*before, slice(0, a))] = value
-        buf[(*before, slice(a + n, None))] = value
 
 
 def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
@@ -46,65 +79,144 @@ def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
             p.grad.zero_()
 
 
+_calls: list[tuple[Module, Any]] | None = None  # (module, output) of every call, for summary()
+
+
+@contextlib.contextmanager
+def record_calls() -> Iterator[list[tuple[Module, Any]]]:
+    """Inside, every module call appends (module, output) to the yielded list (summary())."""
+    global _calls
+    before, _calls = _calls, []
+    try:
+        yield _calls
+    finally:
+        _calls = before
+
+
 class Module:
-    """Base class: ``__call__`` runs ``forward``; ``backward(dy)`` returns ``dL/dx``."""
+    """Base class: ``__call__`` runs ``forward``; ``backward`` takes dL/doutput, returns dL/dinput.
 
+    A subclass names its trainable tensors in ``parameter_names`` and its saved non-trainable
+    state in ``buffer_names`` (a None attribute is skipped, e.g. ``bias=False``), returns its
+    constructor arguments from ``config()`` (what ``hg.save`` stores), and sets ``torch_name``
+    when torch.nn has the same module.
+    """
+
+    parameter_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
+    torch_name: str | None = None  # the torch.nn class with the same math, arguments and keys
+    cli_name: str | None = None  # the name the command line offers it under, if it does
     training: bool = True
+    frozen: bool = False
 
-    # ---- the protocol -------------------------------------------------------------------
-    def forward(self, x: Tensor) -> Tensor:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        registry.register(cls)  # the one registry: save/load, interop, CLI and __all__ read it
+
+    # ---- the protocol ---------------------------------------------------------------------
+    def forward(self, *inputs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
-    def backward(self, dy: Tensor) -> Tensor:
+    def backward(self, *grads: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
-    def __call__(self, x: Tensor) -> Tensor:
-        return self.forward(x)
+    def __call__(self, *inputs: Any) -> Any:
+        out = self.forward(*inputs)
+        if _calls is not None:
+            _calls.append((self, out))
+        return out
 
-    def backward_params(self, dy: Tensor) -> None:
-        """Accumulate the parameter gradients only, for a caller that has no use for dL/dx
+    def backward_params(self, *grads: Any) -> None:
+        """Accumulate the parameter gradients only, for a caller with no use for dL/dinput
         (the first layer of a model trained on data, as torch skips inputs without
         requires_grad). Layers whose dL/dx costs a matrix product override this to skip it."""
-        self.backward(dy)
+        self.backward(*grads)
 
-    # ---- what a layer declares ----------------------------------------------------------
-    def _parameter_names(self) -> tuple[str, ...]:
-        """Attribute names of this module's own trainable tensors (None entries are skipped)."""
-        return ()
+    # ---- the cache stack ------------------------------------------------------------------
+    def push_cache(self, cache: Any) -> bool:
+        """Keep `cache` for the next backward; under ``no_cache`` keep nothing. Returns whether
+        it was kept."""
+        if not is_caching():
+            return False
+        self.__dict__.setdefault("_caches", []).append(cache)
+        return True
 
-    def _buffer_names(self) -> tuple[str, ...]:
-        """Attribute names of saved, non-trainable state (running statistics)."""
-        return ()
+    def pop_cache(self) -> Any:
+        """The cache of the latest forward not yet backpropagated (last in, first out)."""
+        stack = self.__dict__.get("_caches")
+        if not stack:
+            raise RuntimeError(
+                f"{self._short_name()}.backward() called more often than forward() (each "
+                "forward allows one backward; forwards under hg.no_cache() keep nothing)"
+            )
+        return stack.pop()
 
+    def pending(self) -> int:
+        """How many forwards of this module wait for their backward."""
+        return len(self.__dict__.get("_caches", ()))
+
+    def clear_cache(self) -> Module:
+        """Drop every cache that forwards of this module and its children left. Returns self."""
+        for m in self.modules():
+            m.__dict__.pop("_caches", None)
+        return self
+
+    def add_grad(self, param: Tensor | None, grad: Tensor | None) -> None:
+        """accumulate_grad(param, grad), except for a frozen module or a None."""
+        if param is not None and grad is not None and not self.frozen:
+            accumulate_grad(param, grad)
+
+    # ---- structure ------------------------------------------------------------------------
     def children(self) -> list[tuple[str, Module]]:
-        """(name, module) of direct sub-modules; containers override this."""
-        return []
+        """(name, module) of the direct sub-modules: the attributes that hold a Module, in the
+        order they were set. Containers override this."""
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, Module)]
 
-    # ---- derived from the declarations ---------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> list[tuple[str, Tensor]]:
-        """(dotted name, tensor) for every parameter, in the order torch.nn would list them."""
-        own = [(prefix + n, getattr(self, n)) for n in self._parameter_names()]
-        named = [(n, t) for n, t in own if t is not None]
-        for child_name, child in self.children():
-            named += child.named_parameters(f"{prefix}{child_name}.")
-        return named
+    def named_modules(self, prefix: str = "", remove_duplicate: bool = True) -> Iterator[Any]:
+        """(dotted name, module) for this module and every descendant, depth first; a module
+        at several places comes once, at its first place, unless remove_duplicate=False."""
+        seen: set[int] = set()
 
-    def parameters(self) -> list[Tensor]:
-        """Every trainable tensor of this module and its children."""
-        return [t for _, t in self.named_parameters()]
+        def walk(m: Module, name: str) -> Iterator[tuple[str, Module]]:
+            if remove_duplicate:
+                if id(m) in seen:
+                    return
+                seen.add(id(m))
+            yield name, m
+            for child_name, child in m.children():
+                yield from walk(child, f"{name}.{child_name}" if name else child_name)
 
-    def named_buffers(self, prefix: str = "") -> list[tuple[str, Tensor]]:
-        own = [(prefix + n, getattr(self, n)) for n in self._buffer_names()]
-        named = [(n, t) for n, t in own if t is not None]
-        for child_name, child in self.children():
-            named += child.named_buffers(f"{prefix}{child_name}.")
-        return named
+        yield from walk(self, prefix)
 
     def modules(self) -> Iterator[Module]:
-        """This module, then every descendant, depth first."""
-        yield self
-        for _, child in self.children():
-            yield from child.modules()
+        """This module, then every descendant, depth first, each once."""
+        for _, m in self.named_modules():
+            yield m
+
+    def _named_tensors(self, kind: str, remove_duplicate: bool) -> list[tuple[str, Tensor]]:
+        seen: set[int] = set()
+        named = []
+        for prefix, m in self.named_modules(remove_duplicate=remove_duplicate):
+            for n in getattr(m, kind):
+                t = getattr(m, n)
+                if t is None or (remove_duplicate and id(t) in seen):
+                    continue
+                seen.add(id(t))
+                named.append((f"{prefix}.{n}" if prefix else n, t))
+        return named
+
+    def named_parameters(self) -> list[tuple[str, Tensor]]:
+        """(dotted name, tensor) of every trainable tensor, each once (a tied tensor at its
+        first place), in the order torch.nn lists them."""
+        return self._named_tensors("parameter_names", remove_duplicate=True)
+
+    def parameters(self) -> list[Tensor]:
+        """Every trainable tensor of this module and its children, each once."""
+        return [t for _, t in self.named_parameters()]
+
+    def named_buffers(self) -> list[tuple[str, Tensor]]:
+        """(dotted name, tensor) of the saved non-trainable state (running statistics)."""
+        return self._named_tensors("buffer_names", remove_duplicate=True)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's .grad (to None by default, as PyTorch >= 2.0 does)."""
@@ -120,20 +232,28 @@ class Module:
         """Switch to evaluation mode (Dropout off, BatchNorm uses running statistics)."""
         return self.train(False)
 
+    def freeze(self, frozen: bool = True) -> Module:
+        """Freeze this module and its children: their parameters get no gradient (so no
+        optimizer step); the gradient still flows through to the input. Returns self."""
+        for m in self.modules():
+            m.frozen = frozen
+        return self
+
+    def unfreeze(self) -> Module:
+        """Undo freeze(): parameters get gradients again. Returns self."""
+        return self.freeze(False)
+
     # ---- saving and moving ----------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, Tensor]:
-        """Parameters then buffers per module, with torch.nn's keys ("0.weight", "0.bias")."""
+        """Parameters then buffers per module, with torch.nn's keys ("0.weight", "0.bias").
+        As in torch, a tensor at two places appears under both keys."""
         sd: OrderedDict[str, Tensor] = OrderedDict()
-        self._collect_state(sd, "")
+        for prefix, m in self.named_modules(remove_duplicate=False):
+            for n in m.parameter_names + m.buffer_names:
+                t = getattr(m, n)
+                if t is not None:
+                    sd[f"{prefix}.{n}" if prefix else n] = t
         return sd
-
-    def _collect_state(self, sd: OrderedDict[str, Tensor], prefix: str) -> None:
-        for n in self._parameter_names() + self._buffer_names():
-            t = getattr(self, n)
-            if t is not None:
-                sd[prefix + n] = t
-        for child_name, child in self.children():
-            child._collect_state(sd, f"{prefix}{child_name}.")
 
     def load_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True) -> None:
         """Copy tensors into this module's parameters and buffers in place.
@@ -149,9 +269,9 @@ class Module:
                 f"unexpected keys {unexpected}"
             )
         for k, t in own.items():
+            v = state_dict.get(k)
             if k not in state_dict:
                 continue
-            v = state_dict[k]
             if not isinstance(v, Tensor):
                 raise TypeError(
                     f"{self._short_name()}.load_state_dict: {k!r} must be a tensor, "
@@ -174,6 +294,7 @@ class Module:
         """Move parameters, their grads and buffers; floating tensors take ``dtype``. Returns self.
 
         As in PyTorch, build the optimizer after moving the model: moved tensors are new objects.
+        A tensor shared by several modules stays shared.
         """
         if isinstance(device, torch.dtype):
             device, dtype = None, device
@@ -185,57 +306,48 @@ class Module:
         return self
 
     def _apply(self, fn: Callable[[Tensor], Tensor]) -> None:
+        moved: dict[int, Tensor] = {}  # one new tensor per old one: ties survive the move
         for m in self.modules():
-            for n in m._parameter_names() + m._buffer_names():
+            for n in m.parameter_names + m.buffer_names:
                 t = getattr(m, n)
                 if t is None:
                     continue
-                moved = fn(t)
-                if t.grad is not None:
-                    moved.grad = fn(t.grad)
-                setattr(m, n, moved)
+                if id(t) not in moved:
+                    moved[id(t)] = fn(t)
+                    if t.grad is not None:
+                        moved[id(t)].grad = fn(t.grad)
+                setattr(m, n, moved[id(t)])
+        self.clear_cache()  # caches hold tensors of the old device and dtype
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this module (saved as JSON by hg.save)."""
+        """Constructor arguments that rebuild this module (saved as JSON by hg.save).
+        Module-valued arguments are saved as modules (see Residual)."""
         return {}
 
-    def summary(self, input_shape: tuple[int, ...] | list[int], batch_size: int = 2) -> str:
-        """Print and return each layer's output shape and parameter count, and the total.
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Module:
+        """The module that config() describes; containers whose constructor takes the
+        modules positionally override this."""
+        return cls(**config)
 
-        `input_shape` excludes the batch dimension, as Keras's summary does; a dummy batch of
-        zeros runs through the model in eval mode (the mode is restored afterwards).
-        """
-        rows = [("layer", "output shape", "params")]
-        was_training = self.training
-        self.eval()
-        try:
-            p = next(iter(self.parameters()), None)
-            x = torch.zeros(
-                (batch_size, *input_shape),
-                dtype=p.dtype if p is not None else None,
-                device=p.device if p is not None else None,
-            )
-            layers = list(self.children()) or [("", self)]
-            for name, layer in layers:
-                x = layer(x)
-                count = sum(t.numel() for t in layer.parameters())
-                label = f"{name}: {layer._short_name()}" if name else layer._short_name()
-                rows.append((label, str((None, *x.shape[1:])), f"{count:,}"))
-        finally:
-            self.train(was_training)
-        total = sum(t.numel() for t in self.parameters())
-        w = [max(len(r[i]) for r in rows) for i in range(3)]
-        line = "-" * (w[0] + w[1] + w[2] + 4)
-        out = [line] + [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows[:1]] + [line]
-        out += [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows[1:]]
-        out += [line, f"total parameters: {total:,}", line]
-        text = "\n".join(out)
-        print(text)
-        return text
+    @classmethod
+    def config_from_torch(cls, m: Any) -> dict[str, Any]:
+        """The config() of the handgrad twin of the torch.nn module m, read from m's attributes
+        of the same names (a bias tensor or None means bias=True/False). from_torch then checks
+        that the twin rebuilds m exactly, and refuses m if not."""
+        import inspect
 
-    # ---- printing ---------------------------------------------------------------------------
+        config = {}
+        for name in inspect.signature(cls).parameters:
+            if name in ("device", "dtype") or not hasattr(m, name):
+                continue
+            value = getattr(m, name)
+            config[name] = value is not None if name == "bias" else value
+        return config
+
+    # ---- printing -------------------------------------------------------------------------
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return ", ".join(f"{k}={v!r}" for k, v in self.config().items() if not _is_module(v))
 
     def _short_name(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
@@ -247,19 +359,17 @@ class Module:
         lines = [f"  ({name}): " + repr(m).replace("\n", "\n  ") for name, m in children]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
-    # ---- helpers layers use to reject bad calls -----------------------------------------------
-    def _saved(self, t: Tensor | None) -> Tensor:
-        """Return a tensor forward() cached, or explain that forward() has not run."""
-        if t is None:
-            raise self._no_forward()
-        return t
+    def summary(self, input_shape: tuple[int, ...] | list[int], batch_size: int = 2) -> str:
+        """Print and return each child's output shape and parameter count, and the total.
 
-    def _no_forward(self) -> RuntimeError:
-        return RuntimeError(
-            f"{self._short_name()}.backward() called before forward() (each forward allows "
-            "one backward: backward releases what forward kept, as torch frees its graph)"
-        )
+        `input_shape` excludes the batch dimension, as Keras's summary does; a dummy batch of
+        zeros runs through the model in eval mode under no_cache (the mode is restored).
+        """
+        from handgrad.summary import summary
 
+        return summary(self, tuple(input_shape), batch_size)
+
+    # ---- checks layers run on what they are given -----------------------------------------
     def _check_grad_output(self, dy: Tensor, shape: torch.Size) -> None:
         if not isinstance(dy, Tensor):
             raise TypeError(f"{self._short_name()}.backward: expected a tensor, got {type(dy)}")
@@ -303,61 +413,10 @@ class Module:
             )
 
 
-class Sequential(Module):
-    """Chains modules: forward runs them in order, backward in reverse. Keys as torch.nn."""
-
-    def __init__(self, *modules: Module) -> None:
-        for i, m in enumerate(modules):
-            if not isinstance(m, Module):
-                raise TypeError(
-                    f"Sequential: item {i} is {type(m).__name__}, not a handgrad Module"
-                )
-            self._check_not_repeated(m, modules[:i])
-        self.layers: list[Module] = list(modules)
-
-    @staticmethod
-    def _check_not_repeated(m: Module, before: Sequence[Module]) -> None:
-        """A module caches its own forward input, so one object cannot sit at two places."""
-        for j, other in enumerate(before):
-            if other is m:
-                raise ValueError(
-                    f"Sequential: the same {m._short_name()} object is used at position {j} and "
-                    "again later; create one module per position"
-                )
-
-    def children(self) -> list[tuple[str, Module]]:
-        return [(str(i), m) for i, m in enumerate(self.layers)]
-
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-    def backward(self, dy: Tensor) -> Tensor:
-        """dL/dx of a composition is the chain rule: each layer's backward, last to first."""
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
-        return dy
-
-    def backward_params(self, dy: Tensor) -> None:
-        """As backward, but the first layer skips dL/dx (fit uses this: data needs no grad)."""
-        for layer in reversed(self.layers[1:]):
-            dy = layer.backward(dy)
-        if self.layers:
-            self.layers[0].backward_params(dy)
-
-    def __getitem__(self, i: int) -> Module:
-        return self.layers[i]
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self.layers)
-
-    def append(self, module: Module) -> Sequential:
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential.append: {type(module).__name__} is not a handgrad Module")
-        self._check_not_repeated(module, self.layers)
-        self.layers.append(module)
-        return self
+def _is_module(v: Any) -> bool:
+    """A module, or a list/dict holding modules: printed as children, not in extra_repr."""
+    if isinstance(v, (list, tuple)):
+        return any(_is_module(x) for x in v)
+    if isinstance(v, dict):
+        return any(_is_module(x) for x in v.values())
+    return isinstance(v, Module)

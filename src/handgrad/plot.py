@@ -78,7 +78,7 @@ def decision_boundary(
     """The class a 2-D classifier picks over the plane, with the data on top."""
     if X.dim() != 2 or X.shape[1] != 2:
         raise ValueError(f"decision_boundary: needs 2-D inputs (N, 2), got {tuple(X.shape)}")
-    from handgrad.train import predict
+    from handgrad.training import predict
 
     lo, hi = X.min(0).values - 0.1, X.max(0).values + 0.1
     gx = torch.linspace(float(lo[0]), float(hi[0]), resolution)

@@ -180,7 +180,7 @@ def task_2_3() -> TaskResult:
 def _seeded_layer(out_features: int) -> tuple[hg.Linear, nn.Linear]:
     torch.manual_seed(0)
     mine = hg.Linear(4, out_features, init="normal")
-    return mine, _torch_linear(mine.weight, mine.bias)  # type: ignore[arg-type]
+    return mine, _torch_linear(mine.weight, mine.bias)
 
 
 def task_3_1() -> TaskResult:

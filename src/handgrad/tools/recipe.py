@@ -11,14 +11,20 @@ from typing import Any
 
 import torch
 
-from handgrad import datasets, io, plot
-from handgrad.activations import ACTIVATIONS
-from handgrad.conv import Conv1d, Conv2d, MaxPool2d
-from handgrad.layers import BatchNorm1d, Dropout, Flatten, Linear
-from handgrad.losses import CrossEntropyLoss, HuberLoss, L1Loss, Loss, MSELoss
-from handgrad.module import Module, Sequential
-from handgrad.optim import OPTIMIZERS
-from handgrad.schedule import (
+from handgrad import io, plot, registry
+from handgrad.data import datasets
+from handgrad.module import Module, no_cache
+from handgrad.nn.activation import Activation
+from handgrad.nn.containers import Sequential
+from handgrad.nn.conv import Conv1d, Conv2d
+from handgrad.nn.dropout import Dropout
+from handgrad.nn.linear import Linear
+from handgrad.nn.loss import Loss
+from handgrad.nn.normalization import BatchNorm1d
+from handgrad.nn.pooling import MaxPool2d
+from handgrad.nn.shape import Flatten
+from handgrad.optim import (
+    OPTIMIZERS,
     SCHEDULES,
     CosineAnnealingLR,
     ExponentialLR,
@@ -26,14 +32,11 @@ from handgrad.schedule import (
     LRScheduler,
     StepLR,
 )
-from handgrad.train import History, evaluate, fit
+from handgrad.training import History, evaluate, fit, predict
 
-LOSSES: dict[str, type[Loss]] = {
-    "cross_entropy": CrossEntropyLoss,
-    "mse": MSELoss,
-    "l1": L1Loss,
-    "huber": HuberLoss,
-}
+# the command line's choices, read from the registry: every class with a cli_name
+ACTIVATIONS: dict[str, type[Activation]] = registry.cli_choices(Activation)
+LOSSES: dict[str, type[Loss]] = registry.cli_choices(Loss)
 
 
 @dataclass
@@ -44,9 +47,9 @@ class TrainConfig:
     target: str = "-1"  # CSV only: the target column (name or index)
     arch: str = "mlp"  # mlp, or cnn: three Conv1d (1-D signals) or two Conv2d (images)
     channels: int = 25  # cnn: channels per convolution (the MNIST-1D paper's 25)
-    conv_algorithm: str = "auto"  # cnn: Conv2d's auto, im2col or winograd (see conv.py)
+    conv_algorithm: str = "auto"  # cnn: Conv2d's auto, reference, im2col or winograd
     hidden: tuple[int, ...] = (128,)  # hidden layer widths; () is a linear model
-    activation: str = "relu"  # one of handgrad.activations.ACTIVATIONS
+    activation: str = "relu"  # the cli_name of an Activation (ACTIVATIONS)
     dropout: float = 0.0  # after every hidden activation; 0 = none
     batchnorm: bool = False  # BatchNorm1d after every hidden Linear
     loss: str = "auto"  # cross_entropy for classification, mse for regression
@@ -136,7 +139,7 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
     act = ACTIVATIONS[config.activation]
     ch = config.channels
 
-    def drop() -> list[Module]:  # a new Dropout at each place: a module caches its own input
+    def drop() -> list[Module]:
         return [Dropout(config.dropout)] if config.dropout else []
 
     if len(input_shape) == 2:
@@ -170,6 +173,7 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
     )
 
 
+@no_cache()
 def _flat_size(layers: list[Module], input_shape: tuple[int, ...]) -> int:
     x = torch.zeros(1, *input_shape)
     for layer in layers:
@@ -220,7 +224,7 @@ def run(config: TrainConfig) -> RunResult:
     config.check()
     rank = 0
     if config.distributed:
-        from handgrad.distributed import init
+        from handgrad.training.distributed import init
 
         rank, _ = init()
     data = load_dataset(config)
@@ -290,8 +294,6 @@ def _write_outputs(
         files.append(io.atomic_write(out / name, text.encode()))
     files.append(plot.training_curves(history, out / "curves.png"))
     assert data.X_test is not None and data.y_test is not None
-    from handgrad.train import predict
-
     if data.task == "classification":
         pred = predict(model, data.X_test).argmax(1)
         files.append(

@@ -108,13 +108,8 @@ def handgrad_step(case: Case, lr: float = 0.01) -> Step:
 
     def forget() -> None:  # drop gradients and every cached forward tensor (for step_memory)
         opt.zero_grad()
-        for m in [*model.modules(), loss]:
-            kept = (
-                {*m._parameter_names(), *m._buffer_names()} if isinstance(m, hg.Module) else set()
-            )
-            for k, v in vars(m).items():
-                if isinstance(v, torch.Tensor) and k not in kept:
-                    setattr(m, k, None)
+        model.clear_cache()
+        loss.clear_cache()
 
     step.forget = forget  # type: ignore[attr-defined]
     return step

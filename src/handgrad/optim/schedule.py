@@ -10,7 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from handgrad.optim import Optimizer
+    from handgrad.optim.optimizers import Optimizer
 
 
 class LRScheduler:

@@ -23,15 +23,15 @@ Math and accuracy: docs/math.md#winograd.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from handgrad.module import fill_outside
-
-Scratch = Callable[..., Tensor]  # _Windows._scratch(name, shape, like): a reused work tensor
+from handgrad.kernels.workspace import Workspace, fill_outside
 
 
 def toom_cook(m: int, r: int, points: Sequence[Fraction | int]) -> tuple[Tensor, Tensor, Tensor]:
@@ -72,7 +72,7 @@ class Winograd3x3:
 
     The points 0, 1, -1, 2, -1/2 (and infinity) are chosen for float32 accuracy: measured
     here they give about half the error of Lavin's 0, ±1, ±2 (docs/math.md#winograd). The
-    layer owns the work buffers (``scratch``); this object holds only the matrices.
+    layer owns the work tensors (its Workspace); this object holds only the matrices.
     """
 
     def __init__(
@@ -88,8 +88,6 @@ class Winograd3x3:
         one = list(points).index(1)
         self.one = one * self.t + one
         self._cast: dict[tuple[torch.dtype, torch.device], tuple[Tensor, ...]] = {}
-
-    chunk_bytes = 4 << 20  # the batch goes through in chunks whose largest work tensor fits
 
     def matrices(self, like: Tensor) -> tuple[Tensor, ...]:
         key = (like.dtype, like.device)
@@ -108,26 +106,29 @@ class Winograd3x3:
         weight: Tensor,
         bias: Tensor | None,
         pads: Sequence[tuple[int, int]],
-        scratch: Scratch,
+        ws: Workspace,
+        chunk_bytes: int = 4 << 20,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """y = conv2d(x, weight, bias); also returns (V, U), what backward needs."""
         N, C, H, W = x.shape
         O = weight.shape[0]
         Ho, Wo, th, tw = self.sizes(x.shape, pads)
         t, m = self.t, self.m
-        chunks = self._chunks(N, C, O, th * tw, x.element_size())
+        chunks = self._chunks(N, C, O, th * tw, x.element_size(), chunk_bytes)
         U = (self.matrices(x)[1] @ weight.reshape(O * C, 9).T).view(t * t, O, C)  # G g Gᵀ
-        V = scratch("wg_v", (t * t * C * N * th * tw,), x)  # each chunk's V, one after another
+        V = ws.take("wg_v", (t * t * C * N * th * tw,), x)  # each chunk's V, one after another
         nb = chunks[0][1]  # images in a full chunk; the work buffers fit one
         (top, _), (left, _) = pads
-        xp = scratch("wg_x", (nb, C, m * th + 2, m * tw + 2), x)
+        xp = ws.take("wg_x", (nb, C, m * th + 2, m * tw + 2), x)
         fill_outside(xp, (top, left), (H, W), 0.0)  # the padding; each chunk fills the inside
-        work = self._buffers(scratch, x, C, O, nb * th * tw)
+        work = self._buffers(ws, x, C, O, nb * th * tw)
         y = x.new_empty(N, O, Ho, Wo)
         for n0, n1 in chunks:
             xp[: n1 - n0, :, top : top + H, left : left + W] = x[n0:n1]
             V_chunk = self._V(V, C, th * tw, n0, n1)
             self._forward_chunk(xp[: n1 - n0], U, bias, V_chunk, y[n0:n1], work)
+        ws.give_back("wg_x", xp)
+        self._give_back(ws, work)
         return y, (V, U)
 
     def _forward_chunk(
@@ -164,8 +165,9 @@ class Winograd3x3:
         saved: tuple[Tensor, Tensor],
         x_shape: Sequence[int],
         pads: Sequence[tuple[int, int]],
-        scratch: Scratch,
+        ws: Workspace,
         need_dx: bool = True,
+        chunk_bytes: int = 4 << 20,
     ) -> tuple[Tensor | None, Tensor, Tensor]:
         """(dL/dx or None, dL/dW, dL/db) from dy (N, O, H_out, W_out)."""
         m, t = self.m, self.t
@@ -173,15 +175,15 @@ class Winograd3x3:
         N, C, H, W = x_shape
         O = U.shape[1]
         Ho, Wo, th, tw = self.sizes(x_shape, pads)
-        chunks = self._chunks(N, C, O, th * tw, dy.element_size())
+        chunks = self._chunks(N, C, O, th * tw, dy.element_size(), chunk_bytes)
         whole_blocks = (Ho, Wo) == (m * th, m * tw)
         if not whole_blocks:  # dy is zero-padded to whole blocks
-            dyp = scratch("wg_dy", (chunks[0][1], O, m * th, m * tw), dy)
+            dyp = ws.take("wg_dy", (chunks[0][1], O, m * th, m * tw), dy)
             fill_outside(dyp, (0, 0), (Ho, Wo), 0.0)
         dU = dy.new_zeros(t * t, O, C)
         db = dy.new_zeros(O)
         dxp = dy.new_empty(N, C, th + 1, m, tw + 1, m) if need_dx else None
-        work = self._buffers(scratch, dy, C, O, chunks[0][1] * th * tw)
+        work = self._buffers(ws, dy, C, O, chunks[0][1] * th * tw)
         for n0, n1 in chunks:
             if whole_blocks:
                 dyb = dy[n0:n1].reshape(n1 - n0, O, th, m, tw, m)
@@ -192,6 +194,10 @@ class Winograd3x3:
             V_chunk = self._V(V, C, th * tw, n0, n1)
             self._backward_chunk(dyb, U, V_chunk, dU, db, dx_chunk, work)
         dW = (dU.view(t * t, O * C).T @ self.matrices(dy)[1]).view(O, C, 3, 3)  # Gᵀ dU G
+        ws.give_back("wg_v", V)
+        self._give_back(ws, work)
+        if not whole_blocks:
+            ws.give_back("wg_dy", dyp)
         if dxp is None:
             return None, dW, db
         (top, _), (left, _) = pads
@@ -239,11 +245,13 @@ class Winograd3x3:
         dxp[:, :, :th, :, 1:, :e] += tiles[:, :, :, :m, :, m:]
         dxp[:, :, 1:, :e, 1:, :e] += tiles[:, :, :, m:, :, m:]
 
-    def _chunks(self, N: int, C: int, O: int, tiles: int, itemsize: int) -> list[tuple[int, int]]:
+    def _chunks(
+        self, N: int, C: int, O: int, tiles: int, itemsize: int, chunk_bytes: int
+    ) -> list[tuple[int, int]]:
         """Image ranges [n0, n1) of the batch, each with work tensors of at most about
         ``chunk_bytes``: a chunk's stages then pass their data through the cache, not memory."""
         per_image = self.t**2 * max(C, O) * tiles * itemsize
-        nb = max(1, min(N, self.chunk_bytes // per_image))
+        nb = max(1, min(N, chunk_bytes // per_image))
         return [(n0, min(N, n0 + nb)) for n0 in range(0, max(N, 1), nb)]  # N = 0: one, empty
 
     def _V(self, V: Tensor, C: int, tiles: int, n0: int, n1: int) -> Tensor:
@@ -251,11 +259,15 @@ class Winograd3x3:
         t2 = self.t**2
         return V[t2 * C * n0 * tiles : t2 * C * n1 * tiles].view(t2, C, (n1 - n0) * tiles)
 
-    def _buffers(self, scratch: Scratch, like: Tensor, C: int, O: int, P: int) -> list[Tensor]:
+    def _buffers(self, ws: Workspace, like: Tensor, C: int, O: int, P: int) -> list[Tensor]:
         """Two flat work buffers for P tiles that the stages take turns in: (a) input tiles,
         then output blocks, then dY's tiles, then dV; (b) M, then dM, then dd."""
         sizes = (max(C * self.t**2, O * self.m**2) * P, max(C, O) * self.t**2 * P)
-        return [scratch(f"wg_{n}", (s,), like) for n, s in zip("ab", sizes)]
+        return [ws.take(f"wg_{n}", (s,), like) for n, s in zip("ab", sizes)]
+
+    def _give_back(self, ws: Workspace, work: list[Tensor]) -> None:
+        for n, buf in zip("ab", work):
+            ws.give_back(f"wg_{n}", buf)
 
 
 def _copy_rows(dst: Tensor, src: Tensor) -> None:
@@ -270,3 +282,37 @@ def _copy_rows(dst: Tensor, src: Tensor) -> None:
 
 
 F4x4_3x3 = Winograd3x3()
+
+
+@dataclass(frozen=True)
+class Winograd:
+    """The Winograd kernel for a 3×3, stride-1 Conv2d; ``algorithm="winograd"`` is
+    ``Winograd()``. The batch goes through in chunks whose largest work tensor is about
+    `chunk_bytes`, so each chunk's stages pass their data through the cache."""
+
+    name: ClassVar[str] = "winograd"
+    chunk_bytes: int = 4 << 20
+
+    def forward(
+        self,
+        x: Tensor,
+        W: Tensor,
+        b: Tensor | None,
+        stride: Sequence[int],
+        padding: Sequence[tuple[int, int]],
+        dilation: Sequence[int],
+        ws: Workspace,
+    ) -> tuple[Tensor, tuple]:
+        y, saved = F4x4_3x3.forward(x, W, b, padding, ws, self.chunk_bytes)
+        return y, (saved, x.shape, padding, b is not None)
+
+    def release(self, cache: tuple, ws: Workspace) -> None:
+        """Give back the transformed input of a cache that no backward will use."""
+        ws.give_back("wg_v", cache[0][0])
+
+    def backward(
+        self, dy: Tensor, cache: tuple, ws: Workspace, need_dx: bool = True
+    ) -> tuple[Tensor | None, Tensor, Tensor | None]:
+        saved, x_shape, padding, has_bias = cache
+        dx, dW, db = F4x4_3x3.backward(dy, saved, x_shape, padding, ws, need_dx, self.chunk_bytes)
+        return dx, dW, db if has_bias else None

@@ -65,7 +65,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def _lab(args: argparse.Namespace) -> int:
     import torch
 
-    from handgrad import lab
+    from handgrad.tools import lab
 
     unknown = [t for t in args.task if t not in lab.TASKS]
     if unknown:
@@ -85,7 +85,7 @@ def _lab(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from handgrad.recipe import TrainConfig, format_scores, run
+    from handgrad.tools.recipe import TrainConfig, format_scores, run
 
     config = TrainConfig(
         data=args.data,
@@ -126,7 +126,7 @@ def _predict(args: argparse.Namespace) -> int:
     import torch
 
     from handgrad import io
-    from handgrad.train import predict
+    from handgrad.training import predict
 
     meta = io.read_metadata(args.model)
     model = io.load(args.model)
@@ -172,7 +172,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from handgrad import bench
+    from handgrad.tools import bench
 
     unknown = [s for s in args.suite if s not in bench.SUITES]
     if unknown:
@@ -263,11 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figure", action="store_true", help="skip the 4.4 figure")
     p.set_defaults(func=_lab)
 
-    from handgrad.activations import ACTIVATIONS
-    from handgrad.conv import Conv2d
-    from handgrad.optim import OPTIMIZERS
-    from handgrad.recipe import LOSSES
-    from handgrad.schedule import SCHEDULES
+    from handgrad.nn.conv import Conv2d
+    from handgrad.optim import OPTIMIZERS, SCHEDULES
+    from handgrad.tools.recipe import ACTIVATIONS, LOSSES
 
     p = sub.add_parser(
         "train",
@@ -371,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from handgrad.train import NonFiniteLossError
+    from handgrad.training import NonFiniteLossError
 
     try:
         return int(args.func(args))

@@ -313,27 +313,3 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adam": Adam,
     "adamw": AdamW,
 }
-
-
-from handgrad.schedule import (  # noqa: E402  (schedules live in their own file)
-    CosineAnnealingLR,
-    ExponentialLR,
-    InverseTimeDecay,
-    LRScheduler,
-    StepLR,
-)
-
-__all__ = [
-    "SGD",
-    "Adagrad",
-    "RMSprop",
-    "Adam",
-    "AdamW",
-    "Optimizer",
-    "OPTIMIZERS",
-    "LRScheduler",
-    "StepLR",
-    "ExponentialLR",
-    "CosineAnnealingLR",
-    "InverseTimeDecay",
-]

@@ -1,0 +1,216 @@
+"""Containers: Sequential, ModuleList, ModuleDict (torch.nn's names and keys) and Residual.
+
+A model with branches needs no container of its own: subclass Module, call the children in
+``forward``, call their ``backward`` in reverse (docs/design.md#a-model-with-branches). A module
+object may sit at several places (tied weights): its parameters are listed, and stepped, once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from torch import Tensor
+
+from handgrad.module import Module
+
+
+def _checked(owner: str, m: object, where: object) -> Module:
+    if not isinstance(m, Module):
+        raise TypeError(f"{owner}: item {where} is {type(m).__name__}, not a handgrad Module")
+    return m
+
+
+def _splat(call: Any, value: Any) -> Any:
+    """call(*value) for a tuple (several outputs feed several inputs), else call(value)."""
+    return call(*value) if isinstance(value, tuple) else call(value)
+
+
+class Sequential(Module):
+    """Chains modules: forward runs them in order, backward in reverse (the chain rule).
+
+    ``Sequential(a, b, c)`` names its children "0", "1", "2" and
+    ``Sequential(OrderedDict(name=module, ...))`` by the given names, as torch.nn. A module that
+    returns a tuple feeds its items to the next module's inputs; backward likewise.
+    """
+
+    torch_name = "Sequential"
+
+    def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
+        named: list[tuple[str, Any]] = (
+            list(modules[0].items())
+            if len(modules) == 1 and isinstance(modules[0], Mapping)
+            else [(str(i), m) for i, m in enumerate(modules)]
+        )
+        self.names = [str(n) for n, _ in named]
+        self.layers: list[Module] = [_checked("Sequential", m, n) for n, m in named]
+
+    def children(self) -> list[tuple[str, Module]]:
+        return list(zip(self.names, self.layers))
+
+    def config(self) -> dict[str, Any]:
+        if self.names == [str(i) for i in range(len(self.layers))]:
+            return {"layers": list(self.layers)}
+        return {"layers": dict(zip(self.names, self.layers))}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        layers = config.get("layers", [])
+        return cls(OrderedDict(layers)) if isinstance(layers, dict) else cls(*layers)
+
+    def forward(self, *x: Any) -> Any:
+        out: Any = x if len(x) != 1 else x[0]
+        for layer in self.layers:
+            out = _splat(layer, out)
+        return out
+
+    def backward(self, *dy: Any) -> Any:
+        """dL/dx of a composition: each layer's backward, last to first."""
+        grad: Any = dy if len(dy) != 1 else dy[0]
+        for layer in reversed(self.layers):
+            grad = _splat(layer.backward, grad)
+        return grad
+
+    def backward_params(self, *dy: Any) -> None:
+        """As backward, but the first layer skips dL/dx (fit uses this: data needs no grad)."""
+        grad: Any = dy if len(dy) != 1 else dy[0]
+        for layer in reversed(self.layers[1:]):
+            grad = _splat(layer.backward, grad)
+        if self.layers:
+            _splat(self.layers[0].backward_params, grad)
+
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return Sequential(OrderedDict(list(zip(self.names, self.layers))[i]))
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
+
+    def append(self, module: Module) -> Sequential:
+        self.layers.append(_checked("Sequential.append", module, len(self.layers)))
+        self.names.append(str(len(self.names)))
+        return self
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters count as the owner's (keys "0.weight", ...).
+    It has no forward: the owner decides how its items are called."""
+
+    torch_name = "ModuleList"
+
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
+        self.items: list[Module] = []
+        self.extend(modules or [])
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [(str(i), m) for i, m in enumerate(self.items)]
+
+    def config(self) -> dict[str, Any]:
+        return {"modules": list(self.items)}
+
+    def append(self, module: Module) -> ModuleList:
+        self.items.append(_checked("ModuleList", module, len(self.items)))
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        self.items.insert(index, _checked("ModuleList", module, index))
+
+    def __getitem__(self, i: int | slice) -> Any:
+        return ModuleList(self.items[i]) if isinstance(i, slice) else self.items[i]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        self.items[i] = _checked("ModuleList", module, i)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.items)
+
+
+class ModuleDict(Module):
+    """A dict of modules by name (keys "name.weight", ...), in insertion order. No forward."""
+
+    torch_name = "ModuleDict"
+
+    def __init__(self, modules: Mapping[str, Module] | None = None) -> None:
+        self.entries: dict[str, Module] = {}
+        self.update(modules or {})
+
+    def children(self) -> list[tuple[str, Module]]:
+        return list(self.entries.items())
+
+    def config(self) -> dict[str, Any]:
+        return {"modules": dict(self.entries)}
+
+    def update(self, modules: Mapping[str, Module]) -> None:
+        for k, m in modules.items():
+            self[k] = m
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(key, str) or not key or "." in key:
+            raise KeyError(f"ModuleDict: a key must be a non-empty string without '.', got {key!r}")
+        self.entries[key] = _checked("ModuleDict", module, repr(key))
+
+    def __getitem__(self, key: str) -> Module:
+        return self.entries[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self.entries[key]
+
+    def pop(self, key: str) -> Module:
+        return self.entries.pop(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def keys(self) -> Any:
+        return self.entries.keys()
+
+    def values(self) -> Any:
+        return self.entries.values()
+
+    def items(self) -> Any:
+        return self.entries.items()
+
+
+class Residual(Module):
+    """y = x + f(x);  dL/dx = dy + f.backward(dy): the identity path passes dy on unchanged and
+    the two paths' gradients add. f must keep x's shape. Keys: "fn.<f's keys>"."""
+
+    def __init__(self, fn: Module) -> None:
+        self.fn = _checked("Residual", fn, "fn")
+
+    def config(self) -> dict[str, Any]:
+        return {"fn": self.fn}
+
+    def forward(self, x: Tensor) -> Tensor:
+        fx = self.fn(x)
+        if not isinstance(fx, Tensor) or fx.shape != x.shape:
+            raise ValueError(
+                f"Residual: fn must keep the input's shape {tuple(x.shape)}, "
+                f"got {tuple(getattr(fx, 'shape', ())) or type(fx).__name__}"
+            )
+        return x + fx
+
+    def backward(self, dy: Tensor) -> Tensor:
+        return dy + self.fn.backward(dy)  # dL/dx = dy · 1 + dy · ∂f/∂x
+
+    def backward_params(self, dy: Tensor) -> None:
+        self.fn.backward_params(dy)  # f's parameters see dy; dL/dx is not needed

@@ -1,0 +1,154 @@
+"""The lab's Neuron and the Linear layer: y = x Wᵀ + b. Math: docs/math.md#linear."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from handgrad import ops
+from handgrad.init import linear_parameters
+from handgrad.module import Module
+
+
+def positive_int(owner: str, name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+class Linear(Module):
+    """y = x @ W.T + b.  W: (out, in), b: (out,).  Default init U(±1/sqrt(in)), as torch.
+
+    x may be (in,), (N, in) or (*, in). Backward math: docs/math.md#linear.
+    """
+
+    parameter_names = ("weight", "bias")
+    torch_name = "Linear"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str = "torch",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.in_features = positive_int("Linear", "in_features", in_features)
+        self.out_features = positive_int("Linear", "out_features", out_features)
+        self.init = init
+        self.weight, self.bias = linear_parameters(
+            in_features, out_features, bias, init, device=device, dtype=dtype
+        )
+
+    @classmethod
+    def from_weights(cls, weight: Tensor, bias: Tensor | None = None) -> Linear:
+        """A layer that uses the given tensors (not copies): weight (out, in), bias (out,)."""
+        if not isinstance(weight, Tensor) or weight.dim() != 2 or not weight.is_floating_point():
+            raise ValueError(
+                "Linear.from_weights: expected a floating weight of shape (out_features, "
+                f"in_features), got {getattr(weight, 'dtype', type(weight))} of shape "
+                f"{tuple(getattr(weight, 'shape', ()))}"
+            )
+        out_features, in_features = weight.shape
+        if bias is not None and (not isinstance(bias, Tensor) or bias.shape != (out_features,)):
+            raise ValueError(
+                f"Linear.from_weights: weight is ({out_features}, {in_features}), so bias must "
+                f"have shape ({out_features},), got {tuple(getattr(bias, 'shape', ()))}"
+            )
+        if bias is not None and (bias.dtype != weight.dtype or bias.device != weight.device):
+            raise ValueError(
+                f"Linear.from_weights: bias is {bias.dtype} on {bias.device}, "
+                f"weight is {weight.dtype} on {weight.device}; they must match"
+            )
+        layer = cls.__new__(cls)
+        layer.in_features, layer.out_features, layer.init = in_features, out_features, "given"
+        layer.weight, layer.bias = weight, bias
+        return layer
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.bias is not None,
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_features(x, self.in_features, self.weight)
+        y, cache = ops.linear_forward(x, self.weight, self.bias)
+        self.push_cache((cache, y.shape))
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        return self._backward(dy, need_dx=True)
+
+    def backward_params(self, dy: Tensor) -> None:
+        self._backward(dy, need_dx=False)  # skips dL/dx = dy W
+
+    def _backward(self, dy: Tensor, need_dx: bool) -> Any:
+        cache, y_shape = self.pop_cache()
+        self._check_grad_output(dy, y_shape)
+        dx, dW, db = ops.linear_backward(dy, cache, need_dx)
+        self.add_grad(self.weight, dW)
+        self.add_grad(self.bias, db)
+        return dx
+
+
+class Neuron(Module):
+    """y = x · w + b.  w: (in,), b: (1,); x (in,) gives (1,), x (N, in) gives (N, 1).
+
+    A Linear layer with one output: the same op with W = w as its one row. Init as the lab:
+    w = randn(in) then b = randn(1). Backward math: docs/math.md#neuron.
+    """
+
+    parameter_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_features: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.in_features = positive_int("Neuron", "in_features", in_features)
+        self.weight = torch.randn(in_features, device=device, dtype=dtype)
+        self.bias = torch.randn(1, device=device, dtype=dtype)
+
+    @classmethod
+    def from_weights(cls, weights: Tensor, bias: Tensor | float) -> Neuron:
+        """A neuron with the given weights (in,) and bias (a scalar or one element)."""
+        weights = torch.as_tensor(weights)
+        if weights.dim() != 1 or weights.numel() == 0 or not weights.is_floating_point():
+            raise ValueError(
+                "Neuron.from_weights: expected floating weights of shape (in_features,), "
+                f"got {weights.dtype} of shape {tuple(weights.shape)}"
+            )
+        bias = torch.as_tensor(bias, dtype=weights.dtype, device=weights.device)
+        if bias.numel() != 1:
+            raise ValueError(
+                "Neuron.from_weights: expected a bias with one element, "
+                f"got shape {tuple(bias.shape)}"
+            )
+        neuron = cls.__new__(cls)
+        neuron.in_features = weights.shape[0]
+        neuron.weight, neuron.bias = weights, bias.reshape(1)
+        return neuron
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features}
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_features(x, self.in_features, self.weight)
+        y, cache = ops.linear_forward(x, self.weight.view(1, -1), self.bias)  # (..., 1)
+        self.push_cache((cache, y.shape))
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:  # dy: (..., 1)
+        cache, y_shape = self.pop_cache()
+        self._check_grad_output(dy, y_shape)
+        dx, dW, db = ops.linear_backward(dy, cache)
+        self.add_grad(self.weight, dW.view(-1))  # dL/dw = Σₙ dyₙ xₙ   (in,)
+        self.add_grad(self.bias, db)  # dL/db = Σₙ dyₙ      (1,)
+        assert dx is not None
+        return dx  # dL/dx = dy w   (..., in)

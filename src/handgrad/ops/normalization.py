@@ -1,0 +1,94 @@
+"""Normalization: x̂ = (x - μ)/sqrt(σ² + ε), y = γ x̂ + β, with μ and σ² (biased) taken over
+the batch per channel (batch norm) or over each example's last dims (layer norm).
+Derivations: docs/math.md#batchnorm1d and docs/math.md#layernorm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward"]
+
+
+def batch_norm_forward(
+    x: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor,
+    running_var: Tensor,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[Tensor, tuple]:
+    """y = γ x̂ + β per channel of x (N, C) or (N, C, L).
+
+    Training normalizes with the batch's μ, σ² and moves the running statistics in place
+    (running ← (1 - momentum)·running + momentum·batch, with the unbiased σ², as torch);
+    evaluation normalizes with the running statistics.
+    """
+    dims = (0,) if x.dim() == 2 else (0, 2)  # everything but the channel dim 1
+    shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)  # a per-channel vector against x
+    if training:
+        var, mean = torch.var_mean(x, dim=dims, unbiased=False)  # (C,)
+        M = x.numel() // x.shape[1]  # values per channel
+        running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+        running_var.mul_(1 - momentum).add_(var * (M / (M - 1)), alpha=momentum)
+    else:
+        mean, var = running_mean, running_var
+    rstd = (var + eps).rsqrt().reshape(shape)  # 1/σ   (1, C[, 1])
+    xhat = (x - mean.reshape(shape)) * rstd  # x̂
+    y = xhat if weight is None else xhat * weight.reshape(shape) + bias.reshape(shape)  # type: ignore[union-attr]
+    return y, (xhat, rstd, weight, bias is not None, training)
+
+
+def batch_norm_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(dL/dx, dL/dγ, dL/dβ)."""
+    xhat, rstd, weight, has_bias, training = cache
+    dims = (0,) if dy.dim() == 2 else (0, 2)
+    dweight = (dy * xhat).sum(dims) if weight is not None else None  # dL/dγ = Σ dy x̂   (C,)
+    dbias = dy.sum(dims) if has_bias else None  # dL/dβ = Σ dy      (C,)
+    dxhat = dy if weight is None else dy * weight.reshape(rstd.shape)  # dL/dx̂ = dy γ
+    if not training:
+        return dxhat * rstd, dweight, dbias  # running stats are constants: dL/dx = dx̂ / σ
+    mean_dxhat = dxhat.mean(dims, keepdim=True)
+    mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
+    return dx, dweight, dbias
+
+
+def layer_norm_forward(
+    x: Tensor,
+    normalized_shape: Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> tuple[Tensor, tuple]:
+    """y = γ x̂ + β, each example normalized over its last len(normalized_shape) dims.
+    x (*, *normalized_shape); γ, β have normalized_shape."""
+    dims = tuple(range(-len(normalized_shape), 0))  # the normalized dims, counted from the end
+    var, mean = torch.var_mean(x, dim=dims, unbiased=False, keepdim=True)  # (*, 1, ..., 1)
+    rstd = (var + eps).rsqrt()  # 1/σ per example
+    xhat = (x - mean) * rstd  # x̂
+    y = xhat if weight is None else xhat * weight
+    y = y if bias is None else y + bias
+    return y, (xhat, rstd, weight, bias is not None, dims)
+
+
+def layer_norm_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """(dL/dx, dL/dγ, dL/dβ)."""
+    xhat, rstd, weight, has_bias, dims = cache
+    lead = tuple(range(dy.dim() - len(dims)))  # the example dims, summed over for γ and β
+    dweight = _sum(dy * xhat, lead) if weight is not None else None  # dL/dγ = Σ dy x̂
+    dbias = _sum(dy, lead) if has_bias else None  # dL/dβ = Σ dy
+    dxhat = dy if weight is None else dy * weight  # dL/dx̂ = dy γ
+    mean_dxhat = dxhat.mean(dims, keepdim=True)
+    mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
+    return dx, dweight, dbias
+
+
+def _sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+    return t.sum(dims) if dims else t.clone()  # (a sum over no dims would sum over all)

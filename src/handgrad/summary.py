@@ -1,0 +1,52 @@
+"""Module.summary: each child's output shape and parameter count, as Keras prints them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from handgrad.module import no_cache, record_calls
+
+if TYPE_CHECKING:
+    from handgrad.module import Module
+
+
+def summary(model: Module, input_shape: tuple[int, ...], batch_size: int = 2) -> str:
+    """Run a batch of zeros through model (eval mode, no cache) and tabulate its children in
+    the order they ran; a model without children is one row. Prints and returns the table."""
+    p = next(iter(model.parameters()), None)
+    x = torch.zeros(
+        (batch_size, *input_shape),
+        dtype=p.dtype if p is not None else None,
+        device=p.device if p is not None else None,
+    )
+    names = {id(m): name for name, m in model.children()}
+    was_training = model.training
+    model.eval()
+    try:
+        with no_cache(), record_calls() as calls:
+            out = model(x)
+    finally:
+        model.train(was_training)
+    ran = [(m, y) for m, y in calls if id(m) in names] or [(model, out)]
+    rows = [("layer", "output shape", "params")]
+    for m, y in ran:
+        count = sum(t.numel() for t in m.parameters())
+        label = f"{names[id(m)]}: {m._short_name()}" if id(m) in names else m._short_name()
+        rows.append((label, _shape(y), f"{count:,}"))
+    total = sum(t.numel() for t in model.parameters())
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    line = "-" * (w[0] + w[1] + w[2] + 4)
+    table = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:>{w[2]}}" for a, b, c in rows]
+    text = "\n".join([line, table[0], line, *table[1:], line, f"total parameters: {total:,}", line])
+    print(text)
+    return text
+
+
+def _shape(y: object) -> str:
+    """(None, *shape) with the batch as None; a tuple of outputs gives one per output."""
+    if isinstance(y, tuple):
+        return ", ".join(_shape(t) for t in y)
+    assert isinstance(y, torch.Tensor)
+    return str((None, *y.shape[1:]))
