@@ -27,12 +27,18 @@ from torch import Tensor
 from handgrad import registry
 
 F = TypeVar("F", bound=Callable[..., Any])
-_mode = threading.local()  # per thread, as torch's grad mode
+
+
+class _Mode(threading.local):
+    caching = True  # per thread, as torch's grad mode
+
+
+_mode = _Mode()
 
 
 def is_caching() -> bool:
     """Whether forwards keep their caches now (False inside ``no_cache``)."""
-    return getattr(_mode, "caching", True)
+    return _mode.caching
 
 
 class no_cache:
@@ -136,14 +142,17 @@ class Module:
     def push_cache(self, cache: Any) -> bool:
         """Keep `cache` for the next backward; under ``no_cache`` keep nothing. Returns whether
         it was kept."""
-        if not is_caching():
+        if not _mode.caching:
             return False
-        self.__dict__.setdefault("_caches", []).append(cache)
+        try:
+            self._caches.append(cache)
+        except AttributeError:  # the first forward of this module
+            self._caches = [cache]
         return True
 
     def pop_cache(self) -> Any:
         """The cache of the latest forward not yet backpropagated (last in, first out)."""
-        stack = self.__dict__.get("_caches")
+        stack = getattr(self, "_caches", None)
         if not stack:
             raise RuntimeError(
                 f"{self._short_name()}.backward() called more often than forward() (each "
@@ -153,7 +162,7 @@ class Module:
 
     def pending(self) -> int:
         """How many forwards of this module wait for their backward."""
-        return len(self.__dict__.get("_caches", ()))
+        return len(getattr(self, "_caches", ()))
 
     def clear_cache(self) -> Module:
         """Drop every cache that forwards of this module and its children left. Returns self."""

@@ -22,11 +22,6 @@ def _checked(owner: str, m: object, where: object) -> Module:
     return m
 
 
-def _splat(call: Any, value: Any) -> Any:
-    """call(*value) for a tuple (several outputs feed several inputs), else call(value)."""
-    return call(*value) if isinstance(value, tuple) else call(value)
-
-
 class Sequential(Module):
     """Chains modules: forward runs them in order, backward in reverse (the chain rule).
 
@@ -62,23 +57,24 @@ class Sequential(Module):
     def forward(self, *x: Any) -> Any:
         out: Any = x if len(x) != 1 else x[0]
         for layer in self.layers:
-            out = _splat(layer, out)
+            out = layer(*out) if type(out) is tuple else layer(out)
         return out
 
     def backward(self, *dy: Any) -> Any:
         """dL/dx of a composition: each layer's backward, last to first."""
         grad: Any = dy if len(dy) != 1 else dy[0]
         for layer in reversed(self.layers):
-            grad = _splat(layer.backward, grad)
+            grad = layer.backward(*grad) if type(grad) is tuple else layer.backward(grad)
         return grad
 
     def backward_params(self, *dy: Any) -> None:
         """As backward, but the first layer skips dL/dx (fit uses this: data needs no grad)."""
         grad: Any = dy if len(dy) != 1 else dy[0]
         for layer in reversed(self.layers[1:]):
-            grad = _splat(layer.backward, grad)
+            grad = layer.backward(*grad) if type(grad) is tuple else layer.backward(grad)
         if self.layers:
-            _splat(self.layers[0].backward_params, grad)
+            first = self.layers[0]
+            first.backward_params(*grad) if type(grad) is tuple else first.backward_params(grad)
 
     def __getitem__(self, i: int | slice) -> Any:
         if isinstance(i, slice):
