@@ -114,6 +114,7 @@ class Module:
     cli_name: str | None = None  # the name the command line offers it under, if it does
     training: bool = True
     frozen: bool = False
+    _caches: list[Any]  # the cache stack, made by the first forward that keeps one
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
