@@ -177,3 +177,108 @@ def test_header_length_is_checked(tmp_path):
     (tmp_path / "h").write_bytes(struct.pack("<Q", 10**9) + b"{}")
     with pytest.raises(ValueError, match="truncated"):
         hg.load(tmp_path / "h")
+
+
+# ---- files written before core v2, ties, classes of the user's -----------------------------------
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "cnn1", "neuron"])
+def test_model_files_written_before_core_v2_load_and_give_the_same_outputs(name):
+    """tests/data: written by handgrad at db9d6a2 (before the registry and the cache stack)."""
+    from safetensors.torch import load_file
+
+    expected = load_file(os.path.join(DATA, "v1_expected.safetensors"))
+    model = hg.load(os.path.join(DATA, f"v1_{name}.safetensors"))
+    assert io.read_metadata(os.path.join(DATA, f"v1_{name}.safetensors")) == {
+        "note": "written before core v2"
+    }
+    assert torch.equal(model(expected[f"{name}.input"]), expected[f"{name}.output"])
+
+
+def test_checkpoint_written_before_core_v2_resumes():
+    state = hg.load_checkpoint(os.path.join(DATA, "v1_checkpoint.safetensors"))
+    assert state["epoch"] == 3 and isinstance(state["optimizer"], hg.optim.Adam)
+    assert all(s["step"] == 1 for s in state["optimizer"].state)
+    model, opt = state["model"], state["optimizer"]
+    x, y = torch.randn(6, 6), torch.randint(0, 3, (6,))
+    loss = hg.CrossEntropyLoss()
+    loss(model.train()(x), y)
+    opt.zero_grad()
+    model.backward(loss.backward())
+    opt.step()
+
+
+def test_tied_weights_are_stored_once_and_tied_again(tmp_path):
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    a, b = hg.Linear(4, 4), hg.Linear(4, 4)
+    b.weight = a.weight
+    shared = hg.Linear(4, 4)
+    model = hg.Sequential(a, hg.Tanh(), b, shared, hg.ReLU(), shared)
+    path = hg.save(model, tmp_path / "tied.safetensors")
+    assert set(load_file(path)) == {"0.weight", "0.bias", "2.bias", "3.weight", "3.bias"}
+    loaded = hg.load(path)
+    assert loaded[2].weight is loaded[0].weight and loaded[5] is loaded[3]
+    assert len(loaded.parameters()) == len(model.parameters()) == 5
+    x = torch.randn(3, 4)
+    assert torch.equal(loaded(x), model(x))
+    ckpt = io.save_checkpoint(
+        tmp_path / "c.safetensors", model, hg.optim.SGD(model.parameters(), lr=0.1), 1
+    )
+    again = hg.load_checkpoint(ckpt)["model"]
+    assert again[2].weight is again[0].weight and torch.equal(again(x), model(x))
+
+
+class Block(hg.Module):
+    """A user's block, importable as test_io:Block: saved by that name, loaded again."""
+
+    def __init__(self, width: int, scale: float = 1.0) -> None:
+        self.width, self.scale = width, scale
+        self.inner = hg.Residual(hg.Sequential(hg.Linear(width, width), hg.Tanh()))
+
+    def config(self):
+        return {"width": self.width, "scale": self.scale}
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+    def backward(self, dy):
+        return self.inner.backward(dy * self.scale)
+
+
+def test_a_model_of_user_classes_and_containers_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = hg.Sequential(Block(3, 0.5), hg.Linear(3, 3), hg.ModuleList([Block(3)]))
+    path = hg.save(model, tmp_path / "user.safetensors")
+    arch = io.architecture(model)
+    assert (
+        arch["layers"][0]["type"] == "test_io:Block" and arch["layers"][2]["type"] == "ModuleList"
+    )
+    loaded = hg.load(path)
+    x = torch.randn(4, 3)
+    assert type(loaded[0]) is Block and loaded[0].scale == 0.5
+    assert list(loaded.state_dict()) == list(model.state_dict())
+    assert torch.equal(loaded[1](loaded[0](x)), model[1](model[0](x)))
+
+
+def test_load_names_a_class_it_cannot_find(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(
+        {},
+        str(tmp_path / "m.safetensors"),
+        {"format": io.FORMAT, "architecture": '{"type": "my_lost_package.models:Block"}'},
+    )
+    with pytest.raises(ValueError, match=r"class Block from my_lost_package\.models"):
+        hg.load(tmp_path / "m.safetensors")
+
+
+def test_a_class_defined_in_a_function_cannot_be_saved(tmp_path):
+    class Local(hg.Module):
+        pass
+
+    with pytest.raises(TypeError, match="Local cannot be saved"):
+        hg.save(hg.Sequential(Local()), tmp_path / "x.safetensors")
+    assert not (tmp_path / "x.safetensors").exists()

@@ -237,3 +237,159 @@ def test_fill_outside_sets_only_the_margin():
     margin = torch.ones(2, 5, 6, dtype=torch.bool)
     margin[:, 1:4, 2:5] = False
     assert (buf[margin] == -1).all()
+
+
+# ---- the cache stack: k forwards, then k backwards in reverse ------------------------------------
+def test_one_module_called_three_times_equals_the_unrolled_graph():
+    """h ← tanh(W h + b) three times with the same weights (an RNN cell through time), then
+    three backwards in reverse: the gradients of the shared W and b add up, as autograd's."""
+    torch.manual_seed(0)
+    cell = hg.Sequential(hg.Linear(4, 4), hg.Tanh()).to(torch.float64)
+    ref = nn.Sequential(nn.Linear(4, 4), nn.Tanh()).double()
+    ref.load_state_dict(cell.state_dict())
+    x, g = torch.randn(3, 4, dtype=torch.float64), upstream((3, 4))
+    h = x
+    for _ in range(3):
+        h = cell(h)
+    assert cell[0].pending() == 3
+    dh = g
+    for _ in range(3):
+        dh = cell.backward(dh)
+    xr = x.clone().requires_grad_(True)
+    (ref(ref(ref(xr))) * g).sum().backward()
+    assert_close(h, ref(ref(ref(x))).detach())
+    assert_close(dh, xr.grad)
+    assert_close(cell[0].weight.grad, ref[0].weight.grad)
+    assert_close(cell[0].bias.grad, ref[0].bias.grad)
+    assert cell[0].pending() == 0
+    with pytest.raises(RuntimeError, match=r"Tanh\(\)\.backward\(\) called more often"):
+        cell.backward(g)
+
+
+def test_backwards_pop_the_latest_forward_first():
+    """Last in, first out: the second forward's input is used by the first backward."""
+    lin = hg.Linear(2, 1, bias=False).to(torch.float64)
+    a, b = torch.ones(1, 2, dtype=torch.float64), torch.full((1, 2), 3.0, dtype=torch.float64)
+    lin(a)
+    lin(b)
+    lin.backward(torch.ones(1, 1, dtype=torch.float64))
+    assert_close(lin.weight.grad, b)  # dL/dW = dyᵀ x with the latest x
+    lin.backward(torch.ones(1, 1, dtype=torch.float64))
+    assert_close(lin.weight.grad, a + b)
+
+
+def test_no_cache_keeps_nothing_and_restores_the_mode():
+    model = hg.Sequential(hg.Linear(3, 4), hg.BatchNorm1d(4), hg.ReLU(), hg.Dropout(0.5))
+    assert hg.is_caching()
+    with hg.no_cache():
+        assert not hg.is_caching()
+        with hg.no_cache():
+            model(torch.randn(5, 3))
+        assert not hg.is_caching()
+    assert hg.is_caching()
+    assert all(m.pending() == 0 for m in model.modules())
+    with pytest.raises(RuntimeError, match=r"no_cache\(\) keep nothing"):
+        model.backward(torch.ones(5, 4))
+
+    @hg.no_cache()
+    def look(x):
+        return model(x)
+
+    look(torch.randn(5, 3))
+    assert all(m.pending() == 0 for m in model.modules()) and hg.is_caching()
+
+
+def test_no_cache_is_per_thread():
+    import threading
+
+    seen = []
+    with hg.no_cache():
+        t = threading.Thread(target=lambda: seen.append(hg.is_caching()))
+        t.start()
+        t.join()
+    assert seen == [True]
+
+
+def test_clear_cache_drops_what_forwards_left():
+    model = hg.Sequential(hg.Linear(3, 4), hg.ReLU())
+    model(torch.randn(2, 3))
+    model(torch.randn(2, 3))
+    assert [m.pending() for m in model.modules()] == [0, 2, 2]
+    assert model.clear_cache() is model
+    assert all(m.pending() == 0 for m in model.modules())
+
+
+# ---- shared weights --------------------------------------------------------------------------
+def test_the_same_linear_at_two_places_is_one_parameter_stepped_once():
+    torch.manual_seed(0)
+    lin = hg.Linear(3, 3).to(torch.float64)
+    mine = hg.Sequential(lin, hg.Tanh(), lin)
+    ref_lin = nn.Linear(3, 3).double()
+    ref_lin.load_state_dict(lin.state_dict())
+    ref = nn.Sequential(ref_lin, nn.Tanh(), ref_lin)
+    assert [k for k, _ in mine.named_parameters()] == [k for k, _ in ref.named_parameters()]
+    assert list(mine.state_dict()) == list(ref.state_dict())  # torch lists both places
+    x, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 3, dtype=torch.float64)
+    opt = hg.optim.SGD(mine.parameters(), lr=0.1, momentum=0.9)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    loss = hg.MSELoss()
+    for _ in range(3):
+        loss(mine(x), y)
+        opt.zero_grad()
+        mine.backward(loss.backward())
+        opt.step()
+        ref_opt.zero_grad()
+        nn.functional.mse_loss(ref(x), y).backward()
+        ref_opt.step()
+    assert_close(lin.weight, ref_lin.weight.detach())
+    assert_close(lin.bias, ref_lin.bias.detach())
+
+
+def test_a_tensor_tied_between_two_modules():
+    """A weight shared by two layers (as an embedding and its output layer): one parameter,
+    the sum of both uses' gradients, and the tie survives .to()."""
+    torch.manual_seed(0)
+    a, b = hg.Linear(4, 4, bias=False), hg.Linear(4, 4)
+    b.weight = a.weight
+    model = hg.Sequential(a, hg.Tanh(), b).to(torch.float64)
+    assert model[0].weight is model[2].weight
+    assert [k for k, _ in model.named_parameters()] == ["0.weight", "2.bias"]
+    x, g = torch.randn(5, 4, dtype=torch.float64), upstream((5, 4))
+    W = model[0].weight.detach().clone().requires_grad_(True)
+    bias = model[2].bias.detach().clone().requires_grad_(True)
+    ((torch.tanh(x @ W.T) @ W.T + bias) * g).sum().backward()
+    model(x)
+    model.backward(g)
+    assert_close(model[0].weight.grad, W.grad)
+    assert_close(model[2].bias.grad, bias.grad)
+
+
+# ---- freezing ----------------------------------------------------------------------------------
+def test_a_frozen_layer_gets_no_gradient_and_no_step_but_passes_dx_on():
+    torch.manual_seed(0)
+    mine = hg.Sequential(hg.Linear(3, 5), hg.ReLU(), hg.Linear(5, 2)).to(torch.float64)
+    ref = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)).double()
+    ref.load_state_dict(mine.state_dict())
+    ref[2].requires_grad_(False)
+    assert mine[2].freeze() is mine[2] and mine[2].frozen
+    frozen_before = mine[2].weight.clone()
+    opt = hg.optim.Adam(mine.parameters(), lr=0.1)
+    x, g = torch.randn(4, 3, dtype=torch.float64), upstream((4, 2))
+    xr = x.clone().requires_grad_(True)
+    (ref(xr) * g).sum().backward()
+    mine(x)
+    assert_close(mine.backward(g), xr.grad)  # the gradient flows through the frozen layer
+    assert mine[2].weight.grad is None and mine[2].bias.grad is None
+    assert_close(mine[0].weight.grad, ref[0].weight.grad)
+    opt.step()
+    assert torch.equal(mine[2].weight, frozen_before)
+    mine.unfreeze()
+    mine(x)
+    mine.backward(g)
+    assert mine[2].weight.grad is not None and not any(m.frozen for m in mine.modules())
+
+
+def test_freeze_reaches_children():
+    model = hg.Sequential(hg.Linear(2, 2), hg.Sequential(hg.Linear(2, 2)))
+    model.freeze()
+    assert all(m.frozen for m in model.modules())

@@ -201,3 +201,40 @@ def test_bad_arguments():
         hg.fit(model, hg.CrossEntropyLoss(), opt, [1, 2, 3])
     with pytest.raises(ValueError, match="epochs"):
         hg.fit(model, hg.CrossEntropyLoss(), opt, hg.datasets.spiral(), epochs=-1)
+
+
+def _all_pending(*modules):
+    return [m.pending() for root in modules for m in root.modules()]
+
+
+def test_evaluate_predict_summary_and_fit_leave_no_cache_behind(capsys):
+    """Forwards that are only looked at run under hg.no_cache(); fit's steps are balanced."""
+    torch.manual_seed(0)
+    model = hg.Sequential(
+        hg.Unflatten(1, (1, 8)),
+        hg.Conv1d(1, 3, 3, padding=1),
+        hg.BatchNorm1d(3),
+        hg.ReLU(),
+        hg.Dropout(0.2),
+        hg.Flatten(),
+        hg.Linear(24, 3),
+    )
+    X, y = torch.randn(20, 8), torch.randint(0, 3, (20,))
+    loss = hg.CrossEntropyLoss()
+    hg.evaluate(model.train(), (X, y), loss, metrics=["accuracy"])
+    hg.predict(model, X, batch_size=7)
+    model.summary((8,))
+    assert _all_pending(model, loss) == [0] * len(_all_pending(model, loss))
+    model(X)  # a stray forward before fit is dropped by fit
+    opt = hg.optim.SGD(model.parameters(), lr=0.1)
+    hg.fit(model, loss, opt, (X, y), val=(X, y), epochs=2, batch_size=8, progress=False)
+    assert set(_all_pending(model, loss)) == {0}
+
+
+def test_a_non_finite_loss_leaves_no_cache_behind():
+    model = hg.Sequential(hg.Linear(2, 1))
+    X, y = torch.randn(8, 2), torch.full((8, 1), float("nan"))
+    loss = hg.MSELoss()
+    with pytest.raises(NonFiniteLossError):
+        hg.fit(model, loss, hg.optim.SGD(model.parameters(), lr=0.1), (X, y), progress=False)
+    assert set(_all_pending(model, loss)) == {0}
