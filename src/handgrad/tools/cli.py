@@ -292,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--conv-algorithm",
         choices=list(Conv2d.ALGORITHMS),
         default="auto",
-        help="Conv2d: im2col, or winograd (3x3 stride 1: faster, float32 rounding error several "
-        "times torch's); auto = im2col unless torch's float32 matmul precision is lowered",
+        help="Conv2d: reference (the im2col math as docs/math.md writes it), im2col (the same, "
+        "tuned), or winograd (3x3 stride 1: faster, float32 rounding error several times "
+        "torch's); auto = im2col unless torch's float32 matmul precision is lowered",
     )
     p.add_argument("--hidden", type=_ints, default=(128,), help="mlp hidden widths, e.g. 128,64")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu")
