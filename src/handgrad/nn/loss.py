@@ -120,7 +120,7 @@ class HuberLoss(Loss):
         self.delta = float(delta)
 
     def config(self) -> dict[str, Any]:
-        return {"reduction": self.reduction, "delta": self.delta}
+        return {"delta": self.delta, "reduction": self.reduction}
 
 
 class BCELoss(Loss):
