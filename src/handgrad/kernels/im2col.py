@@ -5,8 +5,8 @@ trade-offs, each measured on the benchmarks' shapes (docs/benchmarks.md):
 - the columns are laid out (C·K, N·out), so y = W cols + b and dL/dW = dy colsᵀ are single
   products over the whole batch;
 - from `per_image_from` output positions per image on, y is one product per image (MKL runs
-  those faster than one very wide product, and y comes out in (N, O, *out) order, no copy);
-- dL/dx goes through col2im in chunks of images of about `chunk_bytes`, so each chunk's
+  those faster than one very wide product, and y comes out in (N, O, *out) order, no copy),
+  and dL/dx goes through col2im in chunks of images of about `chunk_bytes`, so each chunk's
   dL/dcols is added back while it is in the cache;
 - padded input, columns and their gradients live in the layer's Workspace (no fresh large
   allocation every step).

@@ -151,7 +151,7 @@ class LayerNorm(Module):
     def backward(self, dy: Tensor) -> Tensor:
         cache, y_shape = self.pop_cache()
         self._check_grad_output(dy, y_shape)
-        dx, dweight, dbias = ops.layer_norm_backward(dy, cache)
+        dx, _, dweight, dbias = ops.layer_norm_backward(dy, cache)
         self.add_grad(self.weight, dweight)
         self.add_grad(self.bias, dbias)
         return dx

@@ -118,7 +118,8 @@ def conv_backward(
     db = dy2.sum(0) if has_bias else None  # dL/db = Σ dy over images and positions   (O,)
     if not need_dx:
         return None, dW, db
-    dcols = dy2 @ W.reshape(O, -1)  # dL/dcols = dy W        (N·out, C·K)
+    W2 = W.reshape(O, -1)  # (O, C·K)
+    dcols = dy2 @ W2  # dL/dcols = dy W        (N·out, C·K)
     dwin = dcols.view(N, *dy.shape[2:], C, *W.shape[2:]).movedim(1 + nd, 1)  # (N, C, *out, *kernel)
     dx = crop(col2im(dwin, padded_shape, stride, dilation), padding)  # windows summed back
     return dx, dW, db

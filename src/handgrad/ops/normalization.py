@@ -77,17 +77,19 @@ def layer_norm_forward(
     return y, (xhat, rstd, weight, bias is not None, dims)
 
 
-def layer_norm_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """(dL/dx, dL/dγ, dL/dβ)."""
+def layer_norm_backward(
+    dy: Tensor, cache: tuple
+) -> tuple[Tensor, None, Tensor | None, Tensor | None]:
+    """(dL/dx, None for normalized_shape, dL/dγ, dL/dβ): one per input of the forward."""
     xhat, rstd, weight, has_bias, dims = cache
     lead = tuple(range(dy.dim() - len(dims)))  # the example dims, summed over for γ and β
-    dweight = _sum(dy * xhat, lead) if weight is not None else None  # dL/dγ = Σ dy x̂
-    dbias = _sum(dy, lead) if has_bias else None  # dL/dβ = Σ dy
-    dxhat = dy if weight is None else dy * weight  # dL/dx̂ = dy γ
-    mean_dxhat = dxhat.mean(dims, keepdim=True)
-    mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)
+    dweight = _sum(dy * xhat, lead) if weight is not None else None  # dL/dγ = Σ dy x̂  (*norm)
+    dbias = _sum(dy, lead) if has_bias else None  # dL/dβ = Σ dy     (*normalized_shape)
+    dxhat = dy if weight is None else dy * weight  # dL/dx̂ = dy γ     (*, *normalized_shape)
+    mean_dxhat = dxhat.mean(dims, keepdim=True)  # (*, 1, ..., 1)
+    mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)  # (*, 1, ..., 1)
     dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
-    return dx, dweight, dbias
+    return dx, None, dweight, dbias
 
 
 def _sum(t: Tensor, dims: tuple[int, ...]) -> Tensor:
