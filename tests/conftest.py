@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import Tensor
 
+from handgrad import ops
+
 SHAPES = [(5,), (4, 3), (2, 3, 4)]
 
 
@@ -51,3 +53,48 @@ def assert_close(actual: Tensor, expected: Tensor, **kw: float) -> None:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+# ---- op pairs (tests/test_ops*.py) -------------------------------------------------------------
+def pair(op: str):
+    """(ops.<op>_forward, ops.<op>_backward)."""
+    return getattr(ops, f"{op}_forward"), getattr(ops, f"{op}_backward")
+
+
+def r(*shape, seed=0):
+    return make_values(shape, "normal", seed)
+
+
+def away_from_zero(*shape, seed=0):
+    """Normal values pushed at least 0.1 from 0, away from the kinks of ReLU and friends."""
+    x = r(*shape, seed=seed)
+    return x.sign() * (x.abs() + 0.1)
+
+
+def seeded(fn, seed=3):
+    """fn with the same random draws on every call (dropout's mask)."""
+
+    def run(*args):
+        torch.manual_seed(seed)
+        return fn(*args)
+
+    return run
+
+
+def check_pair(forward, backward, reference, tensors, g=None):
+    """forward(*tensors) against reference(*tensors), and each gradient backward returns
+    against autograd's for the same upstream g (drawn for the output's shape if not given)."""
+    y, cache = forward(*tensors)
+    g = upstream(y.shape) if g is None else g
+    expected, grads = autograd_grads(reference, list(tensors), g)
+    assert_close(y, expected)
+    hand = backward(g, cache)
+    assert_grads(hand if isinstance(hand, (tuple, list)) else (hand,), grads)
+
+
+def assert_grads(hand, auto):
+    """Each hand-written gradient equals autograd's, and is None exactly where autograd's is."""
+    for h, a in zip(hand, auto):
+        assert (h is None) == (a is None)
+        if a is not None:
+            assert_close(h, a)

@@ -125,6 +125,11 @@ def _tensors_of(x: Any) -> list[Tensor]:
     return []
 
 
+def _each_tensor(xs: list[Any], fn: Callable[[Tensor], Tensor]) -> list[Any]:
+    """fn applied to each floating tensor of a list input; its other items as they are."""
+    return [fn(t) if _is_float(t) else t for t in xs]
+
+
 def _as_tuple(v: Any) -> tuple[Any, ...]:
     return v if isinstance(v, tuple) else (v,)
 
@@ -262,7 +267,7 @@ def gradcheck(
     if not any(_tensors_of(x) for x in xs):
         raise TypeError("gradcheck: expected at least one floating-point tensor input")
     if pair:
-        subject, hand = _pair_subject(obj), _hand_pair(obj, xs, seed)
+        subject, hand = _pair_subject(obj, seed), _hand_pair(obj, xs, seed)
     else:
         subject = _module_subject(obj, _tensor_attributes(obj, params), seed)
         hand = _hand_module(subject.fresh(), xs, subject.params, seed)
@@ -276,14 +281,15 @@ def gradcheck(
     return report
 
 
-def _pair_subject(pair: tuple[Callable[..., Any], Callable[..., Any]]) -> _Subject:
+def _pair_subject(pair: tuple[Callable[..., Any], Callable[..., Any]], seed: int) -> _Subject:
     forward, backward = pair
-    return _Subject(
-        f"({forward.__name__}, {backward.__name__})",
-        [],
-        run=lambda args, _work: forward(*args)[0],
-        fresh=lambda: None,
-    )
+
+    def run(args: Sequence[Any], _work: Any) -> Any:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)  # the same dropout mask on every call
+            return forward(*args)[0]
+
+    return _Subject(f"({forward.__name__}, {backward.__name__})", [], run, fresh=lambda: None)
 
 
 def _module_subject(obj: Any, names: list[str], seed: int) -> _Subject:
@@ -361,7 +367,7 @@ def _against_autograd(
         return t.detach().clone().requires_grad_(True)
 
     args = [
-        x if i not in checked else [leaf(t) for t in x] if isinstance(x, list) else leaf(x)
+        x if i not in checked else _each_tensor(x, leaf) if isinstance(x, list) else leaf(x)
         for i, x in enumerate(xs)
     ]
     work = subject.fresh()
@@ -396,7 +402,7 @@ def _against_finite_differences(
 ) -> None:
     """Central differences of Σ g ⊙ forward(...) at up to `limit` elements of each tensor."""
     args = [
-        [t.clone() for t in x] if isinstance(x, list) else x.clone() if _is_float(x) else x
+        _each_tensor(x, Tensor.clone) if isinstance(x, list) else x.clone() if _is_float(x) else x
         for x in xs
     ]
     work = subject.fresh()

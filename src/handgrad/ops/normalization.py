@@ -40,7 +40,8 @@ def batch_norm_forward(
         mean, var = running_mean, running_var
     rstd = (var + eps).rsqrt().reshape(shape)  # 1/σ   (1, C[, 1])
     xhat = (x - mean.reshape(shape)) * rstd  # x̂
-    y = xhat if weight is None else xhat * weight.reshape(shape) + bias.reshape(shape)  # type: ignore[union-attr]
+    y = xhat if weight is None else xhat * weight.reshape(shape)  # γ x̂
+    y = y if bias is None else y + bias.reshape(shape)  # + β
     return y, (xhat, rstd, weight, bias is not None, training)
 
 

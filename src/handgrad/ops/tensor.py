@@ -73,18 +73,13 @@ def matmul_forward(a: Tensor, b: Tensor) -> tuple[Tensor, tuple]:
 
 def matmul_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor]:
     a, b = cache
-    a2 = a.unsqueeze(0) if a.dim() == 1 else a  # (…, n, k)
-    b2 = b.unsqueeze(-1) if b.dim() == 1 else b  # (…, k, m)
-    dy2 = dy
-    if a.dim() == 1:
-        dy2 = dy2.unsqueeze(-2)  # the dropped n = 1
-    if b.dim() == 1:
-        dy2 = dy2.unsqueeze(-1)  # the dropped m = 1
+    a2 = a.unsqueeze(0) if a.dim() == 1 else a  # (…, n, k): a 1-D a as one row
+    b2 = b.unsqueeze(-1) if b.dim() == 1 else b  # (…, k, m): a 1-D b as one column
+    batch = torch.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    dy2 = dy.reshape(*batch, a2.shape[-2], b2.shape[-1])  # the dropped unit dims back
     da = dy2 @ b2.transpose(-1, -2)  # dL/da = dy bᵀ    (…, n, k)
     db = a2.transpose(-1, -2) @ dy2  # dL/db = aᵀ dy    (…, k, m)
-    da = sum_to(da, a2.shape).reshape(a.shape)
-    db = sum_to(db, b2.shape).reshape(b.shape)
-    return da, db
+    return sum_to(da, a2.shape).reshape(a.shape), sum_to(db, b2.shape).reshape(b.shape)
 
 
 def concat_forward(xs: Sequence[Tensor], dim: int = 0) -> tuple[Tensor, tuple]:
