@@ -11,7 +11,8 @@ from handgrad import check, data, init, kernels, nn, ops, optim, registry, train
 from handgrad.data import datasets
 from handgrad.interop import from_torch, to_torch
 from handgrad.io import load, load_checkpoint, save, save_checkpoint
-from handgrad.module import Module, is_caching, no_cache
+from handgrad.mode import is_caching, no_cache
+from handgrad.module import Module
 from handgrad.nn.penalty import L2, L1Penalty
 from handgrad.training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
 

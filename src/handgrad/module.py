@@ -14,54 +14,17 @@ Module-valued attributes, found when asked for (no ``__setattr__`` magic).
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from handgrad import registry
+from handgrad.mode import _mode, no_cache
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _Mode(threading.local):
-    caching = True  # per thread, as torch's grad mode
-
-
-_mode = _Mode()
-
-
-def is_caching() -> bool:
-    """Whether forwards keep their caches now (False inside ``no_cache``)."""
-    return _mode.caching
-
-
-class no_cache:
-    """``with hg.no_cache():`` (or ``@hg.no_cache()``): forwards inside keep nothing for backward.
-
-    What ``torch.no_grad`` is to torch: evaluate, predict and summary run under it, and so
-    should any forward that is only looked at.
-    """
-
-    def __enter__(self) -> None:
-        self.before = is_caching()
-        _mode.caching = False
-
-    def __exit__(self, *exc: object) -> None:
-        _mode.caching = self.before
-
-    def __call__(self, fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            with no_cache():
-                return fn(*args, **kwargs)
-
-        return wrapped  # type: ignore[return-value]
+__all__ = ["Module", "accumulate_grad", "no_cache", "zero_grads"]
 
 
 def accumulate_grad(param: Tensor, grad: Tensor) -> None:
@@ -83,20 +46,6 @@ def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
             p.grad = None
         elif p.grad is not None:
             p.grad.zero_()
-
-
-_calls: list[tuple[Module, Any]] | None = None  # (module, output) of every call, for summary()
-
-
-@contextlib.contextmanager
-def record_calls() -> Iterator[list[tuple[Module, Any]]]:
-    """Inside, every module call appends (module, output) to the yielded list (summary())."""
-    global _calls
-    before, _calls = _calls, []
-    try:
-        yield _calls
-    finally:
-        _calls = before
 
 
 class Module:
@@ -129,8 +78,8 @@ class Module:
 
     def __call__(self, *inputs: Any) -> Any:
         out = self.forward(*inputs)
-        if _calls is not None:
-            _calls.append((self, out))
+        if _mode.calls is not None:
+            _mode.calls.append((self, out))
         return out
 
     def backward_params(self, *grads: Any) -> None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from handgrad.module import no_cache, record_calls
+from handgrad.mode import no_cache, record_calls
 
 if TYPE_CHECKING:
     from handgrad.module import Module

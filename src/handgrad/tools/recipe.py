@@ -13,7 +13,8 @@ import torch
 
 from handgrad import io, plot, registry
 from handgrad.data import datasets
-from handgrad.module import Module, no_cache
+from handgrad.mode import no_cache
+from handgrad.module import Module
 from handgrad.nn.activation import Activation
 from handgrad.nn.containers import Sequential
 from handgrad.nn.conv import Conv1d, Conv2d

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from handgrad.data.datasets import Dataset
 from handgrad.data.loader import DataLoader
-from handgrad.module import Module, no_cache
+from handgrad.mode import no_cache
+from handgrad.module import Module
 from handgrad.nn.loss import Loss
 from handgrad.optim.optimizers import Optimizer
 from handgrad.optim.schedule import LRScheduler
