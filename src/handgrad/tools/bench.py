@@ -72,6 +72,12 @@ CONV_CASES = [
         batch=32,
         conv=dict(cin=32, cout=64, k=3, stride=1, padding=1, size=(28, 28)),
     ),
+    Case(  # the same layer by the reference ops: the im2col math as docs/math.md writes it
+        "Conv2d 32->64 k3, 28x28, b32, reference",
+        "conv2d",
+        batch=32,
+        conv=dict(cin=32, cout=64, k=3, stride=1, padding=1, size=(28, 28), algorithm="reference"),
+    ),
     Case(  # the same layer by Winograd F(4x4, 3x3): algorithm="winograd", or "auto" after
         # torch.set_float32_matmul_precision("high")
         "Conv2d 32->64 k3, 28x28, b32, Winograd",
