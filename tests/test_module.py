@@ -393,3 +393,11 @@ def test_freeze_reaches_children():
     model = hg.Sequential(hg.Linear(2, 2), hg.Sequential(hg.Linear(2, 2)))
     model.freeze()
     assert all(m.frozen for m in model.modules())
+
+
+def test_get_submodule_follows_dotted_paths_as_torch():
+    inner = hg.Linear(2, 2)
+    model = hg.Sequential(hg.ReLU(), hg.ModuleDict({"enc": hg.Sequential(inner)}))
+    assert model.get_submodule("1.enc.0") is inner and model.get_submodule("") is model
+    with pytest.raises(AttributeError, match="no child 'dec'"):
+        model.get_submodule("1.dec")

@@ -26,6 +26,9 @@ import torch
 from torch import Tensor
 
 from handgrad.comparison import GradcheckReport, GradComparison, _compare, _finite_difference
+from handgrad.mode import no_cache
+from handgrad.module import Module
+from handgrad.nn.loss import Loss
 
 __all__ = ["gradcheck", "GradcheckReport", "GradComparison"]
 
@@ -37,9 +40,6 @@ def _is_pair(obj: Any) -> bool:
 
 def _is_loss(obj: Any) -> bool:
     """A loss's backward needs no argument; a module's takes the output gradient(s)."""
-    from handgrad.module import Module
-    from handgrad.nn.loss import Loss
-
     if isinstance(obj, Module):
         return isinstance(obj, Loss)
     try:
@@ -146,10 +146,8 @@ def _replace(obj: Any, names: list[str], fn: Callable[[Tensor], Tensor]) -> None
 
 def _work_copy(obj: Any, names: list[str]) -> Any:
     work = copy.deepcopy(obj)
-    if callable(getattr(work, "clear_cache", None)):
-        work.clear_cache()
-    if callable(getattr(work, "to", None)) and hasattr(work, "buffer_names"):
-        work.to(torch.float64)  # parameters and buffers, ties kept
+    if isinstance(work, Module):
+        work.to(torch.float64)  # parameters and buffers, ties kept; drops the copied caches
     _replace(work, names, lambda t: t.detach().to(torch.float64))
     return work
 
@@ -159,12 +157,6 @@ def _run(obj: Any, inputs: Sequence[Any], seed: int) -> Any:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return obj.forward(*inputs)
-
-
-def _no_cache() -> Any:
-    from handgrad.mode import no_cache
-
-    return no_cache()
 
 
 # ---- the check ----------------------------------------------------------------------------------
@@ -246,7 +238,7 @@ def _pair_subject(pair: tuple[Callable[..., Any], Callable[..., Any]], seed: int
 
 def _module_subject(obj: Any, names: list[str], seed: int) -> _Subject:
     def run(args: Sequence[Any], work: Any) -> Any:
-        with _no_cache():
+        with no_cache():
             return _run(work, args, seed)
 
     name = repr(obj) if type(obj).__repr__ is not object.__repr__ else type(obj).__name__

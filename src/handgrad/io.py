@@ -182,11 +182,8 @@ def _retie(model: Module, tied: dict[str, str]) -> None:
         if key not in state or source not in state:
             raise KeyError(f"the file ties {key!r} to {source!r}, which the model does not have")
         if state[key] is not state[source]:
-            *path, name = key.split(".")
-            owner = model
-            for part in path:
-                owner = dict(owner.children())[part]
-            setattr(owner, name, state[source])
+            owner, _, name = key.rpartition(".")
+            setattr(model.get_submodule(owner), name, state[source])
 
 
 def _rebuild(

@@ -147,6 +147,16 @@ class Module:
 
         yield from walk(self, prefix)
 
+    def get_submodule(self, target: str) -> Module:
+        """The descendant at a dotted path ("0", "encoder.fc"), as torch.nn's; "" is self."""
+        m = self
+        for part in target.split(".") if target else []:
+            children = dict(m.children())
+            if part not in children:
+                raise AttributeError(f"{m._short_name()} has no child {part!r} (in {target!r})")
+            m = children[part]
+        return m
+
     def modules(self) -> Iterator[Module]:
         """This module, then every descendant, depth first, each once."""
         for _, m in self.named_modules():

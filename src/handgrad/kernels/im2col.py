@@ -14,7 +14,6 @@ trade-offs, each measured on the benchmarks' shapes (docs/benchmarks.md):
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import torch
 from torch import Tensor
 
 from handgrad.kernels.workspace import Workspace, fill_outside
-from handgrad.ops.conv import crop, windows
+from handgrad.ops.conv import col2im, col2im_add, crop, windows
 
 Pairs = Sequence[tuple[int, int]]
 
@@ -104,8 +103,7 @@ class Im2col:
             dcols = ws.take("dcols", (rows, N * P), dy)
             torch.mm(W2.T, dy_t, out=dcols)  # dL/dcols = Wᵀ dy   (C·K, N·out)
             dwin = dcols.view(W.shape[1], *W.shape[2:], N, *out).movedim(1 + len(out), 0)
-            dxp = dy.new_zeros(padded_shape)
-            _col2im_add(dxp, dwin, stride, dilation)  # dwin (N, C, *k, *out)
+            dxp = col2im(_kernel_last(dwin), padded_shape, stride, dilation)  # windows summed back
             ws.give_back("dcols", dcols)
         else:  # image by image, in chunks whose dL/dcols stays in the cache for col2im
             dy3 = dy.reshape(N, O, P)
@@ -115,8 +113,8 @@ class Im2col:
             for n0 in range(0, N, nb):
                 n = min(nb, N - n0)
                 torch.bmm(W2.T.expand(n, rows, O), dy3[n0 : n0 + n], out=dcols[:n])  # Wᵀ dy
-                dwin = dcols[:n].view(n, W.shape[1], *W.shape[2:], *out)
-                _col2im_add(dxp[n0 : n0 + n], dwin, stride, dilation)
+                dwin = _kernel_last(dcols[:n].view(n, W.shape[1], *W.shape[2:], *out))
+                col2im_add(dxp[n0 : n0 + n], dwin, stride, dilation)
             ws.give_back("dcols_chunk", dcols)
         ws.give_back("dy_t", dy_t)
         return crop(dxp, padding), dW, db
@@ -134,14 +132,8 @@ def _pad_into(ws: Workspace, x: Tensor, padding: Pairs) -> Tensor:
     return xp
 
 
-def _col2im_add(dxp: Tensor, dwin: Tensor, stride: Sequence[int], dilation: Sequence[int]) -> None:
-    """dxp (N, C, *padded) += the window gradients dwin (N, C, *kernel, *out)."""
-    nd = len(stride)
-    kernel, out = dwin.shape[2 : 2 + nd], dwin.shape[2 + nd :]
-    for offset in itertools.product(*[range(k) for k in kernel]):
-        region: list[Any] = [
-            slice(o * d, o * d + s * (n - 1) + 1, s)
-            for o, d, s, n in zip(offset, dilation, stride, out)
-        ]
-        at_offset: list[Any] = list(offset)
-        dxp[(slice(None), slice(None), *region)] += dwin[(slice(None), slice(None), *at_offset)]
+def _kernel_last(dwin: Tensor) -> Tensor:
+    """(N, C, *kernel, *out) -> (N, C, *out, *kernel), the layout col2im_add reads: a view of
+    the same memory, so each kernel offset is still one contiguous slab."""
+    nd = (dwin.dim() - 2) // 2
+    return dwin.permute(0, 1, *range(2 + nd, 2 + 2 * nd), *range(2, 2 + nd))

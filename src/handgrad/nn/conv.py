@@ -19,6 +19,7 @@ from handgrad.nn.linear import positive_int
 
 Size = int | tuple[int, ...]
 Kernel = Im2col | Winograd
+_IM2COL, _WINOGRAD = Im2col(), Winograd()  # what "im2col" and "winograd" name
 
 
 def _tuple(owner: str, name: str, value: Any, nd: int, minimum: int) -> tuple[int, ...]:
@@ -174,10 +175,10 @@ class _ConvNd(_Windows):
         a = self.algorithm
         if isinstance(a, (Im2col, Winograd)):
             kernel: Kernel | None = a
+        elif a == "auto":
+            kernel = _WINOGRAD if self._winograd_pays(x) else _IM2COL
         else:
-            kernel = {"reference": None, "im2col": Im2col(), "winograd": Winograd()}.get(a)
-            if a == "auto":
-                kernel = Winograd() if self._winograd_pays(x) else Im2col()
+            kernel = {"reference": None, "im2col": _IM2COL, "winograd": _WINOGRAD}[a]
         if isinstance(kernel, Winograd) and x.dtype not in (torch.float32, torch.float64):
             raise ValueError(
                 f"{self._short_name()}: algorithm='winograd' needs float32 or float64 input "

@@ -21,6 +21,7 @@ __all__ = [
     "pad",
     "windows",
     "col2im",
+    "col2im_add",
     "crop",
     "conv_forward",
     "conv_backward",
@@ -63,17 +64,23 @@ def col2im(
     """The adjoint of windows(): each window's gradient dwin (N, C, *out, *kernel) added back
     where the window came from, into a (N, C, *S) tensor. An element inside several windows
     gets the sum of their gradients."""
+    dxp = dwin.new_zeros(tuple(padded_shape))
+    col2im_add(dxp, dwin, stride, dilation)
+    return dxp
+
+
+def col2im_add(dxp: Tensor, dwin: Tensor, stride: Sequence[int], dilation: Sequence[int]) -> None:
+    """dxp (N, C, *S) += the window gradients dwin (N, C, *out, *kernel), each where its
+    window came from: one strided addition per kernel offset."""
     nd = len(stride)
     out, kernel = dwin.shape[2 : 2 + nd], dwin.shape[2 + nd :]
-    dxp = dwin.new_zeros(tuple(padded_shape))
-    for offset in itertools.product(*[range(k) for k in kernel]):  # one strided add per offset
+    for offset in itertools.product(*[range(k) for k in kernel]):
         region: list[Any] = [
             slice(o * d, o * d + s * (n - 1) + 1, s)
             for o, d, s, n in zip(offset, dilation, stride, out)
         ]
         at_offset: list[Any] = list(offset)
         dxp[(..., *region)] += dwin[(..., *at_offset)]
-    return dxp
 
 
 def crop(xp: Tensor, padding: Pairs) -> Tensor:
