@@ -1,4 +1,4 @@
-"""ops/conv.py: convolution and pooling by im2col, forward vs torch.nn.functional in float64,
+"""ops/conv.py: convolution by im2col, forward vs torch.nn.functional in float64,
 backward vs autograd; the window helpers."""
 
 from __future__ import annotations
@@ -7,12 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
-    VALUE_KINDS,
     assert_close,
     autograd_grads,
     check_pair,
-    make_values,
-    pair,
     r,
     upstream,
 )
@@ -22,7 +19,7 @@ from handgrad import ops
 F64 = torch.float64
 
 
-# ---- convolution and pooling ---------------------------------------------------------------------
+# ---- convolution ---------------------------------------------------------------------------------
 def _per_dim(v, nd):
     return (v,) * nd if isinstance(v, int) else tuple(v)
 
@@ -79,35 +76,6 @@ def test_conv_backward_without_dx():
     assert dx is None
     assert_close(dW, dW_full)
     assert_close(db, db_full)
-
-
-POOLS = [  # x shape, kernel, stride, symmetric padding (one per spatial dim)
-    ((2, 3, 9), (3,), (2,), (1,)),
-    ((2, 3, 8), (2,), (1,), (0,)),
-    ((2, 3, 8, 7), (2, 2), (2, 2), (0, 0)),
-    ((1, 2, 7, 9), (3, 2), (2, 1), (1, 1)),
-]
-POOL_REFERENCES = {
-    ("max_pool", 1): F.max_pool1d,
-    ("max_pool", 2): F.max_pool2d,
-    ("avg_pool", 1): F.avg_pool1d,
-    ("avg_pool", 2): F.avg_pool2d,
-}
-
-
-@pytest.mark.parametrize("kind", VALUE_KINDS)
-@pytest.mark.parametrize("x_shape,kernel,stride,padding", POOLS)
-@pytest.mark.parametrize("op", ["max_pool", "avg_pool"])
-def test_pool(op, x_shape, kernel, stride, padding, kind):
-    forward, backward = pair(op)
-    reference = POOL_REFERENCES[op, len(kernel)]
-    pads = [(p, p) for p in padding]
-    check_pair(
-        lambda x: forward(x, kernel, stride, pads),
-        backward,
-        lambda x: reference(x, kernel, stride, padding),
-        [make_values(x_shape, kind)],
-    )
 
 
 def test_window_helpers():

@@ -1,5 +1,5 @@
 """Max and average pooling over the windows of each channel, 1-D and 2-D. The op pairs are in
-handgrad.ops.conv; math in docs/math.md#pooling."""
+handgrad.ops.pooling; math in docs/math.md#pooling."""
 
 from __future__ import annotations
 

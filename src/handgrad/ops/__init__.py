@@ -13,4 +13,5 @@ from handgrad.ops.dropout import *  # noqa: F403
 from handgrad.ops.linear import *  # noqa: F403
 from handgrad.ops.loss import *  # noqa: F403
 from handgrad.ops.normalization import *  # noqa: F403
+from handgrad.ops.pooling import *  # noqa: F403
 from handgrad.ops.tensor import *  # noqa: F403

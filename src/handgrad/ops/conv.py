@@ -1,4 +1,4 @@
-"""Convolution and pooling by im2col, the reference path: every window of the input becomes a
+"""Convolution by im2col, the reference path: every window of the input becomes a
 row of a matrix, so a convolution is a Linear layer over windows, y = cols Wᵀ + b, and its
 backward is Linear's followed by col2im. Derivation: docs/math.md#convolutions.
 
@@ -25,10 +25,6 @@ __all__ = [
     "crop",
     "conv_forward",
     "conv_backward",
-    "max_pool_forward",
-    "max_pool_backward",
-    "avg_pool_forward",
-    "avg_pool_backward",
 ]
 
 Pairs = Sequence[tuple[int, int]]
@@ -130,40 +126,3 @@ def conv_backward(
     dwin = dcols.view(N, *dy.shape[2:], C, *W.shape[2:]).movedim(1 + nd, 1)  # (N, C, *out, *kernel)
     dx = crop(col2im(dwin, padded_shape, stride, dilation), padding)  # windows summed back
     return dx, dW, db
-
-
-def max_pool_forward(
-    x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Pairs
-) -> tuple[Tensor, tuple]:
-    """y = the maximum of each window of each channel (padding counts as -inf)."""
-    nd = len(kernel_size)
-    xp = pad(x, padding, -math.inf)
-    win = windows(xp, kernel_size, stride, [1] * nd).flatten(-nd)  # (N, C, *out, K)
-    y, index = win.max(-1)  # the first maximum's place in its window, as torch
-    return y, (index, tuple(kernel_size), xp.shape, tuple(stride), padding)
-
-
-def max_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
-    index, kernel_size, padded_shape, stride, padding = cache
-    dwin = dy.new_zeros((*dy.shape, math.prod(kernel_size)))  # (N, C, *out, K)
-    dwin.scatter_(-1, index.unsqueeze(-1), dy.unsqueeze(-1))  # dy goes to each window's maximum
-    dxp = col2im(dwin.unflatten(-1, kernel_size), padded_shape, stride, [1] * len(stride))
-    return crop(dxp, padding)
-
-
-def avg_pool_forward(
-    x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Pairs
-) -> tuple[Tensor, tuple]:
-    """y = the mean of each window, zero padding included (torch's count_include_pad=True)."""
-    nd = len(kernel_size)
-    xp = pad(x, padding)
-    y = windows(xp, kernel_size, stride, [1] * nd).flatten(-nd).mean(-1)  # (N, C, *out)
-    return y, (tuple(kernel_size), xp.shape, tuple(stride), padding)
-
-
-def avg_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
-    kernel_size, padded_shape, stride, padding = cache
-    K = math.prod(kernel_size)
-    dwin = (dy / K).reshape(*dy.shape, *[1] * len(kernel_size)).expand(*dy.shape, *kernel_size)
-    dxp = col2im(dwin, padded_shape, stride, [1] * len(stride))  # dy / K to every window element
-    return crop(dxp, padding)

@@ -1,0 +1,45 @@
+"""The errors handgrad raises for a user's mistake, and nothing else.
+
+Every check of what a user gave (a constructor argument, an input tensor, a file, a flag)
+raises one of these classes. Each is also the builtin class that torch raises in the same
+place, so code written against torch catches them unchanged:
+
+    InputError(ValueError)              a value is wrong: p=2 for Dropout, reduction="avg"
+    ShapeError(InputError, RuntimeError) a tensor's shape or dtype does not fit the module
+                                        (torch raises RuntimeError from inside its kernels)
+    ArgumentTypeError(TypeError)        an argument of the wrong type: a list where a tensor goes
+    NotSupportedError(InputError, TypeError) a torch option handgrad does not reproduce;
+                                        the message reads "not supported: <option>"
+
+All derive from HandgradError. The command line prints a HandgradError (and an OSError) as
+one line; any other exception is a bug inside handgrad and shows its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HandgradError(Exception):
+    """Base class of the errors that report a user's mistake."""
+
+
+class InputError(HandgradError, ValueError):
+    """A value handgrad was given is not one it accepts."""
+
+
+class ShapeError(InputError, RuntimeError):
+    """A tensor whose shape or dtype the module cannot take."""
+
+
+class ArgumentTypeError(HandgradError, TypeError):
+    """An argument of the wrong type (torch's TypeError)."""
+
+
+class NotSupportedError(InputError, TypeError):
+    """A torch option that handgrad does not reproduce; refused, never dropped."""
+
+    def __init__(self, owner: str, option: str, detail: str = "") -> None:
+        self.owner, self.option = owner, option
+        super().__init__(f"{owner}: not supported: {option}" + (f" ({detail})" if detail else ""))
+
+
+__all__ = ["HandgradError", "InputError", "ShapeError", "ArgumentTypeError", "NotSupportedError"]
