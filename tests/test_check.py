@@ -119,3 +119,79 @@ def test_bad_arguments():
         gradcheck(object(), torch.randn(2))
     with pytest.raises(TypeError, match="floating-point"):
         gradcheck(hg.ReLU(), torch.tensor([1, 2]))
+
+
+# ---- a check that cannot run never passes ------------------------------------------------------
+class LeavesTheGraph(hg.Linear):
+    def forward(self, x):
+        y = super().forward(x)
+        return torch.from_numpy(y.detach().numpy().copy())  # autograd sees a constant
+
+
+def test_autograd_that_cannot_run_is_an_error_not_a_pass():
+    class Raises(hg.Linear):
+        def forward(self, x):
+            y = super().forward(x)
+            if y.requires_grad:
+                raise RuntimeError("no autograd here")
+            return y
+
+    report = gradcheck(Raises(3, 2), torch.randn(4, 3), finite_differences=False)
+    assert not report.ok
+    assert "ERROR" in str(report).splitlines()[0]
+    assert "could not run" in str(report)
+    assert gradcheck(Raises(3, 2), torch.randn(4, 3), autograd=False).ok  # FD alone: a pass
+
+
+def test_a_reference_that_sees_a_constant_fails_the_check():
+    report = gradcheck(LeavesTheGraph(3, 2), torch.randn(4, 3), finite_differences=False)
+    assert not report.ok  # autograd's gradient is zero, the hand one is not
+
+
+def test_no_reference_at_all_is_refused():
+    with pytest.raises(ValueError, match="compare nothing"):
+        gradcheck(hg.Linear(3, 2), torch.randn(4, 3), autograd=False, finite_differences=False)
+
+
+def test_the_report_counts_what_it_compared():
+    report = gradcheck(hg.Linear(3, 2), torch.randn(4, 3))
+    assert report.compared == 2 * (4 * 3 + 2 * 3 + 2)  # dx, dW, db against both references
+    assert f"{report.compared} elements compared" in str(report).splitlines()[0]
+
+
+def test_an_empty_input_compares_nothing_and_does_not_pass():
+    report = gradcheck(hg.Tanh(), torch.randn(0, 3))
+    assert report.compared == 0 and not report.ok
+
+
+class ListLayer:
+    """Parameters held in a list and a dict: they are found and checked."""
+
+    def __init__(self, bug=False):
+        self.params = [torch.randn(3, 2), torch.randn(2)]
+        self.extra = {"scale": torch.randn(2)}
+        self.bug = bug
+
+    def forward(self, x):
+        self.x = x
+        W, b = self.params
+        return (x @ W + b) * self.extra["scale"]
+
+    def backward(self, dy):
+        W, b = self.params
+        s = self.extra["scale"]
+        u = self.x @ W + b
+        self.extra["scale"].grad = (dy * u).sum(0)
+        dz = dy * s
+        W.grad = self.x.T @ dz * (3 if self.bug else 1)
+        b.grad = dz.sum(0)
+        return dz @ W.T
+
+
+@pytest.mark.parametrize("bug", [False, True])
+def test_parameters_in_lists_and_dicts_are_checked(bug):
+    report = gradcheck(ListLayer(bug), torch.randn(4, 3))
+    assert {c.name for c in report.comparisons} >= {"params.0", "params.1", "extra.scale"}
+    assert report.ok is not bug
+    if bug:
+        assert {c.name for c in report.failures} == {"params.0"}

@@ -105,6 +105,31 @@ def test_non_finite_loss_stops_with_epoch_and_batch(tmp_path):
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+def test_a_non_finite_loss_keeps_the_weights_from_before_that_step():
+    X = torch.randn(6, 3)
+    y = torch.randn(6, 1)
+    y[4] = float("inf")  # the third batch of two
+    model = hg.Sequential(hg.Linear(3, 1))
+    twin = hg.Sequential(hg.Linear(3, 1))
+    twin.load_state_dict(model.state_dict())
+    opt, twin_opt = (
+        hg.optim.SGD(model.parameters(), lr=0.1),
+        hg.optim.SGD(twin.parameters(), lr=0.1),
+    )
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 3"):
+        hg.fit(
+            model, hg.MSELoss(), opt, (X, y), epochs=1, batch_size=2, shuffle=False, progress=False
+        )
+    loss = hg.MSELoss()
+    for i in (0, 2):  # the two good steps, by hand
+        twin_opt.zero_grad()
+        loss(twin(X[i : i + 2]), y[i : i + 2])
+        twin.backward(loss.backward())
+        twin_opt.step()
+    for k, t in twin.state_dict().items():
+        assert torch.equal(model.state_dict()[k], t), k
+
+
 def test_model_checkpoint_saves_best(tmp_path):
     d = hg.datasets.spiral()
     model = _spiral_model()

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from handgrad.comparison import GradcheckReport, GradComparison, _compare, _finite_difference
+from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
@@ -111,14 +112,39 @@ def _tensor_attributes(obj: Any, names: Sequence[str] | None) -> list[str]:
         return list(names)
     if callable(getattr(obj, "named_parameters", None)):
         return [n for n, _ in obj.named_parameters()]
-    return [n for n, v in vars(obj).items() if _is_float(v)]
+    names = []
+    for n, v in vars(obj).items():  # tensors held directly, or in a list or dict ("weights.0")
+        if _is_float(v):
+            names.append(n)
+        elif isinstance(v, (list, tuple, dict)):
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            names += [f"{n}.{k}" for k, t in items if _is_float(t) and "." not in str(k)]
+    return names
+
+
+def _step(obj: Any, part: str) -> Any:
+    """obj's child, attribute, list item or dict value called `part`."""
+    if isinstance(obj, dict):
+        return obj[part]
+    if isinstance(obj, (list, tuple)):
+        return obj[int(part)]
+    children = dict(obj.children()) if callable(getattr(obj, "children", None)) else {}
+    return children[part] if part in children else getattr(obj, part)
 
 
 def _get(obj: Any, dotted: str) -> Any:
     for part in dotted.split("."):
-        children = dict(obj.children()) if callable(getattr(obj, "children", None)) else {}
-        obj = children[part] if part in children else getattr(obj, part)
+        obj = _step(obj, part)
     return obj
+
+
+def _set(owner: Any, part: str, value: Any) -> None:
+    if isinstance(owner, dict):
+        owner[part] = value
+    elif isinstance(owner, list):
+        owner[int(part)] = value
+    else:
+        setattr(owner, part, value)
 
 
 def _replace(obj: Any, names: list[str], fn: Callable[[Tensor], Tensor]) -> None:
@@ -135,13 +161,13 @@ def _replace(obj: Any, names: list[str], fn: Callable[[Tensor], Tensor]) -> None
     new: dict[int, Tensor] = {}
     made: set[int] = set()
     for owner, attr in places:
-        t = getattr(owner, attr)
+        t = _step(owner, attr)
         if not isinstance(t, Tensor) or id(t) in made:
             continue
         if id(t) not in new:
             new[id(t)] = fn(t)
             made.add(id(new[id(t)]))
-        setattr(owner, attr, new[id(t)])
+        _set(owner, attr, new[id(t)])
 
 
 def _work_copy(obj: Any, names: list[str]) -> Any:
@@ -191,6 +217,7 @@ def gradcheck(
     finite_differences: bool = True,
     max_fd_elements: int = 200,
     seed: int = 0,
+    autograd: bool = True,
 ) -> GradcheckReport:
     """Check obj's backward in float64 against autograd and against finite differences.
 
@@ -200,16 +227,22 @@ def gradcheck(
         inputs: forward's arguments (a loss takes (pred, target)); floating ones become float64.
         params: attribute names of the parameters, when they cannot be discovered.
         max_fd_elements: finite differences probe at most this many elements per tensor.
-    Finite differences are wrong at kinks (ReLU at 0); keep inputs away from them.
+        autograd, finite_differences: which references to compare against (at least one).
+    The report passes only when every comparison ran and agreed and it compared at least one
+    element; a reference that could not run (autograd on a forward it cannot trace) is an
+    ERROR, never a pass. Finite differences are wrong at kinks (ReLU at 0); keep inputs away
+    from them.
     """
+    if not (autograd or finite_differences):
+        raise InputError("gradcheck: autograd=False and finite_differences=False compare nothing")
     pair = _is_pair(obj)
     if not pair and not (
         callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None))
     ):
-        raise TypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
+        raise ArgumentTypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
     xs = [_float64(x) for x in inputs]
     if not any(_tensors_of(x) for x in xs):
-        raise TypeError("gradcheck: expected at least one floating-point tensor input")
+        raise ArgumentTypeError("gradcheck: expected at least one floating-point tensor input")
     if pair:
         subject, hand = _pair_subject(obj, seed), _hand_pair(obj, xs, seed)
     else:
@@ -217,7 +250,8 @@ def gradcheck(
         hand = _hand_module(subject.fresh(), xs, subject.params, seed)
     checked = [i for i in range(min(len(hand.inputs), len(xs))) if _tensors_of(xs[i])]
     report = GradcheckReport(subject.name)
-    _against_autograd(report, subject, xs, checked, hand, atol, rtol)
+    if autograd:
+        _against_autograd(report, subject, xs, checked, hand, atol, rtol)
     if finite_differences:
         _against_finite_differences(
             report, subject, xs, checked, hand, atol, rtol, eps, max_fd_elements
@@ -263,7 +297,7 @@ def _hand_module(work: Any, xs: list[Any], names: list[str], seed: int) -> _Hand
         _get(work, n).grad = None
     out = _run(work, xs, seed)
     if not all(_is_float(o) for o in _as_tuple(out)):
-        raise TypeError(f"gradcheck: forward returned {type(out).__name__}, not tensors")
+        raise ArgumentTypeError(f"gradcheck: forward returned {type(out).__name__}, not tensors")
     g = None if _is_loss(work) else _upstream(out, seed)
     dx = work.backward() if g is None else work.backward(*g)
     if dx is None:
@@ -275,7 +309,8 @@ def _hand_module(work: Any, xs: list[Any], names: list[str], seed: int) -> _Hand
         p = _get(work, n)
         *path, last = n.split(".")
         owner = _get(work, ".".join(path)) if path else work
-        grads[n] = p.grad if p.grad is not None else getattr(owner, "d" + last, None)
+        named = getattr(owner, "d" + last, None) if not isinstance(owner, (list, dict)) else None
+        grads[n] = p.grad if p.grad is not None else named
     return _Hand(g, _as_tuple(dx), grads)
 
 
@@ -323,9 +358,16 @@ def _against_autograd(
         auto = torch.autograd.grad(
             _objective(out, hand.g), [t for _, _, t in items], allow_unused=True
         )
-    except Exception as exc:  # the forward may not be autograd-friendly
+    except Exception as exc:  # the forward may not be autograd-friendly: never a pass
         report.comparisons.append(
-            GradComparison("all", "autograd", True, note=f"skipped: autograd failed ({exc})")
+            GradComparison(
+                "all",
+                "autograd",
+                False,
+                note=f"could not run: {type(exc).__name__}: {exc} "
+                "(pass autograd=False to rely on finite differences alone)",
+                error=True,
+            )
         )
         return
     for (name, h, t), a in zip(items, auto):

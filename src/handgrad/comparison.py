@@ -23,9 +23,11 @@ class GradComparison:
     hand: float | None = None
     expected: float | None = None
     note: str = ""
+    compared: int = 0  # how many elements were compared
+    error: bool = False  # the comparison could not run (autograd failed, ...)
 
     def __str__(self) -> str:
-        verdict = "ok  " if self.ok else "FAIL"
+        verdict = "ok  " if self.ok else "ERROR" if self.error else "FAIL"
         head = f"  {verdict}  {self.name:<14} vs {self.reference:<19}"
         if self.note:
             return f"{head} {self.note}"
@@ -39,14 +41,20 @@ class GradComparison:
 
 @dataclass
 class GradcheckReport:
-    """All comparisons for one object; truthy when every gradient agrees (and there was one)."""
+    """All comparisons for one object. PASS (truthy) only when every comparison ran and agreed
+    and at least one element was compared: a check that could not run never passes."""
 
     target: str
     comparisons: list[GradComparison] = field(default_factory=list)
 
     @property
+    def compared(self) -> int:
+        """The number of gradient elements compared, over all references."""
+        return sum(c.compared for c in self.comparisons)
+
+    @property
     def ok(self) -> bool:
-        return bool(self.comparisons) and all(c.ok for c in self.comparisons)
+        return self.compared > 0 and all(c.ok for c in self.comparisons)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -56,8 +64,16 @@ class GradcheckReport:
         return [c for c in self.comparisons if not c.ok]
 
     def __str__(self) -> str:
-        lines = [f"gradcheck {self.target}: {'PASS' if self.ok else 'FAIL'}"]
-        if not self.comparisons:
+        verdict = (
+            "PASS" if self.ok else "ERROR" if any(c.error for c in self.comparisons) else "FAIL"
+        )
+        references = sorted({c.reference for c in self.comparisons if c.compared})
+        lines = [
+            f"gradcheck {self.target}: {verdict} ({len(self.comparisons)} comparisons, "
+            f"{self.compared} elements compared"
+            + (f" against {' and '.join(references)})" if references else ")")
+        ]
+        if self.compared == 0:
             lines.append("  FAIL  nothing was compared (no floating input got a gradient)")
         lines += [str(c) for c in self.comparisons]
         return "\n".join(lines)
@@ -88,7 +104,7 @@ def _finite_difference(
         f_minus = f()
         flat[i] = old
         est[k] = (f_plus - f_minus) / (2 * eps)
-    return torch.tensor(idx), est
+    return torch.tensor(idx, dtype=torch.long), est
 
 
 def _compare(
@@ -104,7 +120,13 @@ def _compare(
     shape = expected.shape if shape is None else shape
     if hand is None:  # right only where the gradient is zero
         if bool((expected.abs() <= atol).all()):
-            return GradComparison(name, reference, True, note="no gradient, and none expected")
+            return GradComparison(
+                name,
+                reference,
+                True,
+                note="no gradient, and none expected",
+                compared=expected.numel(),
+            )
         return GradComparison(
             name,
             reference,
@@ -124,7 +146,7 @@ def _compare(
     err = (h - e).abs()
     err = torch.where(torch.isnan(err), torch.full_like(err, float("inf")), err)
     if err.numel() == 0:
-        return GradComparison(name, reference, True)
+        return GradComparison(name, reference, True, note="empty: nothing to compare")
     worst = int(torch.argmax(err - (atol + rtol * e.abs())))
     ok = bool((err <= atol + rtol * e.abs()).all())
     flat_pos = int(index[worst]) if index is not None else worst
@@ -132,5 +154,12 @@ def _compare(
         tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_pos), shape)) if shape else ()
     )
     return GradComparison(
-        name, reference, ok, float(err.max()), where, float(h[worst]), float(e[worst])
+        name,
+        reference,
+        ok,
+        float(err.max()),
+        where,
+        float(h[worst]),
+        float(e[worst]),
+        compared=err.numel(),
     )

@@ -10,6 +10,11 @@ place, so code written against torch catches them unchanged:
     ArgumentTypeError(TypeError)        an argument of the wrong type: a list where a tensor goes
     NotSupportedError(InputError, TypeError) a torch option handgrad does not reproduce;
                                         the message reads "not supported: <option>"
+    InvalidKeyError(InputError, KeyError) a refused name: a ModuleDict key with a '.'
+    StateDictError(InvalidKeyError, RuntimeError) a state_dict or model file whose keys
+                                        or tensors do not fit the module (torch: RuntimeError)
+    CallOrderError(RuntimeError)        a method called out of order: backward() more often
+                                        than forward()
 
 All derive from HandgradError. The command line prints a HandgradError (and an OSError) as
 one line; any other exception is a bug inside handgrad and shows its traceback.
@@ -42,4 +47,28 @@ class NotSupportedError(InputError, TypeError):
         super().__init__(f"{owner}: not supported: {option}" + (f" ({detail})" if detail else ""))
 
 
-__all__ = ["HandgradError", "InputError", "ShapeError", "ArgumentTypeError", "NotSupportedError"]
+class InvalidKeyError(InputError, KeyError):
+    """A name or key that is refused (torch's KeyError): a ModuleDict key with a '.'."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class StateDictError(InvalidKeyError, RuntimeError):
+    """Keys or tensors of a state_dict that do not fit the module."""
+
+
+class CallOrderError(HandgradError, RuntimeError):
+    """A method called out of order, such as backward() before forward()."""
+
+
+__all__ = [
+    "HandgradError",
+    "InputError",
+    "ShapeError",
+    "ArgumentTypeError",
+    "NotSupportedError",
+    "InvalidKeyError",
+    "StateDictError",
+    "CallOrderError",
+]

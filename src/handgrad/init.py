@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from handgrad.errors import InputError
+
 INITS = (
     "torch",
     "normal",
@@ -32,7 +34,7 @@ def leaky_relu_gain(a: float) -> float:
 def fans(t: Tensor) -> tuple[int, int]:
     """(fan_in, fan_out) of a weight (out, in, *kernel), as torch computes them."""
     if t.dim() < 2:
-        raise ValueError(f"init: fans need a weight with at least 2 dims, got {tuple(t.shape)}")
+        raise InputError(f"init: fans need a weight with at least 2 dims, got {tuple(t.shape)}")
     receptive = math.prod(t.shape[2:])
     return t.shape[1] * receptive, t.shape[0] * receptive
 
@@ -81,7 +83,7 @@ def linear_parameters(
     The other schemes set W as named and b = 0.
     """
     if init not in INITS:
-        raise ValueError(f"Linear: unknown init {init!r}; expected one of {', '.join(INITS)}")
+        raise InputError(f"Linear: unknown init {init!r}; expected one of {', '.join(INITS)}")
     kw: dict[str, Any] = {"device": device, "dtype": dtype}
     if init == "normal":
         W = torch.randn(out_features, in_features, **kw)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from handgrad import registry
+from handgrad.errors import ArgumentTypeError
 from handgrad.module import Module
 from handgrad.nn.containers import ModuleDict, ModuleList, Sequential
 from handgrad.nn.linear import Neuron
@@ -50,7 +51,7 @@ def to_torch(model: Module) -> Any:
             ref = getattr(nn, m.torch_name)(**m.config())
             ref.load_state_dict({k: v.clone() for k, v in m.state_dict().items()})
         else:
-            raise TypeError(f"to_torch: torch.nn has no equivalent of {type(m).__name__}")
+            raise ArgumentTypeError(f"to_torch: torch.nn has no equivalent of {type(m).__name__}")
         p = next(iter(m.state_dict().values()), None)
         if p is not None and p.is_floating_point():
             ref = ref.to(device=p.device, dtype=p.dtype)
@@ -82,7 +83,7 @@ def from_torch(module: Any) -> Module:
         else:
             cls = registry.torch_counterpart(name)
             if cls is None or type(m) is not getattr(nn, name, None):
-                raise TypeError(f"from_torch: handgrad has no equivalent of {name}")
+                raise ArgumentTypeError(f"from_torch: handgrad has no equivalent of {name}")
             mine = cls.from_config(cls.config_from_torch(m))  # type: ignore[attr-defined]
             _check_same(m, getattr(nn, name)(**mine.config()))
             _copy_state(m, mine)
@@ -102,7 +103,7 @@ def _check_same(original: Any, rebuilt: Any) -> None:
         if not _same(value, other):
             differ.append(f"{key}={value!r}")
     if differ:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"from_torch: handgrad's {type(original).__name__} cannot do "
             f"{', '.join(differ)} (it builds {rebuilt!r})"
         )

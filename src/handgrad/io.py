@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from handgrad import registry
+from handgrad.errors import ArgumentTypeError, InputError, StateDictError
 from handgrad.module import Module
 from handgrad.optim import OPTIMIZERS, LRScheduler, Optimizer
 
@@ -45,7 +46,7 @@ def architecture(model: Module) -> dict[str, Any]:
             seen[id(value)] = len(seen)
             name = registry.saved_name(type(value))
             if registry.classes().get(name) is not type(value):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"save: {type(value).__qualname__} cannot be saved: only classes defined at "
                     "a module's top level can be found again by hg.load"
                 )
@@ -62,7 +63,7 @@ def architecture(model: Module) -> dict[str, Any]:
 def build(spec: dict[str, Any]) -> Module:
     """A fresh module from an architecture dict (weights drawn without touching the global RNG)."""
     if not isinstance(spec, dict) or "type" not in spec:
-        raise ValueError(f"expected a module description with a 'type', got {spec!r}")
+        raise InputError(f"expected a module description with a 'type', got {spec!r}")
     built: list[Module | None] = []
 
     def make(value: Any) -> Any:
@@ -73,7 +74,7 @@ def build(spec: dict[str, Any]) -> Module:
         if "same_as" in value and len(value) == 1:
             k = value["same_as"]
             if not isinstance(k, int) or not 0 <= k < len(built):
-                raise ValueError(f"a module description refers to module {k!r}, which is not there")
+                raise InputError(f"a module description refers to module {k!r}, which is not there")
             return built[k]  # (numbered before its children, as saved)
         if "type" not in value:
             return {k: make(v) for k, v in value.items()}
@@ -84,13 +85,13 @@ def build(spec: dict[str, Any]) -> Module:
         try:
             built[slot] = cls.from_config(config)  # type: ignore[attr-defined]
         except TypeError as exc:
-            raise ValueError(f"bad arguments for {value['type']}: {exc}") from None
+            raise InputError(f"bad arguments for {value['type']}: {exc}") from None
         return built[slot]
 
     with torch.random.fork_rng(devices=[]):
         model = make(spec)
     if not isinstance(model, Module):
-        raise ValueError(f"{spec['type']} is not a handgrad Module")
+        raise InputError(f"{spec['type']} is not a handgrad Module")
     return model
 
 
@@ -136,28 +137,28 @@ def _read(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Tensor], d
         raise FileNotFoundError(f"load: cannot read {path}: {exc.strerror}") from None
     problem = f"load: {path} is not a handgrad {kind} file"
     if len(data) < 8:
-        raise ValueError(f"{problem} (only {len(data)} bytes)")
+        raise InputError(f"{problem} (only {len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
     if n > len(data) - 8:
-        raise ValueError(f"{problem} (truncated: header says {n} bytes, file has {len(data)})")
+        raise InputError(f"{problem} (truncated: header says {n} bytes, file has {len(data)})")
     try:
         header = json.loads(data[8 : 8 + n])
         tensors = safetensors_load(data)
     except Exception as exc:  # safetensors raises its own error types
-        raise ValueError(f"{problem} (damaged or truncated: {exc})") from None
+        raise InputError(f"{problem} (damaged or truncated: {exc})") from None
     meta = header.get("__metadata__") or {}
     return tensors, meta
 
 
 def _architecture_from(meta: dict[str, str], path: Path, key: str) -> dict[str, Any]:
     if key not in meta:
-        raise ValueError(
+        raise InputError(
             f"load: {path} is a safetensors file without handgrad's architecture (a foreign file?)"
         )
     try:
         return json.loads(meta[key])
     except json.JSONDecodeError:
-        raise ValueError(f"load: {path} has a damaged architecture record") from None
+        raise InputError(f"load: {path} has a damaged architecture record") from None
 
 
 def _untied(model: Module) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -180,7 +181,9 @@ def _retie(model: Module, tied: dict[str, str]) -> None:
     state = model.state_dict()
     for key, source in tied.items():
         if key not in state or source not in state:
-            raise KeyError(f"the file ties {key!r} to {source!r}, which the model does not have")
+            raise StateDictError(
+                f"the file ties {key!r} to {source!r}, which the model does not have"
+            )
         if state[key] is not state[source]:
             owner, _, name = key.rpartition(".")
             setattr(model.get_submodule(owner), name, state[source])
@@ -197,7 +200,7 @@ def _rebuild(
         _retie(model, tied)
         model.load_state_dict({**state, **{k: state[s] for k, s in tied.items() if s in state}})
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"load: {path}: {exc}") from None
+        raise InputError(f"load: {path}: {exc}") from None
     return model
 
 
@@ -205,9 +208,9 @@ def _tied_from(meta: dict[str, str], path: Path) -> dict[str, str]:
     try:
         tied = json.loads(meta.get("tied", "{}"))
     except json.JSONDecodeError:
-        raise ValueError(f"load: {path} has a damaged record of tied weights") from None
+        raise InputError(f"load: {path} has a damaged record of tied weights") from None
     if not isinstance(tied, dict):
-        raise ValueError(f"load: {path} has a damaged record of tied weights")
+        raise InputError(f"load: {path} has a damaged record of tied weights")
     return tied
 
 
@@ -237,7 +240,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         return dict(json.loads(meta.get("user", "{}")))
     except (json.JSONDecodeError, TypeError, ValueError):
-        raise ValueError(f"read_metadata: {path} has damaged metadata") from None
+        raise InputError(f"read_metadata: {path} has damaged metadata") from None
 
 
 def load(path: str | os.PathLike[str], device: torch.device | str | None = None) -> Module:
@@ -298,7 +301,7 @@ def load_checkpoint(
     p = Path(path)
     tensors, meta = _read(p, "checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"load_checkpoint: {p} is not a handgrad checkpoint")
+        raise InputError(f"load_checkpoint: {p} is not a handgrad checkpoint")
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     tied = _tied_from(meta, p)
     if model is None:
@@ -307,7 +310,7 @@ def load_checkpoint(
         try:
             model.load_state_dict({**state, **{k: state[s] for k, s in tied.items() if s in state}})
         except (ValueError, KeyError) as exc:
-            raise ValueError(f"load_checkpoint: {p}: {exc}") from None
+            raise InputError(f"load_checkpoint: {p}: {exc}") from None
     info = json.loads(meta["optimizer"])
     if optimizer is None:
         optimizer = OPTIMIZERS[info["type"].lower()](

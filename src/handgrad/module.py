@@ -22,6 +22,13 @@ import torch
 from torch import Tensor
 
 from handgrad import registry
+from handgrad.errors import (
+    ArgumentTypeError,
+    CallOrderError,
+    InputError,
+    ShapeError,
+    StateDictError,
+)
 from handgrad.mode import _mode, no_cache
 
 __all__ = ["Module", "accumulate_grad", "no_cache", "zero_grads"]
@@ -104,7 +111,7 @@ class Module:
         """The cache of the latest forward not yet backpropagated (last in, first out)."""
         stack = getattr(self, "_caches", None)
         if not stack:
-            raise RuntimeError(
+            raise CallOrderError(
                 f"{self._short_name()}.backward() called more often than forward() (each "
                 "forward allows one backward; forwards under hg.no_cache() keep nothing)"
             )
@@ -233,7 +240,7 @@ class Module:
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(
+            raise StateDictError(
                 f"{self._short_name()}.load_state_dict: missing keys {missing}, "
                 f"unexpected keys {unexpected}"
             )
@@ -242,12 +249,12 @@ class Module:
             if k not in state_dict:
                 continue
             if not isinstance(v, Tensor):
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"{self._short_name()}.load_state_dict: {k!r} must be a tensor, "
                     f"got {type(v).__name__}"
                 )
             if v.shape != t.shape:
-                raise ValueError(
+                raise InputError(
                     f"{self._short_name()}.load_state_dict: {k!r} expected shape "
                     f"{tuple(t.shape)}, got {tuple(v.shape)}"
                 )
@@ -341,9 +348,11 @@ class Module:
     # ---- checks layers run on what they are given -----------------------------------------
     def _check_grad_output(self, dy: Tensor, shape: torch.Size) -> None:
         if not isinstance(dy, Tensor):
-            raise TypeError(f"{self._short_name()}.backward: expected a tensor, got {type(dy)}")
+            raise ArgumentTypeError(
+                f"{self._short_name()}.backward: expected a tensor, got {type(dy)}"
+            )
         if dy.shape != shape:
-            raise ValueError(
+            raise ShapeError(
                 f"{self._short_name()}.backward: expected a gradient of the output's shape "
                 f"{tuple(shape)}, got {tuple(dy.shape)}"
             )
@@ -352,7 +361,7 @@ class Module:
         """x is floating, (..., in_features), with the weight's dtype and device."""
         self._check_input(x, min_dim=1)
         if x.shape[-1] != in_features:
-            raise ValueError(
+            raise ShapeError(
                 f"{self._short_name()}: expected input with {in_features} features "
                 f"(last dim), got shape {tuple(x.shape)}"
             )
@@ -360,23 +369,23 @@ class Module:
 
     def _check_like(self, x: Tensor, weight: Tensor) -> None:
         if x.dtype != weight.dtype or x.device != weight.device:
-            raise TypeError(
+            raise ShapeError(
                 f"{self._short_name()}: input is {x.dtype} on {x.device}, but the layer is "
                 f"{weight.dtype} on {weight.device}; move one with .to()"
             )
 
     def _check_input(self, x: Tensor, min_dim: int = 0) -> None:
         if not isinstance(x, Tensor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{self._short_name()}: expected a torch.Tensor, got {type(x).__name__}"
             )
         if not x.is_floating_point():
-            raise TypeError(
+            raise ShapeError(
                 f"{self._short_name()}: expected a floating-point input, got {x.dtype} "
                 "(convert with x.float())"
             )
         if x.dim() < min_dim:
-            raise ValueError(
+            raise ShapeError(
                 f"{self._short_name()}: expected an input with at least {min_dim} dimension(s), "
                 f"got shape {tuple(x.shape)}"
             )

@@ -12,6 +12,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from handgrad.errors import InputError
+
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
     """Write fig to path atomically, so an old file is never left half-written."""
@@ -32,7 +34,7 @@ def fit_snapshots(
 ) -> Path:
     """One panel per snapshot: the data (orange) and the fit (green), as in the lab's 4.4."""
     if len(snapshots) != len(epochs):
-        raise ValueError(f"fit_snapshots: {len(snapshots)} snapshots but {len(epochs)} epochs")
+        raise InputError(f"fit_snapshots: {len(snapshots)} snapshots but {len(epochs)} epochs")
     cols = 3
     rows = (len(snapshots) + cols - 1) // cols
     fig = Figure(figsize=(4 * cols, 3 * rows), layout="constrained")
@@ -77,7 +79,7 @@ def decision_boundary(
 ) -> Path:
     """The class a 2-D classifier picks over the plane, with the data on top."""
     if X.dim() != 2 or X.shape[1] != 2:
-        raise ValueError(f"decision_boundary: needs 2-D inputs (N, 2), got {tuple(X.shape)}")
+        raise InputError(f"decision_boundary: needs 2-D inputs (N, 2), got {tuple(X.shape)}")
     from handgrad.training import predict
 
     lo, hi = X.min(0).values - 0.1, X.max(0).values + 0.1

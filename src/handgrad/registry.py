@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from handgrad.errors import InputError
+
 _CLASSES: dict[str, type] = {}  # saved name -> class
 
 
@@ -39,19 +41,19 @@ def lookup(name: str) -> type:
         return _CLASSES[name]
     module_name, sep, qualname = name.partition(":")
     if not sep:
-        raise ValueError(f"unknown layer type {name!r}")
+        raise InputError(f"unknown layer type {name!r}")
     try:
         obj: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(
+        raise InputError(
             f"the model uses the class {qualname} from {module_name}, which cannot be imported "
             f"({exc}); import or define it before loading"
         ) from None
     cls = _CLASSES.get(name)
     if cls is None or cls is not obj:
-        raise ValueError(f"{name} is not a handgrad Module class")
+        raise InputError(f"{name} is not a handgrad Module class")
     return cls
 
 

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from handgrad.errors import InputError
+
 
 @dataclass
 class Dataset:
@@ -49,11 +51,11 @@ class Dataset:
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
         """A copy whose last `test_fraction` (after a seeded shuffle) is the test split."""
         if not 0 < test_fraction < 1:
-            raise ValueError(f"Dataset.split: test_fraction must be in (0, 1), got {test_fraction}")
+            raise InputError(f"Dataset.split: test_fraction must be in (0, 1), got {test_fraction}")
         n = self.X.shape[0]
         n_test = max(1, int(round(n * test_fraction)))
         if n - n_test < 1:
-            raise ValueError(f"Dataset.split: {n} examples are too few to split")
+            raise InputError(f"Dataset.split: {n} examples are too few to split")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         tr, te = order[:-n_test], order[-n_test:]
         return replace(self, X=self.X[tr], y=self.y[tr], X_test=self.X[te], y_test=self.y[te])
@@ -108,7 +110,7 @@ def spiral(n_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: i
     Arm k: radius r = t ∈ [0, 1], angle 4(k + r) + noise·N(0, 1).
     """
     if classes < 2 or n_per_class < 1:
-        raise ValueError(
+        raise InputError(
             f"spiral: need classes >= 2 and n_per_class >= 1, got {classes}, {n_per_class}"
         )
     g = torch.Generator().manual_seed(seed)
@@ -198,19 +200,19 @@ def load_idx(path: str | Path) -> Tensor:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
-            raise ValueError(f"load_idx: {path} is a damaged gzip file ({exc})") from None
+            raise InputError(f"load_idx: {path} is a damaged gzip file ({exc})") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"load_idx: {path} is not an IDX file (bad magic number)")
+        raise InputError(f"load_idx: {path} is not an IDX file (bad magic number)")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise ValueError(f"load_idx: {path} has a truncated header")
+        raise InputError(f"load_idx: {path} has a truncated header")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     np_type, torch_type = _IDX_TYPES[raw[2]]
     count = math.prod(shape)
     itemsize = np.dtype(np_type).itemsize
     if len(raw) != header + count * itemsize:
-        raise ValueError(
+        raise InputError(
             f"load_idx: {path} should hold {count} values of shape {shape} "
             f"({header + count * itemsize} bytes), but has {len(raw)} bytes"
         )
@@ -230,7 +232,7 @@ def idx_dataset(
     def pair(img_path: str | Path, lab_path: str | Path) -> tuple[Tensor, Tensor]:
         X, y = load_idx(img_path), load_idx(lab_path)
         if X.shape[0] != y.shape[0] or y.dim() != 1:
-            raise ValueError(
+            raise InputError(
                 f"idx_dataset: {img_path} has {X.shape[0]} images but {lab_path} "
                 f"has labels of shape {tuple(y.shape)}"
             )
@@ -262,23 +264,23 @@ def load_csv(path: str | Path, target: str | int = -1, task: str = "auto") -> Da
     except OSError as exc:
         raise FileNotFoundError(f"load_csv: cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"load_csv: {path} is not a text CSV file") from None
+        raise InputError(f"load_csv: {path} is not a text CSV file") from None
     rows = [r for r in rows if r]
     if len(rows) < 2:
-        raise ValueError(f"load_csv: {path} needs a header row and at least one data row")
+        raise InputError(f"load_csv: {path} needs a header row and at least one data row")
     header = rows[0]
     if isinstance(target, str):
         if target not in header:
-            raise ValueError(f"load_csv: {path} has no column {target!r}; columns: {header}")
+            raise InputError(f"load_csv: {path} has no column {target!r}; columns: {header}")
         t = header.index(target)
     else:
         t = target % len(header)
     try:
         values = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64)
     except ValueError as exc:
-        raise ValueError(f"load_csv: {path} holds a non-numeric value ({exc})") from None
+        raise InputError(f"load_csv: {path} holds a non-numeric value ({exc})") from None
     if values.shape[1] != len(header):
-        raise ValueError(f"load_csv: {path}: rows must have {len(header)} columns")
+        raise InputError(f"load_csv: {path}: rows must have {len(header)} columns")
     X = torch.tensor(np.delete(values, t, axis=1), dtype=torch.float32)
     ycol = values[:, t]
     is_int = bool(np.all(ycol == np.round(ycol))) and ycol.min() >= 0
@@ -286,11 +288,11 @@ def load_csv(path: str | Path, target: str | int = -1, task: str = "auto") -> Da
         task = "classification" if is_int and len(np.unique(ycol)) <= 50 else "regression"
     if task == "classification":
         if not is_int:
-            raise ValueError(f"load_csv: {path}: classification needs integer labels >= 0")
+            raise InputError(f"load_csv: {path}: classification needs integer labels >= 0")
         y = torch.tensor(ycol, dtype=torch.int64)
         return Dataset(path.stem, X, y, task=task, num_classes=int(y.max()) + 1)
     if task != "regression":
-        raise ValueError(f"load_csv: task must be auto, classification or regression, got {task!r}")
+        raise InputError(f"load_csv: task must be auto, classification or regression, got {task!r}")
     return Dataset(path.stem, X, torch.tensor(ycol, dtype=torch.float32).unsqueeze(1), task=task)
 
 

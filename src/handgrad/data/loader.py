@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from handgrad.errors import ArgumentTypeError, InputError
+
 
 class DataLoader:
     """Yields (X[idx], y[idx]) batches along dim 0.
@@ -34,24 +36,24 @@ class DataLoader:
         world_size: int = 1,
     ) -> None:
         if not isinstance(X, Tensor) or not isinstance(y, Tensor):
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"DataLoader: X and y must be tensors, got {type(X).__name__}, {type(y).__name__}"
             )
         if X.dim() == 0 or y.dim() == 0 or X.shape[0] != y.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"DataLoader: X and y must have the same length along dim 0, got X "
                 f"{tuple(X.shape)} and y {tuple(y.shape)}"
             )
         if X.shape[0] == 0:
-            raise ValueError("DataLoader: the dataset is empty")
+            raise InputError("DataLoader: the dataset is empty")
         if batch_size is not None and (
             not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
         ):
-            raise ValueError(
+            raise InputError(
                 f"DataLoader: batch_size must be None or an int >= 1, got {batch_size!r}"
             )
         if not 0 <= rank < world_size:
-            raise ValueError(f"DataLoader: need 0 <= rank < world_size, got {rank}, {world_size}")
+            raise InputError(f"DataLoader: need 0 <= rank < world_size, got {rank}, {world_size}")
         self.X, self.y = X, y
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.drop_last, self.device = drop_last, device

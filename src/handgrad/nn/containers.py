@@ -13,12 +13,15 @@ from typing import Any
 
 from torch import Tensor
 
+from handgrad.errors import ArgumentTypeError, InputError, InvalidKeyError
 from handgrad.module import Module
 
 
 def _checked(owner: str, m: object, where: object) -> Module:
     if not isinstance(m, Module):
-        raise TypeError(f"{owner}: item {where} is {type(m).__name__}, not a handgrad Module")
+        raise ArgumentTypeError(
+            f"{owner}: item {where} is {type(m).__name__}, not a handgrad Module"
+        )
     return m
 
 
@@ -155,7 +158,9 @@ class ModuleDict(Module):
 
     def __setitem__(self, key: str, module: Module) -> None:
         if not isinstance(key, str) or not key or "." in key:
-            raise KeyError(f"ModuleDict: a key must be a non-empty string without '.', got {key!r}")
+            raise InvalidKeyError(
+                f"ModuleDict: a key must be a non-empty string without '.', got {key!r}"
+            )
         self.entries[key] = _checked("ModuleDict", module, repr(key))
 
     def __getitem__(self, key: str) -> Module:
@@ -199,7 +204,7 @@ class Residual(Module):
     def forward(self, x: Tensor) -> Tensor:
         fx = self.fn(x)
         if not isinstance(fx, Tensor) or fx.shape != x.shape:
-            raise ValueError(
+            raise InputError(
                 f"Residual: fn must keep the input's shape {tuple(x.shape)}, "
                 f"got {tuple(getattr(fx, 'shape', ())) or type(fx).__name__}"
             )

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.module import accumulate_grad
 
 
@@ -16,11 +17,11 @@ class _Penalty:
 
     def __init__(self, lambda_: float, params: Iterable[Tensor]) -> None:
         if lambda_ < 0:
-            raise ValueError(f"{type(self).__name__}: lambda_ must be >= 0, got {lambda_}")
+            raise InputError(f"{type(self).__name__}: lambda_ must be >= 0, got {lambda_}")
         self.lambda_ = float(lambda_)
         self.params = list(params)
         if not all(isinstance(p, Tensor) for p in self.params):
-            raise TypeError(f"{type(self).__name__}: params must be tensors")
+            raise ArgumentTypeError(f"{type(self).__name__}: params must be tensors")
 
     def __call__(self) -> Tensor:
         return self.penalty()

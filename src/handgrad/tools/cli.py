@@ -1,11 +1,15 @@
-"""The `handgrad` command: lab, train, predict, check. Errors print one line, no traceback."""
+"""The `handgrad` command: lab, train, predict, check, bench. A user's mistake prints one line;
+an unexpected error inside handgrad shows its traceback (always, with --debug)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from handgrad.errors import InputError
 
 LAB_EXAMPLES = """examples:
   handgrad lab                              all tasks, figure in runs/lab/fit_4_4.png
@@ -69,7 +73,7 @@ def _lab(args: argparse.Namespace) -> int:
 
     unknown = [t for t in args.task if t not in lab.TASKS]
     if unknown:
-        raise ValueError(f"unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}")
+        raise InputError(f"unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}")
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
     figure = None if args.no_figure else args.figure
@@ -137,16 +141,16 @@ def _predict(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from None
     if len(rows) < 2:
-        raise ValueError(f"{path} needs a header row and at least one data row")
+        raise InputError(f"{path} needs a header row and at least one data row")
     header = rows[0]
     keep = [i for i, name in enumerate(header) if name not in args.drop]
     try:
         X = torch.tensor([[float(r[i]) for i in keep] for r in rows[1:]], dtype=torch.float32)
     except (ValueError, IndexError):
-        raise ValueError(f"{path} holds a non-numeric value or a short row") from None
+        raise InputError(f"{path} holds a non-numeric value or a short row") from None
     shape = meta.get("input_shape")
     if shape and X.shape[1] != int(torch.tensor(shape).prod()):
-        raise ValueError(
+        raise InputError(
             f"the model expects {int(torch.tensor(shape).prod())} features, "
             f"{path} has {X.shape[1]} columns"
         )
@@ -176,7 +180,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     unknown = [s for s in args.suite if s not in bench.SUITES]
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"unknown suite {', '.join(unknown)}; choose from {', '.join(bench.SUITES)}"
         )
     cases = [c for s in (args.suite or list(bench.SUITES)) for c in bench.SUITES[s]]
@@ -200,13 +204,13 @@ def _check(args: argparse.Namespace) -> int:
 
     file, _, class_name = args.target.rpartition(":")
     if not file or not class_name:
-        raise ValueError(f"expected FILE.py:ClassName, got {args.target!r}")
+        raise InputError(f"expected FILE.py:ClassName, got {args.target!r}")
     path = Path(file)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None:
-        raise ValueError(f"cannot import {path}")
+        raise InputError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
     try:
@@ -215,12 +219,12 @@ def _check(args: argparse.Namespace) -> int:
         sys.path.pop(0)
     cls = getattr(module, class_name, None)
     if cls is None:
-        raise ValueError(f"{path} defines no {class_name}")
+        raise InputError(f"{path} defines no {class_name}")
     ctor_args = [float(a) if "." in a else int(a) for a in args.args.split(",") if a.strip()]
     try:
         obj = cls(*ctor_args)
     except TypeError as exc:
-        raise ValueError(
+        raise InputError(
             f"cannot build {class_name}({', '.join(map(str, ctor_args))}): {exc}; "
             "pass its arguments with --args"
         ) from None
@@ -238,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="handgrad",
         description="Neural networks from scratch on PyTorch tensors, every backward by hand.",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of every error (also HANDGRAD_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     raw = argparse.RawDescriptionHelpFormatter
@@ -369,19 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. A user's mistake (a HandgradError, or a file that cannot be read or
+    written) prints one line and returns 1; anything else is a bug in handgrad and shows its
+    traceback. --debug or HANDGRAD_DEBUG=1 shows the traceback of every error."""
     args = build_parser().parse_args(argv)
-    from handgrad.training import NonFiniteLossError
+    from handgrad.errors import HandgradError
 
+    debug = args.debug or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args))
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        FileNotFoundError,
-        RuntimeError,
-        NonFiniteLossError,
-    ) as exc:
+    except (HandgradError, OSError) as exc:
+        if debug:
+            raise
         print(f"handgrad {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -13,6 +13,7 @@ import torch
 
 from handgrad import io, plot, registry
 from handgrad.data import datasets
+from handgrad.errors import InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.activation import Activation
@@ -72,28 +73,28 @@ class TrainConfig:
         """Reject unknown names and impossible numbers before any work starts."""
         for name, table in (("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
             if getattr(self, name) not in table:
-                raise ValueError(
+                raise InputError(
                     f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(table)}"
                 )
         if self.arch not in ("mlp", "cnn"):
-            raise ValueError(f"unknown arch {self.arch!r}; choose from mlp, cnn")
+            raise InputError(f"unknown arch {self.arch!r}; choose from mlp, cnn")
         if self.conv_algorithm not in Conv2d.ALGORITHMS:
-            raise ValueError(
+            raise InputError(
                 f"unknown conv_algorithm {self.conv_algorithm!r}; "
                 f"choose from {', '.join(Conv2d.ALGORITHMS)}"
             )
         if self.loss != "auto" and self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose from auto, {', '.join(LOSSES)}")
+            raise InputError(f"unknown loss {self.loss!r}; choose from auto, {', '.join(LOSSES)}")
         if self.schedule != "none" and self.schedule not in SCHEDULES:
-            raise ValueError(
+            raise InputError(
                 f"unknown schedule {self.schedule!r}; choose from none, {', '.join(SCHEDULES)}"
             )
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {self.batch_size}")
+            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
         if self.epochs < 1 or self.lr < 0 or not 0 <= self.dropout < 1:
-            raise ValueError("need epochs >= 1, lr >= 0 and dropout in [0, 1)")
+            raise InputError("need epochs >= 1, lr >= 0 and dropout in [0, 1)")
         if any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden widths must be >= 1, got {self.hidden}")
+            raise InputError(f"hidden widths must be >= 1, got {self.hidden}")
 
 
 def load_dataset(config: TrainConfig) -> datasets.Dataset:
@@ -108,7 +109,7 @@ def load_dataset(config: TrainConfig) -> datasets.Dataset:
         )
         d = datasets.load_csv(config.data, target=target)
     else:
-        raise ValueError(
+        raise InputError(
             f"unknown dataset {config.data!r}: choose from "
             f"{', '.join(datasets.DATASETS)}, or give a CSV file"
         )
@@ -168,7 +169,7 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
         return Sequential(
             *convs, *drop(), Linear(head_in, 128), act(), *drop(), Linear(128, out_features)
         )
-    raise ValueError(
+    raise InputError(
         f"--arch cnn needs image-shaped inputs (C, L) or (C, H, W), got "
         f"{input_shape}; digits and mnist1d give them, CSV files do not"
     )
@@ -189,7 +190,7 @@ def _loss(config: TrainConfig, task: str) -> Loss:
         else ("cross_entropy" if task == "classification" else "mse")
     )
     if (name == "cross_entropy") != (task == "classification"):
-        raise ValueError(f"loss {name!r} does not fit a {task} dataset")
+        raise InputError(f"loss {name!r} does not fit a {task} dataset")
     return LOSSES[name]()
 
 
@@ -243,7 +244,7 @@ def run(config: TrainConfig) -> RunResult:
         and data.y_test.numel()
         and int(data.y_test.max()) >= data.out_features
     ):
-        raise ValueError(
+        raise InputError(
             f"test labels reach {int(data.y_test.max())} but the training data has "
             f"{data.out_features} classes"
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from handgrad.errors import InputError
 from handgrad.module import Module
 
 
@@ -69,7 +70,7 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = True,
     ) -> None:
         if patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be >= 0, got {patience}")
+            raise InputError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = _mode(monitor, mode)
         self.restore_best_weights = restore_best_weights
@@ -83,7 +84,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Module) -> bool:
         if self.monitor not in logs:
-            raise KeyError(f"EarlyStopping: {self.monitor!r} is not logged; logged: {list(logs)}")
+            raise InputError(f"EarlyStopping: {self.monitor!r} is not logged; logged: {list(logs)}")
         value = logs[self.monitor]
         if _better(self.mode, value, self.best, self.min_delta):
             self.best, self.best_epoch, self.wait = value, epoch, 0

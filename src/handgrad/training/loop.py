@@ -15,6 +15,7 @@ from torch import Tensor
 
 from handgrad.data.datasets import Dataset
 from handgrad.data.loader import DataLoader
+from handgrad.errors import ArgumentTypeError, HandgradError, InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
@@ -35,7 +36,7 @@ def _loader(
     if isinstance(data, Dataset):
         data = (data.X, data.y)
     if not isinstance(data, tuple) or len(data) != 2:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"fit: {what} must be (X, y), a Dataset or a DataLoader, got {type(data).__name__}"
         )
     return DataLoader(data[0], data[1], batch_size=batch_size, shuffle=shuffle, seed=seed)
@@ -47,13 +48,13 @@ def _check_labels(model_out: Tensor, y: Tensor, what: str) -> None:
         return
     C = model_out.shape[1]
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= C):
-        raise ValueError(
+        raise InputError(
             f"fit: {what} labels span [{int(y.min())}, {int(y.max())}] but the model "
             f"has {C} outputs (classes 0..{C - 1})"
         )
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(HandgradError, FloatingPointError):
     """The loss became inf or NaN; the model holds its last finite weights."""
 
 
@@ -142,15 +143,16 @@ def fit(
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
     `train`/`val` are (X, y) tensors, a Dataset or a DataLoader (whose own batch_size wins).
-    `scheduler.step()` runs after every epoch. A non-finite loss stops training with
-    NonFiniteLossError naming the epoch and batch; the model keeps its last finite weights.
+    `scheduler.step()` runs after every epoch. A non-finite loss or gradient stops training
+    with NonFiniteLossError naming the epoch and batch; both are checked before the optimizer
+    step, so the model keeps its weights from before that step (nothing is copied).
     `initial_epoch` resumes a run (see hg.io.save_checkpoint). With `distributed`, inside a
     torch.distributed process group, each process trains on its shard of (X, y) and the
     gradients are averaged before every step (handgrad.distributed); the logged train loss is
     the average over processes.
     """
     if not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+        raise InputError(f"fit: epochs must be an int >= 0, got {epochs!r}")
     sync: Callable[[Module], None] | None = None
     loader = _loader(train, batch_size, shuffle, seed, "train")
     if distributed:
@@ -206,6 +208,21 @@ def _average_over_processes(value: float) -> float:
     return float(t) / dist.get_world_size()
 
 
+def _finite_gradients(params: list[Tensor]) -> bool:
+    """One reduction over every gradient (one host sync), not one per tensor."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()))
+
+
+def _stop(model: Module, loss: Loss, what: str) -> None:
+    model.clear_cache()
+    loss.clear_cache()
+    raise NonFiniteLossError(
+        f"fit: {what}; the model keeps its weights from before this step "
+        "(try a smaller learning rate)"
+    )
+
+
 def _train_epoch(
     model: Module,
     loss: Loss,
@@ -218,7 +235,7 @@ def _train_epoch(
     sync: Callable[[Module], None] | None = None,
 ) -> dict[str, float]:
     model.train()
-    snapshot = [p.clone() for p in model.parameters()]  # for a step that makes weights non-finite
+    params = model.parameters()
     total, n, outs, ys = 0.0, 0, [], []
     with _progress(len(loader), epoch, epochs, progress) as bar:
         for batch, (xb, yb) in enumerate(loader, start=1):
@@ -227,20 +244,14 @@ def _train_epoch(
                 _check_labels(out, yb, "train")
             value = loss(out, yb)
             v = float(value)
-            if not math.isfinite(v):
-                model.clear_cache()
-                loss.clear_cache()
-                if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-                    for p, s in zip(model.parameters(), snapshot):
-                        p.copy_(s)
-                raise NonFiniteLossError(
-                    f"fit: the loss became {v} at epoch {epoch}, batch {batch}; the model keeps "
-                    "its last finite weights (try a smaller learning rate)"
-                )
+            if not math.isfinite(v):  # checked before the step: the weights stay as they were
+                _stop(model, loss, f"the loss became {v} at epoch {epoch}, batch {batch}")
             optimizer.zero_grad()
             model.backward_params(loss.backward())  # dL/dX of the data is never needed
             if sync is not None:
                 sync(model)  # data parallel: every process steps with the averaged gradient
+            if not _finite_gradients(params):
+                _stop(model, loss, f"a gradient became inf or NaN at epoch {epoch}, batch {batch}")
             optimizer.step()
             total += v * xb.shape[0]
             n += xb.shape[0]

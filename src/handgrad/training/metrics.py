@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from handgrad.errors import InputError
+
 Metric = Callable[[Tensor, Tensor], float]
 
 
@@ -20,7 +22,7 @@ def accuracy(pred: Tensor, target: Tensor) -> float:
     if pred.dim() == target.dim() + 1 and pred.shape[class_dim] > 1:
         return float((pred.argmax(class_dim) == target).float().mean())
     if pred.numel() != target.numel():
-        raise ValueError(
+        raise InputError(
             f"accuracy: predictions {tuple(pred.shape)} do not fit targets {tuple(target.shape)}"
         )
     p = pred.reshape(target.shape)
@@ -47,6 +49,6 @@ METRICS: dict[str, Metric] = {"accuracy": accuracy, "mae": mae, "r2": r2}
 def _metric(m: str | Metric) -> tuple[str, Metric]:
     if isinstance(m, str):
         if m not in METRICS:
-            raise ValueError(f"fit: unknown metric {m!r}; choose from {', '.join(METRICS)}")
+            raise InputError(f"fit: unknown metric {m!r}; choose from {', '.join(METRICS)}")
         return m, METRICS[m]
     return getattr(m, "__name__", "metric"), m
