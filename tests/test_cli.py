@@ -212,6 +212,37 @@ def test_one_line_errors_without_traceback(tmp_path):
         assert "Traceback" not in run.stderr
 
 
+def test_a_bug_inside_handgrad_shows_its_traceback(monkeypatch, capsys):
+    from handgrad.tools import cli
+
+    def broken(args):
+        raise ZeroDivisionError("a bug, not the user's mistake")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["lab"].set_defaults(func=broken)
+    with pytest.raises(ZeroDivisionError):
+        main(["lab"])
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback_of_a_user_error(monkeypatch, how):
+    from handgrad.errors import HandgradError
+
+    if how == "env":
+        monkeypatch.setenv("HANDGRAD_DEBUG", "1")
+    argv = (["--debug"] if how == "flag" else []) + ["train", "--data", "nope"]
+    with pytest.raises(HandgradError, match="unknown dataset 'nope'"):
+        main(argv)
+
+
+def test_user_errors_are_one_line_in_process(capsys, monkeypatch):
+    monkeypatch.delenv("HANDGRAD_DEBUG", raising=False)
+    assert main(["train", "--data", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "handgrad train: error: unknown dataset 'nope'" in err
+
+
 def test_failed_run_keeps_the_old_model(tmp_path):
     out = tmp_path / "run"
     _train_spiral(out)

@@ -13,8 +13,9 @@ place, so code written against torch catches them unchanged:
     InvalidKeyError(InputError, KeyError) a refused name: a ModuleDict key with a '.'
     StateDictError(InvalidKeyError, RuntimeError) a state_dict or model file whose keys
                                         or tensors do not fit the module (torch: RuntimeError)
-    CallOrderError(RuntimeError)        a method called out of order: backward() more often
-                                        than forward()
+    UsageError(RuntimeError)            a call out of order (backward() more often than
+                                        forward()) or where it cannot run (--distributed
+                                        outside torchrun)
 
 All derive from HandgradError. The command line prints a HandgradError (and an OSError) as
 one line; any other exception is a bug inside handgrad and shows its traceback.
@@ -58,8 +59,8 @@ class StateDictError(InvalidKeyError, RuntimeError):
     """Keys or tensors of a state_dict that do not fit the module."""
 
 
-class CallOrderError(HandgradError, RuntimeError):
-    """A method called out of order, such as backward() before forward()."""
+class UsageError(HandgradError, RuntimeError):
+    """A call out of order (backward() before forward()) or where it cannot run."""
 
 
 __all__ = [
@@ -70,5 +71,5 @@ __all__ = [
     "NotSupportedError",
     "InvalidKeyError",
     "StateDictError",
-    "CallOrderError",
+    "UsageError",
 ]

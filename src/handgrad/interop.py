@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from handgrad import registry
-from handgrad.errors import ArgumentTypeError
+from handgrad.errors import HandgradError, NotSupportedError
 from handgrad.module import Module
 from handgrad.nn.containers import ModuleDict, ModuleList, Sequential
 from handgrad.nn.linear import Neuron
@@ -48,10 +48,10 @@ def to_torch(model: Module) -> Any:
             ref = nn.Linear(m.in_features, 1)
             ref.load_state_dict({"weight": m.weight[None].clone(), "bias": m.bias.clone()})
         elif m.torch_name is not None and registry.public().get(type(m).__name__) is type(m):
-            ref = getattr(nn, m.torch_name)(**m.config())
+            ref = _build(getattr(nn, m.torch_name), m.config(), "to_torch")
             ref.load_state_dict({k: v.clone() for k, v in m.state_dict().items()})
         else:
-            raise ArgumentTypeError(f"to_torch: torch.nn has no equivalent of {type(m).__name__}")
+            raise NotSupportedError("to_torch", f"{type(m).__name__} (torch.nn has no equivalent)")
         p = next(iter(m.state_dict().values()), None)
         if p is not None and p.is_floating_point():
             ref = ref.to(device=p.device, dtype=p.dtype)
@@ -64,7 +64,8 @@ def to_torch(model: Module) -> Any:
 def from_torch(module: Any) -> Module:
     """The equivalent handgrad module of a torch.nn module, with copies of its weights.
 
-    Refused with a TypeError naming the option when handgrad cannot build the same module.
+    Refused with a NotSupportedError (a TypeError) reading "not supported: <option>" when
+    handgrad cannot build the same module: never a different one.
     """
     import torch.nn as nn
 
@@ -83,14 +84,26 @@ def from_torch(module: Any) -> Module:
         else:
             cls = registry.torch_counterpart(name)
             if cls is None or type(m) is not getattr(nn, name, None):
-                raise ArgumentTypeError(f"from_torch: handgrad has no equivalent of {name}")
-            mine = cls.from_config(cls.config_from_torch(m))  # type: ignore[attr-defined]
-            _check_same(m, getattr(nn, name)(**mine.config()))
+                raise NotSupportedError("from_torch", f"{name} (handgrad has no equivalent)")
+            config = cls.config_from_torch(m)  # type: ignore[attr-defined]
+            try:
+                mine = cls.from_config(config)
+            except HandgradError as exc:  # an option the handgrad class refuses
+                raise NotSupportedError(f"from_torch: {name}", str(exc)) from None
+            _check_same(m, _build(getattr(nn, name), mine.config(), "from_torch"))
             _copy_state(m, mine)
         twins[id(m)] = mine.train(m.training)
         return mine
 
     return convert(module)
+
+
+def _build(cls: Any, config: dict[str, Any], where: str) -> Any:
+    """cls(**config), a torch class refusing an argument reported by name."""
+    try:
+        return cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise NotSupportedError(f"{where}: {cls.__name__}", f"{config} ({exc})") from None
 
 
 def _check_same(original: Any, rebuilt: Any) -> None:
@@ -103,10 +116,7 @@ def _check_same(original: Any, rebuilt: Any) -> None:
         if not _same(value, other):
             differ.append(f"{key}={value!r}")
     if differ:
-        raise ArgumentTypeError(
-            f"from_torch: handgrad's {type(original).__name__} cannot do "
-            f"{', '.join(differ)} (it builds {rebuilt!r})"
-        )
+        raise NotSupportedError(f"from_torch: {type(original).__name__}", ", ".join(differ))
 
 
 def _same(a: Any, b: Any) -> bool:

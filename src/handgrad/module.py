@@ -24,10 +24,10 @@ from torch import Tensor
 from handgrad import registry
 from handgrad.errors import (
     ArgumentTypeError,
-    CallOrderError,
     InputError,
     ShapeError,
     StateDictError,
+    UsageError,
 )
 from handgrad.mode import _mode, no_cache
 
@@ -111,7 +111,7 @@ class Module:
         """The cache of the latest forward not yet backpropagated (last in, first out)."""
         stack = getattr(self, "_caches", None)
         if not stack:
-            raise CallOrderError(
+            raise UsageError(
                 f"{self._short_name()}.backward() called more often than forward() (each "
                 "forward allows one backward; forwards under hg.no_cache() keep nothing)"
             )

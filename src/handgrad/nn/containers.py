@@ -35,11 +35,11 @@ class Sequential(Module):
 
     torch_name = "Sequential"
 
-    def __init__(self, *modules: Module | Mapping[str, Module]) -> None:
+    def __init__(self, *args: Module | Mapping[str, Module]) -> None:
         named: list[tuple[str, Any]] = (
-            list(modules[0].items())
-            if len(modules) == 1 and isinstance(modules[0], Mapping)
-            else [(str(i), m) for i, m in enumerate(modules)]
+            list(args[0].items())
+            if len(args) == 1 and isinstance(args[0], Mapping)
+            else [(str(i), m) for i, m in enumerate(args)]
         )
         self.names = [str(n) for n, _ in named]
         self.layers: list[Module] = [_checked("Sequential", m, n) for n, m in named]

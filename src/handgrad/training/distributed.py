@@ -16,6 +16,7 @@ import os
 import torch
 import torch.distributed as dist
 
+from handgrad.errors import UsageError
 from handgrad.module import Module
 
 
@@ -25,10 +26,10 @@ def init(backend: str | None = None) -> tuple[int, int]:
     Returns (rank, world_size). gloo unless CUDA is available and backend is not given.
     """
     if not dist.is_available():
-        raise RuntimeError("distributed: this torch build has no torch.distributed")
+        raise UsageError("distributed: this torch build has no torch.distributed")
     if not dist.is_initialized():
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            raise RuntimeError(
+            raise UsageError(
                 "distributed: RANK and WORLD_SIZE are not set; start the run with "
                 "torchrun --nproc-per-node N -m handgrad train ... --distributed"
             )
@@ -56,7 +57,7 @@ def check_same_model(model: Module) -> None:
     signatures: list[str | None] = [None] * world
     dist.all_gather_object(signatures, _signature(model))
     if len(set(signatures)) != 1:
-        raise RuntimeError(
+        raise UsageError(
             f"distributed: the processes hold different models (parameter "
             f"signatures by rank: {signatures}); build the same model everywhere"
         )
