@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 import handgrad as hg
+from handgrad.errors import NotSupportedError
 from handgrad import io
 
 
@@ -120,8 +121,26 @@ def test_neuron_to_torch():
 
 
 def test_interop_refuses_what_it_cannot_map():
-    with pytest.raises(TypeError, match="handgrad has no equivalent of Conv3d"):
+    with pytest.raises(NotSupportedError, match="not supported: Conv3d"):
         hg.from_torch(nn.Conv3d(1, 1, 3))
+    with pytest.raises(TypeError, match="not supported: Conv3d"):  # also torch's TypeError
+        hg.from_torch(nn.Sequential(nn.Linear(2, 2), nn.Conv3d(1, 1, 3)))
+
+    class Mine(hg.Module):
+        def forward(self, x):
+            return x
+
+    with pytest.raises(NotSupportedError, match="to_torch: not supported: Mine"):
+        hg.to_torch(hg.Sequential(Mine()))
+
+
+def test_from_torch_refuses_an_option_it_cannot_reproduce_by_name():
+    ref = nn.Linear(3, 2)
+    ref.in_features = 5  # an attribute that no config rebuilds: refused, not dropped
+    with pytest.raises(
+        NotSupportedError, match=r"from_torch: Linear: not supported: .*in_features"
+    ):
+        hg.from_torch(ref)
 
 
 def _run(epochs, model, opt, sched, data, start=0):
