@@ -46,21 +46,33 @@ class Im2col:
         padding: Pairs,
         dilation: Sequence[int],
         ws: Workspace,
+        groups: int = 1,
     ) -> tuple[Tensor, tuple]:
-        N, C, nd, O = x.shape[0], x.shape[1], W.dim() - 2, W.shape[0]
+        N, C, nd, O, G = x.shape[0], x.shape[1], W.dim() - 2, W.shape[0], groups
         kernel = W.shape[2:]
         xp = _pad_into(ws, x, padding)
         win = windows(xp, kernel, stride, dilation)  # (N, C, *out, *k), a view
         out = win.shape[2 : 2 + nd]
         rows, P = C * math.prod(kernel), math.prod(out)  # C·K, positions per image
+        # groups: rows are G blocks of C/G·K (channel-major), one product per group
         rows_first = [1, *range(2 + nd, 2 + 2 * nd), 0, *range(2, 2 + nd)]  # (C, *k, N, *out)
         cols = ws.take("cols", (C, *kernel, N, *out), x)
         cols.copy_(win.permute(rows_first))
         cols2 = cols.view(rows, N * P)  # (C·K, N·out)
         if xp is not x:
             ws.give_back("xp", xp)
-        W2 = W.reshape(O, rows)  # (O, C·K)
-        if P >= self.per_image_from:  # (O, C·K)(C·K, out) per image, straight into (N, O, out)
+        W2 = W.reshape(O, rows // G)  # (O, C/G·K)
+        if G > 1:  # one product per group over the whole batch: (G, O/G, C/G·K)(G, C/G·K, N·out)
+            y_t = ws.take("y_t", (O, N * P), x)  # (O, N·out)
+            Wg = W2.view(G, O // G, rows // G)
+            colsg, yg = cols2.view(G, rows // G, N * P), y_t.view(G, O // G, N * P)
+            if b is None:
+                torch.bmm(Wg, colsg, out=yg)  # y = W cols, per group
+            else:
+                torch.baddbmm(b.view(G, -1, 1), Wg, colsg, out=yg)  # y = W cols + b, per group
+            y = y_t.view(O, N, *out).movedim(0, 1).contiguous()  # (N, O, *out)
+            ws.give_back("y_t", y_t)
+        elif P >= self.per_image_from:  # (O, C·K)(C·K, out) per image, straight into (N, O, out)
             per_image = cols2.view(rows, N, P).transpose(0, 1)  # (N, C·K, out)
             Wn = W2.expand(N, O, rows)
             y3 = (
@@ -88,21 +100,30 @@ class Im2col:
     ) -> tuple[Tensor | None, Tensor, Tensor | None]:
         cols, W, has_bias, padded_shape, stride, padding, dilation = cache
         N, O, out = dy.shape[0], dy.shape[1], dy.shape[2:]
-        P, rows = math.prod(out), W[0].numel()  # positions per image, C·K
+        G = cols.shape[0] // W.shape[1]  # cols: (C, *k, N, *out), W: (O, C/G, *k)
+        P, rows = math.prod(out), W[0].numel() * G  # positions per image, C·K
         cols2 = cols.view(rows, N * P)
         dy_t = ws.take("dy_t", (O, N * P), dy)  # (O, N·out)
         dy_t.view(O, N, P).copy_(dy.reshape(N, O, P).movedim(1, 0))
-        dW = (dy_t @ cols2.T).reshape(W.shape)  # dL/dW = dy colsᵀ
+        dy_g, cols_g = dy_t.view(G, O // G, N * P), cols2.view(G, rows // G, N * P)
+        if G == 1:
+            dW = (dy_t @ cols2.T).reshape(W.shape)  # dL/dW = dy colsᵀ
+        else:
+            dW = torch.bmm(dy_g, cols_g.transpose(1, 2)).reshape(W.shape)  # per group
         db = dy_t.sum(1) if has_bias else None  # dL/db = Σ dy over images and positions
         ws.give_back("cols", cols)
         if not need_dx:
             ws.give_back("dy_t", dy_t)
             return None, dW, db
-        W2 = W.reshape(O, rows)
-        if P < self.per_image_from:
+        W2 = W.reshape(O, rows // G)
+        if P < self.per_image_from or G > 1:
             dcols = ws.take("dcols", (rows, N * P), dy)
-            torch.mm(W2.T, dy_t, out=dcols)  # dL/dcols = Wᵀ dy   (C·K, N·out)
-            dwin = dcols.view(W.shape[1], *W.shape[2:], N, *out).movedim(1 + len(out), 0)
+            if G == 1:
+                torch.mm(W2.T, dy_t, out=dcols)  # dL/dcols = Wᵀ dy   (C·K, N·out)
+            else:  # per group: (G, C/G·K, O/G)(G, O/G, N·out)
+                Wg = W2.view(G, O // G, rows // G)
+                torch.bmm(Wg.transpose(1, 2), dy_g, out=dcols.view(G, rows // G, N * P))
+            dwin = dcols.view(G * W.shape[1], *W.shape[2:], N, *out).movedim(1 + len(out), 0)
             dxp = col2im(_kernel_last(dwin), padded_shape, stride, dilation)  # windows summed back
             ws.give_back("dcols", dcols)
         else:  # image by image, in chunks whose dL/dcols stays in the cache for col2im

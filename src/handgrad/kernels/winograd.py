@@ -31,6 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from handgrad.errors import InputError, NotSupportedError
 from handgrad.kernels.workspace import Workspace, fill_outside
 
 
@@ -45,7 +46,7 @@ def toom_cook(m: int, r: int, points: Sequence[Fraction | int]) -> tuple[Tensor,
     n = m + r - 1
     p = [Fraction(v) for v in points]
     if len(p) != n - 1 or len(set(p)) != len(p):
-        raise ValueError(f"toom_cook: F({m}, {r}) needs {n - 1} distinct points, got {points}")
+        raise InputError(f"toom_cook: F({m}, {r}) needs {n - 1} distinct points, got {points}")
 
     def poly_without(skip: int) -> list[Fraction]:  # coefficients of Π_{j != skip} (x - p_j)
         c = [Fraction(1)]
@@ -79,7 +80,7 @@ class Winograd3x3:
         self, m: int = 4, points: Sequence[Fraction | int] = (0, 1, -1, 2, Fraction(-1, 2))
     ):
         if 1 not in points:
-            raise ValueError("Winograd3x3: the points must include 1, where the bias enters")
+            raise InputError("Winograd3x3: the points must include 1, where the bias enters")
         self.m, self.t = m, m + 2
         AT, G, BT = toom_cook(m, 3, points)
         self.kron64 = tuple(torch.kron(L, L) for L in (BT, G, AT))  # Bᵀ⊗Bᵀ, G⊗G, Aᵀ⊗Aᵀ
@@ -302,7 +303,10 @@ class Winograd:
         padding: Sequence[tuple[int, int]],
         dilation: Sequence[int],
         ws: Workspace,
+        groups: int = 1,
     ) -> tuple[Tensor, tuple]:
+        if groups != 1:
+            raise NotSupportedError("Winograd", f"groups={groups}", "only groups=1")
         y, saved = F4x4_3x3.forward(x, W, b, padding, ws, self.chunk_bytes)
         return y, (saved, x.shape, padding, b is not None)
 
