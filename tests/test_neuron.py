@@ -47,7 +47,7 @@ def test_bad_input():
         ValueError, match=r"Neuron\(in_features=4\): expected input with 4 features"
     ):
         hg.Neuron(4)(torch.zeros(3))
-    with pytest.raises(TypeError, match="input is torch.float64.*layer is torch.float32"):
+    with pytest.raises(RuntimeError, match="input is torch.float64.*layer is torch.float32"):
         hg.Neuron(4)(torch.zeros(3, 4, dtype=torch.float64))
     with pytest.raises(ValueError, match="bias with one element"):
         hg.Neuron.from_weights(torch.zeros(4), torch.zeros(2))

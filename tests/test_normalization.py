@@ -181,18 +181,18 @@ def test_wrong_trailing_shape_is_refused(normalized_shape, x_shape, expected):
 
 
 def test_non_floating_input_is_refused():
-    with pytest.raises(TypeError, match=r"LayerNorm\(.*\): expected a floating-point input"):
+    with pytest.raises(RuntimeError, match=r"LayerNorm\(.*\): expected a floating-point input"):
         hg.LayerNorm(4)(torch.ones(3, 4, dtype=torch.long))
 
 
 def test_input_of_another_dtype_is_refused():
-    with pytest.raises(TypeError, match=r"LayerNorm\(.*\): input is torch.float64.*float32"):
+    with pytest.raises(RuntimeError, match=r"LayerNorm\(.*\): input is torch.float64.*float32"):
         hg.LayerNorm(4)(torch.ones(3, 4, dtype=F64))
 
 
-@pytest.mark.parametrize("eps", [0.0, -1e-5, float("nan")])
+@pytest.mark.parametrize("eps", [-1e-5, float("nan")])
 def test_bad_eps_is_refused(eps):
-    with pytest.raises(ValueError, match=r"^LayerNorm: eps must be > 0, got"):
+    with pytest.raises(ValueError, match=r"^LayerNorm: eps must be >= 0, got"):
         hg.LayerNorm(4, eps=eps)
 
 

@@ -8,20 +8,25 @@ import torch
 from torch import Tensor
 
 from handgrad import ops
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.init import linear_parameters
 from handgrad.module import Module
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{owner}: {name} must be a positive int, got {value!r}")
+    if value <= 0:
+        raise InputError(f"{owner}: {name} must be a positive int, got {value!r}")
     return value
 
 
 class Linear(Module):
     """y = x @ W.T + b.  W: (out, in), b: (out,).  Default init U(±1/sqrt(in)), as torch.
 
-    x may be (in,), (N, in) or (*, in). Backward math: docs/math.md#linear.
+    x may be (in,), (N, in) or (*, in). Backward math: docs/math.md#linear. handgrad's own
+    keyword-only `init`: "torch" (the default, the same draws as torch after the same seed)
+    or the other schemes of handgrad.init ("normal": randn(out, in), randn(out), as the lab).
     """
 
     parameter_names = ("weight", "bias")
@@ -32,9 +37,10 @@ class Linear(Module):
         in_features: int,
         out_features: int,
         bias: bool = True,
-        init: str = "torch",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        init: str = "torch",
     ) -> None:
         self.in_features = positive_int("Linear", "in_features", in_features)
         self.out_features = positive_int("Linear", "out_features", out_features)
@@ -47,19 +53,19 @@ class Linear(Module):
     def from_weights(cls, weight: Tensor, bias: Tensor | None = None) -> Linear:
         """A layer that uses the given tensors (not copies): weight (out, in), bias (out,)."""
         if not isinstance(weight, Tensor) or weight.dim() != 2 or not weight.is_floating_point():
-            raise ValueError(
+            raise ShapeError(
                 "Linear.from_weights: expected a floating weight of shape (out_features, "
                 f"in_features), got {getattr(weight, 'dtype', type(weight))} of shape "
                 f"{tuple(getattr(weight, 'shape', ()))}"
             )
         out_features, in_features = weight.shape
         if bias is not None and (not isinstance(bias, Tensor) or bias.shape != (out_features,)):
-            raise ValueError(
+            raise ShapeError(
                 f"Linear.from_weights: weight is ({out_features}, {in_features}), so bias must "
                 f"have shape ({out_features},), got {tuple(getattr(bias, 'shape', ()))}"
             )
         if bias is not None and (bias.dtype != weight.dtype or bias.device != weight.device):
-            raise ValueError(
+            raise ShapeError(
                 f"Linear.from_weights: bias is {bias.dtype} on {bias.device}, "
                 f"weight is {weight.dtype} on {weight.device}; they must match"
             )
@@ -120,13 +126,13 @@ class Neuron(Module):
         """A neuron with the given weights (in,) and bias (a scalar or one element)."""
         weights = torch.as_tensor(weights)
         if weights.dim() != 1 or weights.numel() == 0 or not weights.is_floating_point():
-            raise ValueError(
+            raise ShapeError(
                 "Neuron.from_weights: expected floating weights of shape (in_features,), "
                 f"got {weights.dtype} of shape {tuple(weights.shape)}"
             )
         bias = torch.as_tensor(bias, dtype=weights.dtype, device=weights.device)
         if bias.numel() != 1:
-            raise ValueError(
+            raise ShapeError(
                 "Neuron.from_weights: expected a bias with one element, "
                 f"got shape {tuple(bias.shape)}"
             )

@@ -1,5 +1,6 @@
-"""BatchNorm1d and LayerNorm: y = γ x̂ + β, x̂ = (x - μ)/sqrt(σ² + ε). The op pairs are in
-handgrad.ops.normalization; derivations in docs/math.md#batchnorm1d and #layernorm.
+"""BatchNorm1d, BatchNorm2d and LayerNorm: y = γ x̂ + β, x̂ = (x - μ)/sqrt(σ² + ε). The op
+pairs are in handgrad.ops.normalization; derivations in docs/math.md#batchnorm1d-and-batchnorm2d
+and #layernorm.
 """
 
 from __future__ import annotations
@@ -11,73 +12,116 @@ import torch
 from torch import Tensor
 
 from handgrad import ops
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
 from handgrad.nn.linear import positive_int
 
 
-class BatchNorm1d(Module):
-    """y = γ (x - μ) / sqrt(σ² + eps) + β over the batch (and length) of (N, C) or (N, C, L).
+def _eps(owner: str, eps: object) -> float:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+        raise ArgumentTypeError(f"{owner}: eps must be a number, got {eps!r}")
+    if not eps >= 0:
+        raise InputError(f"{owner}: eps must be >= 0, got {eps}")
+    return eps
 
-    Training uses the batch's μ, σ² (biased) and updates running stats with `momentum`
-    (unbiased σ², as torch); eval uses the running stats. Backward math: docs/math.md#batchnorm1d.
+
+class _BatchNorm(Module):
+    """y = γ (x - μ) / sqrt(σ² + eps) + β per channel (dim 1), μ and σ² over every other dim.
+
+    Training uses the batch's μ, σ² (biased) and, with track_running_stats, moves the running
+    statistics: by `momentum`, or by 1/num_batches_tracked (a cumulative average) when
+    momentum is None, with the unbiased σ², as torch. Eval uses the running statistics, or
+    the batch's when there are none (track_running_stats=False). affine=False: no γ, β;
+    bias=False (keyword-only, as torch): γ only. Backward: docs/math.md#batchnorm1d-and-batchnorm2d.
     """
 
     parameter_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var", "num_batches_tracked")
-    torch_name = "BatchNorm1d"
+    expected: str  # the input shapes the class takes, for its error message
 
     def __init__(
         self,
         num_features: int,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = True,
+        track_running_stats: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        bias: bool = True,
     ) -> None:
-        self.num_features = positive_int("BatchNorm1d", "num_features", num_features)
-        if eps <= 0 or not 0.0 <= momentum <= 1.0:
-            raise ValueError(
-                f"BatchNorm1d: need eps > 0 and momentum in [0, 1], got {eps}, {momentum}"
-            )
-        self.eps, self.momentum = eps, momentum
+        owner = type(self).__name__
+        self.num_features = positive_int(owner, "num_features", num_features)
+        self.eps = _eps(owner, eps)
+        if momentum is not None and (
+            not isinstance(momentum, (int, float)) or isinstance(momentum, bool)
+        ):
+            raise ArgumentTypeError(f"{owner}: momentum must be a number or None, got {momentum!r}")
+        self.momentum = momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        self.use_bias = bool(bias)
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight = torch.ones(num_features, **kw) if affine else None
-        self.bias = torch.zeros(num_features, **kw) if affine else None
-        self.running_mean = torch.zeros(num_features, **kw)
-        self.running_var = torch.ones(num_features, **kw)
-        self.num_batches_tracked = torch.tensor(0, dtype=torch.long, device=device)
+        self.bias = torch.zeros(num_features, **kw) if affine and bias else None
+        tracked = self.track_running_stats
+        self.running_mean = torch.zeros(num_features, **kw) if tracked else None
+        self.running_var = torch.ones(num_features, **kw) if tracked else None
+        self.num_batches_tracked = (
+            torch.tensor(0, dtype=torch.long, device=device) if tracked else None
+        )
 
     def config(self) -> dict[str, Any]:
         return {
             "num_features": self.num_features,
             "eps": self.eps,
             "momentum": self.momentum,
-            "affine": self.weight is not None,
+            "affine": self.affine,
+            "track_running_stats": self.track_running_stats,
+            "bias": self.use_bias,
         }
+
+    @classmethod
+    def config_from_torch(cls, m: Any) -> dict[str, Any]:
+        """torch keeps no bias flag: bias=False is an affine module whose bias is None."""
+        config = super().config_from_torch(m)
+        config["bias"] = m.bias is not None or not m.affine
+        return config
+
+    def _check_shape(self, x: Tensor) -> None:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
-        if x.dim() not in (2, 3) or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"{self._short_name()}: expected input (N, {self.num_features}) or "
-                f"(N, {self.num_features}, L), got shape {tuple(x.shape)}"
+        self._check_shape(x)
+        if x.shape[1] != self.num_features:
+            raise ShapeError(
+                f"{self._short_name()}: expected input {self.expected} with C = "
+                f"{self.num_features} channels, got shape {tuple(x.shape)}"
             )
-        if self.training and x.numel() // self.num_features < 2:
-            raise ValueError(
-                f"{self._short_name()}: training needs more than one value per channel, "
-                f"got shape {tuple(x.shape)}"
+        for t in (self.weight, self.running_mean):
+            if t is not None:
+                self._check_like(x, t)
+        use_batch = self.training or self.running_mean is None  # batch statistics, as torch
+        if use_batch and x.numel() // x.shape[1] == 1:
+            raise InputError(
+                f"{self._short_name()}: Expected more than 1 value per channel when training, "
+                f"got input size {x.shape}"
             )
-        if self.training:
-            self.num_batches_tracked += 1
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # the cumulative average of every batch so far
+                factor = 1.0 / float(self.num_batches_tracked)
+        moved = not self.training or self.track_running_stats  # the stats that take part
         y, cache = ops.batch_norm_forward(
             x,
             self.weight,
             self.bias,
-            self.running_mean,
-            self.running_var,
-            self.training,
-            self.momentum,
+            self.running_mean if moved else None,
+            self.running_var if moved else None,
+            use_batch,
+            factor,
             self.eps,
         )
         self.push_cache((cache, y.shape))
@@ -90,6 +134,35 @@ class BatchNorm1d(Module):
         self.add_grad(self.weight, dweight)
         self.add_grad(self.bias, dbias)
         return dx
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L): per channel, μ and σ² over N (and L)."""
+
+    torch_name = "BatchNorm1d"
+    expected = "(N, C) or (N, C, L)"
+
+    def _check_shape(self, x: Tensor) -> None:
+        if x.dim() not in (2, 3):
+            raise ShapeError(
+                f"{self._short_name()}: expected 2D or 3D input (got {x.dim()}D input): "
+                f"(N, {self.num_features}) or (N, {self.num_features}, L), got shape "
+                f"{tuple(x.shape)}"
+            )
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W): per channel, μ and σ² over N, H and W."""
+
+    torch_name = "BatchNorm2d"
+    expected = "(N, C, H, W)"
+
+    def _check_shape(self, x: Tensor) -> None:
+        if x.dim() != 4:
+            raise ShapeError(
+                f"{self._short_name()}: expected 4D input (got {x.dim()}D input): "
+                f"(N, {self.num_features}, H, W), got shape {tuple(x.shape)}"
+            )
 
 
 class LayerNorm(Module):
@@ -116,9 +189,7 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(shape)
         for n in self.normalized_shape:
             positive_int("LayerNorm", "normalized_shape", n)
-        if not eps > 0:
-            raise ValueError(f"LayerNorm: eps must be > 0, got {eps}")
-        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.eps, self.elementwise_affine = _eps("LayerNorm", eps), elementwise_affine
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.weight = torch.ones(self.normalized_shape, **kw) if elementwise_affine else None
         use_bias = elementwise_affine and bias
@@ -137,7 +208,7 @@ class LayerNorm(Module):
         n = len(self.normalized_shape)
         if x.dim() < n or tuple(x.shape[x.dim() - n :]) != self.normalized_shape:
             dims = ", ".join(map(str, self.normalized_shape))
-            raise ValueError(
+            raise ShapeError(
                 f"{self._short_name()}: expected input (*, {dims}), got shape {tuple(x.shape)}"
             )
         if self.weight is not None:

@@ -1,6 +1,6 @@
 """Normalization: x̂ = (x - μ)/sqrt(σ² + ε), y = γ x̂ + β, with μ and σ² (biased) taken over
 the batch per channel (batch norm) or over each example's last dims (layer norm).
-Derivations: docs/math.md#batchnorm1d and docs/math.md#layernorm.
+Derivations: docs/math.md#batchnorm1d-and-batchnorm2d and docs/math.md#layernorm.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from handgrad.errors import InputError
+
 __all__ = ["batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward"]
 
 
@@ -17,38 +19,44 @@ def batch_norm_forward(
     x: Tensor,
     weight: Tensor | None,
     bias: Tensor | None,
-    running_mean: Tensor,
-    running_var: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
     training: bool = True,
     momentum: float = 0.1,
     eps: float = 1e-5,
 ) -> tuple[Tensor, tuple]:
-    """y = γ x̂ + β per channel of x (N, C) or (N, C, L).
+    """y = γ x̂ + β per channel of x (N, C, *): μ and σ² over every dim but the channel dim 1.
 
-    Training normalizes with the batch's μ, σ² and moves the running statistics in place
-    (running ← (1 - momentum)·running + momentum·batch, with the unbiased σ², as torch);
-    evaluation normalizes with the running statistics.
+    training=True normalizes with the batch's μ, σ² and, when running statistics are given,
+    moves them in place (running ← (1 - momentum)·running + momentum·batch, with the
+    unbiased σ², as torch; an empty batch moves nothing). training=False normalizes with the
+    running statistics.
     """
-    dims = (0,) if x.dim() == 2 else (0, 2)  # everything but the channel dim 1
+    dims = _stat_dims(x)  # everything but the channel dim 1
     shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)  # a per-channel vector against x
     if training:
         var, mean = torch.var_mean(x, dim=dims, unbiased=False)  # (C,)
-        M = x.numel() // x.shape[1]  # values per channel
-        running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-        running_var.mul_(1 - momentum).add_(var * (M / (M - 1)), alpha=momentum)
-    else:
+        M = x.numel() // x.shape[1] if x.shape[1] else 0  # values per channel
+        if running_mean is not None and running_var is not None and M > 0:
+            running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            running_var.mul_(1 - momentum).add_(var * (M / max(M - 1, 1)), alpha=momentum)
+    elif running_mean is not None and running_var is not None:
         mean, var = running_mean, running_var
-    rstd = (var + eps).rsqrt().reshape(shape)  # 1/σ   (1, C[, 1])
+    else:
+        raise InputError("batch_norm_forward: training=False needs running_mean and running_var")
+    rstd = (var + eps).rsqrt().reshape(shape)  # 1/σ   (1, C, 1, ...)
     xhat = (x - mean.reshape(shape)) * rstd  # x̂
     y = xhat if weight is None else xhat * weight.reshape(shape)  # γ x̂
     y = y if bias is None else y + bias.reshape(shape)  # + β
+    if y is xhat:
+        y = xhat.clone()  # y must not be the cached x̂ (an inplace layer after this may change y)
     return y, (xhat, rstd, weight, bias is not None, training)
 
 
 def batch_norm_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """(dL/dx, dL/dγ, dL/dβ)."""
     xhat, rstd, weight, has_bias, training = cache
-    dims = (0,) if dy.dim() == 2 else (0, 2)
+    dims = _stat_dims(dy)
     dweight = (dy * xhat).sum(dims) if weight is not None else None  # dL/dγ = Σ dy x̂   (C,)
     dbias = dy.sum(dims) if has_bias else None  # dL/dβ = Σ dy      (C,)
     dxhat = dy if weight is None else dy * weight.reshape(rstd.shape)  # dL/dx̂ = dy γ
@@ -58,6 +66,11 @@ def batch_norm_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None
     mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)
     dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
     return dx, dweight, dbias
+
+
+def _stat_dims(x: Tensor) -> tuple[int, ...]:
+    """The dims batch norm averages over: all but the channel dim 1."""
+    return (0, *range(2, x.dim()))
 
 
 def layer_norm_forward(
@@ -75,6 +88,8 @@ def layer_norm_forward(
     xhat = (x - mean) * rstd  # x̂
     y = xhat if weight is None else xhat * weight
     y = y if bias is None else y + bias
+    if y is xhat:
+        y = xhat.clone()  # y must not be the cached x̂ (an inplace layer after this may change y)
     return y, (xhat, rstd, weight, bias is not None, dims)
 
 
