@@ -54,3 +54,28 @@ def test_bench_command(tmp_path, capsys, monkeypatch):
     assert json.loads(out.read_text())["rows"][0]["case"] == "tiny"
     assert main(["bench", "--suite", "gpu"]) == 1
     assert torch.get_num_threads() >= 1
+
+
+def test_busy_benchmark_rows_and_the_busy_processes_end(tmp_path, capsys, monkeypatch):
+    import multiprocessing as mp
+
+    monkeypatch.setattr(bench, "MLP_CASES", [bench.Case("tiny", "mlp", (2, 4, 1), 8, "mse")])
+    out = tmp_path / "busy.json"
+    before = torch.get_num_threads()
+    assert main(["bench", "--busy", "1", "--rounds", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 busy processes" in text and "auto/torch" in text
+    row = json.loads(out.read_text())["rows"][0]
+    assert set(row["seconds"]) == {"handgrad auto", "handgrad", "torch"}
+    assert all(v > 0 for v in row["seconds"].values())
+    assert torch.get_num_threads() == before
+    assert not mp.active_children()  # the busy processes were stopped
+
+
+def test_bench_refuses_bad_flags_before_running(tmp_path, capsys):
+    assert main(["bench", "--busy", "-1"]) == 1
+    assert "--busy" in capsys.readouterr().err
+    assert main(["bench", "--json", str(tmp_path)]) == 1  # a folder, not a file
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["bench", "--json", str(tmp_path / "no" / "b.json")]) == 1
+    assert "does not exist" in capsys.readouterr().err

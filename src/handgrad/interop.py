@@ -87,7 +87,7 @@ def from_torch(module: Any) -> Module:
                 raise NotSupportedError("from_torch", f"{name} (handgrad has no equivalent)")
             config = cls.config_from_torch(m)  # type: ignore[attr-defined]
             try:
-                mine = cls.from_config(config)
+                mine = cls.from_config(config)  # type: ignore[attr-defined]
             except HandgradError as exc:  # an option the handgrad class refuses
                 raise NotSupportedError(f"from_torch: {name}", str(exc)) from None
             _check_same(m, _build(getattr(nn, name), mine.config(), "from_torch"))

@@ -7,12 +7,13 @@ Run it with `handgrad bench` or `python benchmarks/run.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -118,6 +119,7 @@ def handgrad_step(case: Case, lr: float = 0.01) -> Step:
         loss.clear_cache()
 
     step.forget = forget  # type: ignore[attr-defined]
+    step.model = model  # type: ignore[attr-defined]
     return step
 
 
@@ -257,12 +259,84 @@ def measure(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             time.sleep(pause)
             step = steps[name]
-            step()  # untimed: refills the caches the other implementation used
-            t0 = time.perf_counter()
-            for _ in range(reps[name]):
-                step()
-            times[name].append((time.perf_counter() - t0) / reps[name])
+            with _threads(getattr(step, "threads", None)):
+                step()  # untimed: refills the caches the other implementation used
+                t0 = time.perf_counter()
+                for _ in range(reps[name]):
+                    step()
+                times[name].append((time.perf_counter() - t0) / reps[name])
     return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's thread count set to n (None: as it is) for the block, restored after."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# ---- a busy machine: K processes that want the cores, started and stopped here -----------------
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(range(10_000))  # pure Python: holds a core, touches little memory
+
+
+@contextlib.contextmanager
+def busy(k: int, limit_seconds: float = 900.0) -> Iterator[None]:
+    """K processes, each spinning on a core, for the block (and never past limit_seconds)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_spin, args=(limit_seconds,), daemon=True) for _ in range(k)]
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(0.5 if k else 0.0)  # let them start spinning
+        yield
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join()
+
+
+def run_busy(cases: list[Case], k: int, rounds: int = 7) -> list[Row]:
+    """Each MLP step with K busy processes beside it: handgrad with its thread policy
+    ("auto", as fit runs it), handgrad at torch's default thread count, and torch eager."""
+    from handgrad import threads as hg_threads
+
+    rows = []
+    for case in cases:
+        auto, default = handgrad_step(case), handgrad_step(case)
+        X, _ = _data(case)
+        work = hg_threads.step_work(auto.model, X)  # type: ignore[attr-defined]
+        auto.threads = hg_threads.choose("auto", work)  # type: ignore[attr-defined]
+        steps = {"handgrad auto": auto, "handgrad": default, "torch": torch_step(case)}
+        with busy(k):
+            rows.append(Row(case.name, measure(steps, rounds)))
+    return rows
+
+
+def format_busy_table(rows: list[Row], k: int) -> str:
+    head = (
+        f"{'case, ' + str(k) + ' busy processes':<42} {'hg auto':>10} {'hg default':>10} "
+        f"{'torch':>10} {'auto/torch':>10} {'default/torch':>13}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        t = r.seconds
+        lines.append(
+            f"{r.case:<42} {t['handgrad auto'] * 1e3:>8.3f}ms {t['handgrad'] * 1e3:>8.3f}ms "
+            f"{t['torch'] * 1e3:>8.3f}ms {t['handgrad auto'] / t['torch']:>10.2f} "
+            f"{t['handgrad'] / t['torch']:>13.2f}"
+        )
+    return "\n".join(lines)
 
 
 # ---- peak memory of a training step (CPU: resident set size, in a fresh process) ----------------

@@ -57,6 +57,21 @@ the class needs forward() and backward(); see handgrad.check.gradcheck for the c
 """
 
 
+def _threads(text: str) -> int | str | None:
+    """--threads: auto, a positive count, or torch (leave torch's setting alone)."""
+    if text in ("auto", "torch"):
+        return None if text == "torch" else text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, torch or a positive number of threads, got {text!r}"
+        )
+    return n
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -77,7 +92,10 @@ def _lab(args: argparse.Namespace) -> int:
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
     figure = None if args.no_figure else args.figure
-    results = [lab.task_4_4(figure) if n == "4.4" else lab.TASKS[n]() for n in names]
+    from handgrad.threads import policy
+
+    with policy(args.threads, work=0):  # the lab's networks are tiny: one thread under "auto"
+        results = [lab.task_4_4(figure) if n == "4.4" else lab.TASKS[n]() for n in names]
     for r in results:
         print(r, end="\n\n")
     bad = [r.task for r in results if not r.agree]
@@ -114,6 +132,7 @@ def _train(args: argparse.Namespace) -> int:
         out=args.out,
         progress=not args.quiet,
         distributed=args.distributed,
+        threads=args.threads,
     )
     config.check()
     print("config: " + ", ".join(f"{k}={v}" for k, v in vars(config).items() if k != "extra"))
@@ -157,7 +176,7 @@ def _predict(args: argparse.Namespace) -> int:
     if shape:
         X = X.reshape(-1, *shape)
     p = next(iter(model.parameters()))
-    out = predict(model, X.to(p.dtype))
+    out = predict(model, X.to(p.dtype), threads=args.threads)
     if meta.get("task") == "classification":
         probs = torch.softmax(out, 1)
         conf, cls = probs.max(1)
@@ -183,16 +202,36 @@ def _bench(args: argparse.Namespace) -> int:
         raise InputError(
             f"unknown suite {', '.join(unknown)}; choose from {', '.join(bench.SUITES)}"
         )
-    cases = [c for s in (args.suite or list(bench.SUITES)) for c in bench.SUITES[s]]
+    if args.busy is not None and args.busy < 0:
+        raise InputError(f"--busy: expected a number of processes >= 0, got {args.busy}")
+    if args.json:
+        _check_output_path(args.json, "--json")
     print(bench.machine(), flush=True)
-    rows = bench.run(cases, rounds=args.rounds)
-    print(bench.format_table(rows))
+    if args.busy is not None:
+        rows = bench.run_busy(bench.MLP_CASES, args.busy, rounds=args.rounds)
+        print(bench.format_busy_table(rows, args.busy))
+    else:
+        cases = [c for s in (args.suite or list(bench.SUITES)) for c in bench.SUITES[s]]
+        rows = bench.run(cases, rounds=args.rounds)
+        print(bench.format_table(rows))
     if args.json:
         from handgrad.io import atomic_write
 
         atomic_write(args.json, bench.to_json(rows).encode())
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_output_path(path: str, flag: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{flag}: {path} is a folder; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{flag}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{flag}: folder {parent} is not writable")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -250,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     raw = argparse.RawDescriptionHelpFormatter
+    threads_help = (
+        "CPU threads: auto (one for a small model, every core for a large one; the default), "
+        "a number, or torch (torch's own setting)"
+    )
 
     p = sub.add_parser(
         "lab",
@@ -270,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where task 4.4 writes its PNG of the 11 fits (default: %(default)s)",
     )
     p.add_argument("--no-figure", action="store_true", help="skip the 4.4 figure")
+    p.add_argument("--threads", type=_threads, default="auto", help=threads_help)
     p.set_defaults(func=_lab)
 
     from handgrad.nn.conv import Conv2d
@@ -326,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="data parallel; start with torchrun --nproc-per-node N -m handgrad train",
     )
+    p.add_argument("--threads", type=_threads, default="auto", help=threads_help)
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -344,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ignore this column (repeatable)",
     )
     p.add_argument("--out", help="write the predictions here instead of printing them")
+    p.add_argument("--threads", type=_threads, default="auto", help=threads_help)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
@@ -361,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rounds", type=int, default=7, help="timing rounds (default: %(default)s)")
     p.add_argument("--json", help="also write the numbers here as JSON")
+    p.add_argument(
+        "--busy",
+        type=int,
+        metavar="K",
+        help="time the MLP steps while K busy processes run beside them (handgrad's thread "
+        "policy, handgrad at torch's thread count, torch eager)",
+    )
     p.set_defaults(func=_bench)
 
     p = sub.add_parser(

@@ -67,6 +67,7 @@ class TrainConfig:
     out: str = "runs/train"  # the folder for model, history and figures
     progress: bool = True
     distributed: bool = False  # data parallel under torchrun (gloo on CPU, NCCL on GPU)
+    threads: int | str | None = "auto"  # handgrad.threads: "auto", a count, or None (torch's)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -261,10 +262,11 @@ def run(config: TrainConfig) -> RunResult:
         progress=config.progress and rank == 0,
         seed=config.seed,
         distributed=config.distributed,
+        threads=config.threads,
     )
     scores = {
-        "train": evaluate(model, (data.X, data.y), loss, metrics),
-        "test": evaluate(model, (data.X_test, data.y_test), loss, metrics),
+        "train": evaluate(model, (data.X, data.y), loss, metrics, threads=config.threads),
+        "test": evaluate(model, (data.X_test, data.y_test), loss, metrics, threads=config.threads),
     }
     files = (
         [] if rank != 0 else _write_outputs(Path(config.out), model, history, scores, config, data)

@@ -21,6 +21,7 @@ from handgrad.module import Module
 from handgrad.nn.loss import Loss
 from handgrad.optim.optimizers import Optimizer
 from handgrad.optim.schedule import LRScheduler
+from handgrad.threads import Threads, policy, step_work
 from handgrad.training.callbacks import Callback, History
 from handgrad.training.metrics import Metric, _metric
 
@@ -83,28 +84,36 @@ def evaluate(
     loss: Loss | None = None,
     metrics: Sequence[str | Metric] = (),
     batch_size: int | None = 1024,
+    threads: Threads = "auto",
 ) -> dict[str, float]:
     """Loss (when given) and metrics over `data`, in eval mode and under no_cache (nothing is
-    kept for a backward); the model's mode is restored."""
+    kept for a backward); the model's mode is restored. `threads`: handgrad.threads."""
     loader = _loader(data, batch_size, shuffle=False, seed=None, what="data")
     was_training = model.training
+    work = _batch_work(model, loader, backward=False)
     model.eval()
     try:
-        with no_cache():
+        with no_cache(), policy(threads, work):
             value, values = _scores(model, loader, loss, [_metric(m) for m in metrics])
     finally:
         model.train(was_training)
     return ({"loss": value} if loss is not None else {}) | values
 
 
-def predict(model: Module, X: Tensor, batch_size: int | None = 1024) -> Tensor:
-    """model(X) in eval mode, in batches, under no_cache; the model's mode is restored."""
+def predict(
+    model: Module, X: Tensor, batch_size: int | None = 1024, threads: Threads = "auto"
+) -> Tensor:
+    """model(X) in eval mode, in batches, under no_cache; the model's mode is restored.
+    `threads`: handgrad.threads."""
+    if not isinstance(X, Tensor):
+        raise ArgumentTypeError(f"predict: X must be a torch.Tensor, got {type(X).__name__}")
     was_training = model.training
+    n = X.shape[0]
+    b = batch_size or n
+    work = step_work(model, X[:b], backward=False)
     model.eval()
     try:
-        n = X.shape[0]
-        b = batch_size or n
-        with no_cache():
+        with no_cache(), policy(threads, work):
             return torch.cat([model(X[i : i + b]) for i in range(0, n, b)])
     finally:
         model.train(was_training)
@@ -139,6 +148,7 @@ def fit(
     seed: int | None = None,
     initial_epoch: int = 0,
     distributed: bool = False,
+    threads: Threads = "auto",
 ) -> History:
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
@@ -149,7 +159,9 @@ def fit(
     `initial_epoch` resumes a run (see hg.io.save_checkpoint). With `distributed`, inside a
     torch.distributed process group, each process trains on its shard of (X, y) and the
     gradients are averaged before every step (handgrad.distributed); the logged train loss is
-    the average over processes.
+    the average over processes. `threads` (handgrad.threads): "auto" runs a small model's
+    steps on one thread, so another busy process cannot stall them; torch's setting is
+    restored on return.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"fit: epochs must be an int >= 0, got {epochs!r}")
@@ -172,6 +184,37 @@ def fit(
         hd.prepare(model)
         sync = hd.average_gradients
     val_loader = None if val is None else _loader(val, 1024, False, None, "val")
+    with policy(threads, _batch_work(model, loader, backward=True)):
+        return _fit(
+            model,
+            loss,
+            optimizer,
+            loader,
+            val_loader,
+            epochs,
+            metrics,
+            callbacks,
+            scheduler,
+            progress,
+            initial_epoch,
+            sync,
+        )
+
+
+def _fit(
+    model: Module,
+    loss: Loss,
+    optimizer: Optimizer,
+    loader: DataLoader,
+    val_loader: DataLoader | None,
+    epochs: int,
+    metrics: Sequence[str | Metric],
+    callbacks: Sequence[Callback],
+    scheduler: LRScheduler | None,
+    progress: bool,
+    initial_epoch: int,
+    sync: Callable[[Module], None] | None,
+) -> History:
     named = [_metric(m) for m in metrics]
     history = History()
     model.clear_cache()  # a stray forward before fit would otherwise sit under every step's
@@ -183,7 +226,7 @@ def fit(
         if sync is not None:
             logs["loss"] = _average_over_processes(logs["loss"])
         if val_loader is not None:
-            scores = evaluate(model, val_loader, loss, metrics)
+            scores = evaluate(model, val_loader, loss, metrics, threads=None)
             logs.update({f"val_{k}": v for k, v in scores.items()})
         if scheduler is not None:
             scheduler.step()
@@ -198,6 +241,14 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(model)
     return history
+
+
+def _batch_work(model: Module, loader: DataLoader, backward: bool) -> int:
+    """Multiply-adds of one batch's step (handgrad.threads.step_work), from the first batch."""
+    X = loader.X
+    if not isinstance(X, Tensor) or X.dim() == 0:
+        return 0
+    return step_work(model, X[: loader.batch_size or X.shape[0]], backward)
 
 
 def _average_over_processes(value: float) -> float:
