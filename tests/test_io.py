@@ -216,7 +216,7 @@ def test_model_files_written_before_core_v2_load_and_give_the_same_outputs(name)
 def test_checkpoint_written_before_core_v2_resumes():
     state = hg.load_checkpoint(os.path.join(DATA, "v1_checkpoint.safetensors"))
     assert state["epoch"] == 3 and isinstance(state["optimizer"], hg.optim.Adam)
-    assert all(s["step"] == 1 for s in state["optimizer"].state)
+    assert all(s["step"] == 1 for s in state["optimizer"].state.values())
     model, opt = state["model"], state["optimizer"]
     x, y = torch.randn(6, 6), torch.randint(0, 3, (6,))
     loss = hg.CrossEntropyLoss()

@@ -266,7 +266,7 @@ def save_checkpoint(
     untied, tied = _untied(model)
     tensors = {f"model.{k}": v for k, v in untied.items()}
     opt_state = optimizer.state_dict()
-    for i, s in enumerate(opt_state["state"]):
+    for i, s in opt_state["state"].items():
         tensors.update({f"optimizer.{i}.{k}": v for k, v in s.items()})
     tensors["rng.cpu"] = torch.get_rng_state()
     meta = {
@@ -274,11 +274,8 @@ def save_checkpoint(
         "architecture": json.dumps(architecture(model)),
         "epoch": str(int(epoch)),
         "optimizer": json.dumps(
-            {
-                "type": type(optimizer).__name__,
-                "hyperparameters": opt_state["hyperparameters"],
-                "num_params": len(opt_state["state"]),
-            }
+            {"type": type(optimizer).__name__, "param_groups": opt_state["param_groups"]},
+            default=float,  # a tensor lr
         ),
         "scheduler": json.dumps(None if scheduler is None else scheduler.state_dict()),
     }
@@ -312,16 +309,23 @@ def load_checkpoint(
         except (ValueError, KeyError) as exc:
             raise InputError(f"load_checkpoint: {p}: {exc}") from None
     info = json.loads(meta["optimizer"])
-    if optimizer is None:
-        optimizer = OPTIMIZERS[info["type"].lower()](
-            model.parameters(), lr=info["hyperparameters"]["lr"]
-        )
-    per_param: list[dict[str, Tensor]] = [{} for _ in range(info["num_params"])]
+    per_param: dict[int, dict[str, Tensor]] = {}
     for k, v in tensors.items():
         if k.startswith("optimizer."):
             _, i, name = k.split(".", 2)
-            per_param[int(i)][name] = v
-    optimizer.load_state_dict({"hyperparameters": info["hyperparameters"], "state": per_param})
+            per_param.setdefault(int(i), {})[name] = v
+    if "param_groups" in info:
+        opt_state: dict[str, Any] = {"state": per_param, "param_groups": info["param_groups"]}
+    else:  # written before parameter groups: one group
+        states = [per_param.get(i, {}) for i in range(info["num_params"])]
+        opt_state = {"hyperparameters": info["hyperparameters"], "state": states}
+    if optimizer is None:
+        params = list(model.parameters())
+        groups = info.get("param_groups", [{"params": range(len(params))}])
+        optimizer = OPTIMIZERS[info["type"].lower()](
+            [{"params": [params[i] for i in g["params"]]} for g in groups]
+        )
+    optimizer.load_state_dict(opt_state)
     sched_state = json.loads(meta.get("scheduler", "null"))
     if scheduler is not None and sched_state is not None:
         scheduler.load_state_dict(sched_state)

@@ -1,14 +1,33 @@
-"""Optimizers (in order of increasing complexity) and learning-rate schedules."""
+"""Optimizers (in order of increasing complexity) and learning-rate schedules, as torch.optim
+and torch.optim.lr_scheduler name them."""
 
-from handgrad.optim.optimizers import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
+from handgrad.optim.onecycle import OneCycleLR
+from handgrad.optim.optimizer import Optimizer
+from handgrad.optim.optimizers import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, RMSprop
+from handgrad.optim.plateau import ReduceLROnPlateau
 from handgrad.optim.schedule import (
-    SCHEDULES,
+    ChainedScheduler,
+    ConstantLR,
     CosineAnnealingLR,
     ExponentialLR,
     InverseTimeDecay,
+    LambdaLR,
+    LinearLR,
     LRScheduler,
+    MultiplicativeLR,
+    MultiStepLR,
+    PolynomialLR,
+    SequentialLR,
     StepLR,
 )
+
+SCHEDULES: dict[str, type[LRScheduler]] = {
+    "step": StepLR,
+    "exponential": ExponentialLR,
+    "cosine": CosineAnnealingLR,
+    "inverse_time": InverseTimeDecay,
+}
+"""The schedules the command line offers by name (tools/recipe.py sets their arguments)."""
 
 __all__ = [
     "SGD",
@@ -19,9 +38,19 @@ __all__ = [
     "Optimizer",
     "OPTIMIZERS",
     "LRScheduler",
+    "LambdaLR",
+    "MultiplicativeLR",
     "StepLR",
+    "MultiStepLR",
+    "ConstantLR",
+    "LinearLR",
     "ExponentialLR",
+    "PolynomialLR",
     "CosineAnnealingLR",
     "InverseTimeDecay",
+    "SequentialLR",
+    "ChainedScheduler",
+    "OneCycleLR",
+    "ReduceLROnPlateau",
     "SCHEDULES",
 ]

@@ -1,312 +1,404 @@
 """Optimizers, in order of increasing complexity. Each step reads p.grad and updates p in place.
 
-Update rules follow torch.optim's documented algorithms, so the same weights and gradients
-give the same trajectory.
+Constructors, defaults, parameter groups and update rules are torch.optim's (its single-tensor
+path, line for line), so the same weights and gradients give the same trajectory. Per group:
+g = ∇ (or -∇ with maximize=True), plus weight_decay·p where the algorithm folds decay into g.
+The base class (optimizer.py) keeps the groups, the state and the state_dict.
+
+torch's implementation switches are accepted at their defaults: foreach (True too: the same
+update, computed tensor by tensor) and fused=None/False. fused=True, capturable=True and
+differentiable=True are refused (NotSupportedError): handgrad runs one reference update and has
+no autograd to differentiate it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from handgrad.module import zero_grads
+from handgrad.errors import InputError, NotSupportedError
+from handgrad.optim.optimizer import Optimizer, check_lr, check_nonnegative, scalar_dtype, value
+
+Params = Iterable[Any]  # tensors, (name, tensor) pairs, or dicts {'params': [...], 'lr': ...}
 
 
-class Optimizer:
-    """Holds the parameter list and the learning rate; subclasses write ``step``."""
-
-    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
-        self.params = list(params)
-        if not self.params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        if not all(isinstance(p, Tensor) for p in self.params):
-            raise TypeError(f"{type(self).__name__}: params must be tensors (model.parameters())")
-        if not isinstance(lr, (int, float)) or lr < 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {lr!r} (must be >= 0)")
-        self.lr = float(lr)
-        self.state: list[dict[str, Tensor]] = [{} for _ in self.params]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clear every parameter's .grad (to None by default, as torch.optim does)."""
-        zero_grads(self.params, set_to_none)
-
-    def step(self) -> None:
-        raise NotImplementedError
-
-    def _with_grads(self) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
-        """(parameter, its gradient, its state) for every parameter that has a gradient;
-        step skips the others, as torch.optim does."""
-        for p, state in zip(self.params, self.state):
-            if p.grad is not None:
-                yield p, p.grad, state
-
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {"lr": self.lr}
-
-    def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters and per-parameter state (cloned), in parameter order."""
-        return {
-            "hyperparameters": self._hyperparameters(),
-            "state": [{k: v.clone() for k, v in s.items()} for s in self.state],
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore hyperparameters and state saved by state_dict() (a resumed run continues
-        on the same trajectory)."""
-        state = state_dict.get("state")
-        if not isinstance(state, list) or len(state) != len(self.params):
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: expected state for {len(self.params)} "
-                f"parameters, got {len(state) if isinstance(state, list) else type(state).__name__}"
-            )
-        for k, v in state_dict.get("hyperparameters", {}).items():
-            setattr(self, k, tuple(v) if isinstance(v, list) else v)
-        self.state = [
-            {k: v.to(device=p.device, dtype=p.dtype).clone() for k, v in s.items()}
-            for s, p in zip(state, self.params)
-        ]
-
-    def __repr__(self) -> str:
-        hp = ", ".join(f"{k}={v}" for k, v in self._hyperparameters().items())
-        return f"{type(self).__name__}({hp})"
+def _refuse_switches(owner: str, group: dict[str, Any]) -> None:
+    """torch's implementation switches that change how it computes, not what."""
+    if group.get("fused"):
+        raise NotSupportedError(owner, "fused=True", "torch's fused kernels")
+    if group.get("capturable"):
+        raise NotSupportedError(owner, "capturable=True", "CUDA-graph capture of the step")
+    if group.get("differentiable"):
+        raise NotSupportedError(owner, "differentiable=True", "handgrad has no autograd")
 
 
-def _with_weight_decay(p: Tensor, g: Tensor, weight_decay: float) -> Tensor:
-    """g + weight_decay·p: L2 regularisation folded into the gradient (coupled decay)."""
-    return g.add(p, alpha=weight_decay) if weight_decay else g
+def _real(t: Tensor) -> Tensor:
+    """A complex tensor as its (..., 2) real view, as torch.optim steps complex parameters."""
+    return torch.view_as_real(t) if torch.is_complex(t) else t
 
 
-def _check_nonnegative(owner: str, **values: float) -> None:
-    for name, v in values.items():
-        if v < 0:
-            raise ValueError(f"{owner}: invalid {name} {v!r} (must be >= 0)")
+def _gradient(p: Tensor, group: dict[str, Any]) -> Tensor:
+    """g = ∇ (maximize: -∇), with coupled weight decay g + weight_decay·p."""
+    assert p.grad is not None
+    g = -p.grad if group["maximize"] else p.grad
+    if group["weight_decay"] != 0:
+        g = g.add(p, alpha=value(group["weight_decay"]))
+    return g
 
 
 class SGD(Optimizer):
-    """p ← p - lr·v, with g = ∇ + weight_decay·p and v = g (plain), or
-    v = b ← momentum·b + (1 - dampening)·g (heavy ball), or g + momentum·b (Nesterov).
-    Math: docs/math.md#sgd.
+    """p ← p - lr·v with v = g (plain), or b ← momentum·b + (1 - dampening)·g (b₁ = g) and
+    v = b (heavy ball) or v = g + momentum·b (Nesterov).  Math: docs/math.md#sgd.
     """
+
+    positional = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
     def __init__(
         self,
-        params: Iterable[Tensor],
-        lr: float,
-        momentum: float = 0.0,
-        dampening: float = 0.0,
-        weight_decay: float = 0.0,
+        params: Params,
+        lr: float | Tensor = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float | Tensor = 0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr)
-        _check_nonnegative("SGD", momentum=momentum, weight_decay=weight_decay)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening = 0")
-        self.momentum, self.dampening = float(momentum), float(dampening)
-        self.weight_decay, self.nesterov = float(weight_decay), nesterov
-
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "dampening": self.dampening,
-            "weight_decay": self.weight_decay,
-            "nesterov": self.nesterov,
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+            "foreach": foreach,
+            "differentiable": differentiable,
+            "fused": fused,
         }
+        self._check_hyperparameters(defaults)
+        super().__init__(params, defaults)
 
-    def step(self) -> None:
-        for p, grad, state in self._with_grads():
-            g = _with_weight_decay(p, grad, self.weight_decay)
-            if self.momentum:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.clone()
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        check_lr("SGD", group["lr"])
+        check_nonnegative("SGD", momentum=group["momentum"], weight_decay=group["weight_decay"])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise InputError("SGD: Nesterov momentum requires a momentum and zero dampening")
+        _refuse_switches("SGD", group)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr, momentum, dampening = value(group["lr"]), group["momentum"], group["dampening"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            g = _gradient(p, group)
+            if momentum != 0:
+                state = self.state[p]
+                b = state.get("momentum_buffer")
+                if b is None:
+                    b = state["momentum_buffer"] = g.clone()
                 else:
-                    buf.mul_(self.momentum).add_(g, alpha=1 - self.dampening)
-                g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
-            p.add_(g, alpha=-self.lr)
+                    b.mul_(momentum).add_(g, alpha=1 - dampening)
+                g = g.add(b, alpha=momentum) if group["nesterov"] else b
+            p.add_(g, alpha=-lr)
 
 
 class Adagrad(Optimizer):
     """s ← s + g²;  p ← p - lr_t · g / (√s + eps),  lr_t = lr / (1 + (t - 1)·lr_decay).
 
+    The sums start at the constructor's initial_accumulator_value for every group, as torch's
+    do (a group's own value counts only for a group added later).
     Math: docs/math.md#adagrad-rmsprop-adam-adamw.
     """
 
+    positional = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+
     def __init__(
         self,
-        params: Iterable[Tensor],
-        lr: float = 0.01,
-        lr_decay: float = 0.0,
-        weight_decay: float = 0.0,
-        initial_accumulator_value: float = 0.0,
+        params: Params,
+        lr: float | Tensor = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
         eps: float = 1e-10,
+        foreach: bool | None = None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr)
-        _check_nonnegative(
-            "Adagrad",
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-            eps=eps,
-            initial_accumulator_value=initial_accumulator_value,
-        )
-        self.lr_decay, self.weight_decay = float(lr_decay), float(weight_decay)
-        self.initial_accumulator_value, self.eps = float(initial_accumulator_value), float(eps)
+        defaults = {
+            "lr": lr,
+            "lr_decay": lr_decay,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "initial_accumulator_value": initial_accumulator_value,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "fused": fused,
+        }
+        self._check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+        for p in self.params:
+            self._init_state(p, initial_accumulator_value)
 
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "lr_decay": self.lr_decay,
-            "weight_decay": self.weight_decay,
-            "initial_accumulator_value": self.initial_accumulator_value,
-            "eps": self.eps,
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        check_lr("Adagrad", group["lr"])
+        check_nonnegative(
+            "Adagrad",
+            lr_decay=group["lr_decay"],
+            weight_decay=group["weight_decay"],
+            initial_accumulator_value=group["initial_accumulator_value"],
+            eps=group["eps"],
+        )
+        _refuse_switches("Adagrad", group)
+
+    def _init_state(self, p: Tensor, s0: float) -> None:
+        init = complex(s0, s0) if torch.is_complex(p) else s0
+        self.state[p] = {
+            "step": torch.tensor(0.0, dtype=scalar_dtype()),
+            "sum": torch.full_like(p, init),
         }
 
-    def step(self) -> None:
-        for p, grad, state in self._with_grads():
-            if not state:
-                state["step"] = torch.zeros((), dtype=torch.float64)
-                state["sum"] = torch.full_like(p, self.initial_accumulator_value)
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr, eps, lr_decay = value(group["lr"]), group["eps"], group["lr_decay"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:  # a group added after construction
+                self._init_state(p, group["initial_accumulator_value"])
+                state = self.state[p]
             state["step"] += 1
-            g = _with_weight_decay(p, grad, self.weight_decay)
-            clr = self.lr / (1 + (float(state["step"]) - 1) * self.lr_decay)
-            state["sum"].addcmul_(g, g, value=1)
-            p.addcdiv_(g, state["sum"].sqrt().add_(self.eps), value=-clr)
+            t = float(state["step"])
+            g, s, x = _real(_gradient(p, group)), _real(state["sum"]), _real(p)
+            lr_t = lr / (1 + (t - 1) * lr_decay)
+            s.addcmul_(g, g, value=1)  # s ← s + g²
+            x.addcdiv_(g, s.sqrt().add_(eps), value=-lr_t)
 
 
 class RMSprop(Optimizer):
-    """v ← αv + (1 - α)g²;  p ← p - lr · g / (√v + eps)  (centered: √(v - ḡ²); with momentum
-    b ← μb + g/(…), p ← p - lr·b).  Math: docs/math.md#adagrad-rmsprop-adam-adamw.
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Tensor],
-        lr: float = 0.01,
-        alpha: float = 0.99,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        centered: bool = False,
-    ) -> None:
-        super().__init__(params, lr)
-        _check_nonnegative(
-            "RMSprop", alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum
-        )
-        self.alpha, self.eps, self.weight_decay = float(alpha), float(eps), float(weight_decay)
-        self.momentum, self.centered = float(momentum), centered
-
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "alpha": self.alpha,
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
-            "momentum": self.momentum,
-            "centered": self.centered,
-        }
-
-    def step(self) -> None:
-        for p, grad, state in self._with_grads():
-            if not state:
-                state["square_avg"] = torch.zeros_like(p)
-                if self.momentum:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                if self.centered:
-                    state["grad_avg"] = torch.zeros_like(p)
-            g = _with_weight_decay(p, grad, self.weight_decay)
-            v = state["square_avg"].mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
-            if self.centered:
-                g_avg = state["grad_avg"].lerp_(g, 1 - self.alpha)
-                avg = v.addcmul(g_avg, g_avg, value=-1).sqrt_().add_(self.eps)
-            else:
-                avg = v.sqrt().add_(self.eps)
-            if self.momentum:
-                buf = state["momentum_buffer"].mul_(self.momentum).addcdiv_(g, avg)
-                p.add_(buf, alpha=-self.lr)
-            else:
-                p.addcdiv_(g, avg, value=-self.lr)
-
-
-class Adam(Optimizer):
-    """m ← β₁m + (1 - β₁)g,  v ← β₂v + (1 - β₂)g²;
-    p ← p - lr/(1 - β₁ᵗ) · m / (√v / √(1 - β₂ᵗ) + eps).
+    """v ← αv + (1 - α)g²;  p ← p - lr · g / (√v + eps)  (centered: √(v - ḡ²) with
+    ḡ ← αḡ + (1 - α)g; with momentum b ← μb + g/(√v + eps), p ← p - lr·b).
     Math: docs/math.md#adagrad-rmsprop-adam-adamw.
     """
 
-    decoupled_weight_decay = False
+    positional = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
 
     def __init__(
         self,
-        params: Iterable[Tensor],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        params: Params,
+        lr: float | Tensor = 1e-2,
+        alpha: float = 0.99,
         eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
+        weight_decay: float = 0,
+        momentum: float = 0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
-        super().__init__(params, lr)
-        name = type(self).__name__
-        if not all(0.0 <= b < 1.0 for b in betas) or len(betas) != 2:
-            raise ValueError(f"{name}: betas must be two numbers in [0, 1), got {betas!r}")
-        _check_nonnegative(name, eps=eps, weight_decay=weight_decay)
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps, self.weight_decay, self.amsgrad = float(eps), float(weight_decay), amsgrad
-
-    def _hyperparameters(self) -> dict[str, Any]:
-        return {
-            "lr": self.lr,
-            "betas": self.betas,
-            "eps": self.eps,
-            "weight_decay": self.weight_decay,
-            "amsgrad": self.amsgrad,
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "alpha": alpha,
+            "eps": eps,
+            "centered": centered,
+            "weight_decay": weight_decay,
+            "capturable": capturable,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
         }
+        self._check_hyperparameters(defaults)
+        super().__init__(params, defaults)
 
-    def step(self) -> None:
-        beta1, beta2 = self.betas
-        for p, grad, state in self._with_grads():
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        check_lr("RMSprop", group["lr"])
+        check_nonnegative(
+            "RMSprop",
+            eps=group["eps"],
+            momentum=group["momentum"],
+            weight_decay=group["weight_decay"],
+            alpha=group["alpha"],
+        )
+        _refuse_switches("RMSprop", group)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr, alpha, eps, momentum = (
+            value(group["lr"]),
+            group["alpha"],
+            group["eps"],
+            group["momentum"],
+        )
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if "square_avg" not in state:
+                state["square_avg"] = torch.zeros_like(p)
+                if momentum > 0:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                if group["centered"]:
+                    state["grad_avg"] = torch.zeros_like(p)
+            if "step" not in state:  # also a state saved before handgrad counted the steps
+                state["step"] = torch.zeros((), dtype=scalar_dtype())
+            state["step"] += 1
+            g, x = _real(_gradient(p, group)), _real(p)
+            v = _real(state["square_avg"]).mul_(alpha).addcmul_(g, g, value=1 - alpha)
+            if group["centered"]:
+                g_avg = _real(state["grad_avg"]).lerp_(g, 1 - alpha)  # ḡ ← αḡ + (1 - α)g
+                avg = v.addcmul(g_avg, g_avg, value=-1).sqrt_()  # √(v - ḡ²)
+            else:
+                avg = v.sqrt()
+            avg = avg.add_(eps)
+            if momentum > 0:
+                b = _real(state["momentum_buffer"]).mul_(momentum).addcdiv_(g, avg)
+                x.add_(b, alpha=-lr)
+            else:
+                x.addcdiv_(g, avg, value=-lr)
+
+
+class Adam(Optimizer):
+    """m ← β₁m + (1 - β₁)g,  v ← β₂v + (1 - β₂)g²  (amsgrad: v̂ = max of the v's so far);
+    p ← p - lr/(1 - β₁ᵗ) · m / (√v / √(1 - β₂ᵗ) + eps).  With decoupled_weight_decay the
+    decay is p ← p(1 - lr·weight_decay) before the step (AdamW) instead of g + weight_decay·p.
+    Math: docs/math.md#adagrad-rmsprop-adam-adamw.
+    """
+
+    positional = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "betas": tuple(betas) if isinstance(betas, (list, tuple)) else betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+            "fused": fused,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        self._check_hyperparameters(defaults)
+        super().__init__(params, defaults)
+
+    def _check_hyperparameters(self, group: dict[str, Any]) -> None:
+        name, lr, betas = self._name, group["lr"], group["betas"]
+        if isinstance(lr, Tensor) and group["foreach"] and not group["capturable"]:
+            raise InputError(
+                f"{name}: lr as a Tensor is not supported for capturable=False and foreach=True"
+            )
+        check_lr(name, lr)
+        check_nonnegative(name, eps=group["eps"])
+        if not isinstance(betas, tuple) or len(betas) != 2:
+            raise InputError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        for i, beta in enumerate(betas):
+            if not 0.0 <= float(beta) < 1.0:
+                raise InputError(f"{name}: Invalid beta parameter at index {i}: {beta}")
+        check_nonnegative(name, weight_decay=group["weight_decay"])
+        if not all(isinstance(b, float) for b in betas) and not all(
+            isinstance(b, Tensor) for b in betas
+        ):
+            raise InputError(f"{name}: betas must be either both floats or both Tensors")
+        _refuse_switches(name, group)
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        lr, eps, wd = value(group["lr"]), group["eps"], value(group["weight_decay"])
+        beta1, beta2 = (value(b) for b in group["betas"])
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
             if not state:
-                state["step"] = torch.zeros((), dtype=torch.float64)
+                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
-                if self.amsgrad:
+                if group["amsgrad"]:
                     state["max_exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
+            g = -p.grad if group["maximize"] else p.grad
+            if wd != 0 and group["decoupled_weight_decay"]:
+                p.mul_(1 - lr * wd)  # p ← p(1 - lr·λ): decay the weights directly
+            elif wd != 0:
+                g = g.add(p, alpha=wd)  # g + λp: L2 folded into the gradient
+            g, x = _real(g), _real(p)
+            m = _real(state["exp_avg"]).lerp_(g, 1 - beta1)  # m ← β₁m + (1 - β₁)g
+            v = _real(state["exp_avg_sq"]).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            if group["amsgrad"]:
+                v_max = _real(state["max_exp_avg_sq"])
+                v = torch.maximum(v_max, v, out=v_max)  # v̂ ← max(v̂, v)
             t = float(state["step"])
-            g = grad
-            if self.decoupled_weight_decay:
-                p.mul_(1 - self.lr * self.weight_decay)  # AdamW: decay the weights directly
-            else:
-                g = _with_weight_decay(p, g, self.weight_decay)
-            m = state["exp_avg"].lerp_(g, 1 - beta1)
-            v = state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            if self.amsgrad:
-                v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            step_size = self.lr / (1 - beta1**t)
-            denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(self.eps)
-            p.addcdiv_(m, denom, value=-step_size)
+            step_size = lr / (1 - beta1**t)
+            denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(eps)  # √v / √(1 - β₂ᵗ) + eps
+            x.addcdiv_(m, denom, value=-step_size)
 
 
 class AdamW(Adam):
     """Adam with decoupled weight decay: p ← p(1 - lr·weight_decay) before the Adam step."""
 
-    decoupled_weight_decay = True
-
     def __init__(
         self,
-        params: Iterable[Tensor],
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
+        params: Params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float | Tensor, float | Tensor] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            foreach=foreach,
+            maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=True,
+        )
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As Adam's; the groups keep decoupled_weight_decay=True, as torch's AdamW does."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {  # the classes, by command-line name
     "sgd": SGD,
     "adagrad": Adagrad,
     "rmsprop": RMSprop,
