@@ -3,6 +3,8 @@ for each reduction and upstream."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -130,5 +132,185 @@ def test_categorical_cross_entropy(shape, index_shape, target_kind, reduction, g
         ops.categorical_cross_entropy_backward,
         lambda p: _categorical_cross_entropy(p, dense, reduction),
         [_class_probabilities(shape, seed=0)],
+        g,
+    )
+
+
+# ---- options: weights, ignore_index, label smoothing, pos_weight ---------------------------------
+W3 = torch.tensor([0.5, 2.0, 1.5], dtype=F64)
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("ignore_index", [-100, 1])
+@pytest.mark.parametrize("weight", [None, W3], ids=["unweighted", "weighted"])
+def test_cross_entropy_options(weight, ignore_index, label_smoothing, reduction, g):
+    z = make_values((2, 3, 4), "normal")
+    y = torch.tensor([[0, 1, 2, 1], [2, 2, 0, 1]])
+    kw = {"weight": weight, "ignore_index": ignore_index, "label_smoothing": label_smoothing}
+    check_pair(
+        lambda z_: ops.cross_entropy_forward(z_, y, reduction, **kw),
+        ops.cross_entropy_backward,
+        lambda z_: F.cross_entropy(z_, y, reduction=reduction, **kw),
+        [z],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weight", [None, W3], ids=["unweighted", "weighted"])
+def test_cross_entropy_probabilities_with_options(weight, label_smoothing, reduction, g):
+    z, t = make_values((4, 3), "large"), _class_probabilities((4, 3), seed=5)
+    kw = {"weight": weight, "label_smoothing": label_smoothing}
+    check_pair(
+        lambda z_: ops.cross_entropy_forward(z_, t, reduction, **kw),
+        ops.cross_entropy_backward,
+        lambda z_: F.cross_entropy(z_, t, reduction=reduction, **kw),
+        [z],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("weight", [None, W3], ids=["unweighted", "weighted"])
+def test_nll_loss_options(weight, ignore_index, reduction, g):
+    x = torch.log(_class_probabilities((5, 3), seed=0))
+    y = torch.tensor([0, 2, 1, 2, 0])
+    kw = {"weight": weight, "ignore_index": ignore_index}
+    check_pair(
+        lambda x_: ops.nll_loss_forward(x_, y, reduction, **kw),
+        ops.nll_loss_backward,
+        lambda x_: F.nll_loss(x_, y, reduction=reduction, **kw),
+        [x],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("pos_weight", [None, "class"])
+@pytest.mark.parametrize("weight", [None, "class", "full"])
+def test_bce_weights(weight, pos_weight, reduction, g):
+    z = make_values((4, 3), "large")
+    t = torch.rand((4, 3), generator=torch.Generator().manual_seed(3), dtype=F64)
+    ws = {None: None, "class": W3, "full": make_values((4, 3), "normal", seed=8).abs()}
+    w, pw = ws[weight], ws[pos_weight]
+    check_pair(
+        lambda z_: ops.bce_with_logits_forward(z_, t, reduction, w, pw),
+        ops.bce_with_logits_backward,
+        lambda z_: F.binary_cross_entropy_with_logits(
+            z_, t, weight=w, pos_weight=pw, reduction=reduction
+        ),
+        [z],
+        g,
+    )
+    check_pair(
+        lambda p: ops.bce_loss_forward(p, t, reduction, w),
+        ops.bce_loss_backward,
+        lambda p: F.binary_cross_entropy(p, t, weight=w, reduction=reduction),
+        [torch.sigmoid(make_values((4, 3), "normal"))],
+        g,
+    )
+
+
+# ---- the new losses ------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("beta", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("kind", VALUE_KINDS)
+def test_smooth_l1_loss(kind, beta, reduction, g):
+    pred, target = _pred_and_target("smooth_l1_loss", (4, 3), kind)
+    check_pair(
+        lambda p, t: ops.smooth_l1_loss_forward(p, t, reduction, beta),
+        ops.smooth_l1_loss_backward,
+        lambda p, t: F.smooth_l1_loss(p, t, reduction=reduction, beta=beta),
+        [pred, target],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", [*DLOSS, ("batchmean", 0.7)], ids=[*DLOSS_IDS, "batchmean"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div(log_target, reduction, g):
+    x = torch.log(_class_probabilities((4, 3), seed=0))
+    t = _class_probabilities((4, 3), seed=1)
+    if log_target:
+        t = torch.log(t)
+    else:
+        t[0, 0] = 0.0  # 0 log 0 = 0
+    check_pair(
+        lambda x_: ops.kl_div_forward(x_, t, reduction, log_target),
+        ops.kl_div_backward,
+        quiet_kl_div(F.kl_div, t, reduction, log_target),
+        [x],
+        g,
+    )
+
+
+def quiet_kl_div(kl_div, t, reduction, log_target):
+    def reference(x):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reduction="mean"'s advice
+            return kl_div(x, t, reduction=reduction, log_target=log_target)
+
+    return reference
+
+
+def _signs(*shape, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.where(torch.rand(shape, generator=gen) > 0.5, 1.0, -1.0).to(F64)
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("kind", VALUE_KINDS)
+def test_soft_margin_loss(kind, reduction, g):
+    y = _signs(4, 3)
+    check_pair(
+        lambda x: ops.soft_margin_loss_forward(x, y, reduction),
+        ops.soft_margin_loss_backward,
+        lambda x: F.soft_margin_loss(x, y, reduction=reduction),
+        [make_values((4, 3), kind)],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("weight", [None, W3], ids=["unweighted", "weighted"])
+def test_multilabel_soft_margin_loss(weight, reduction, g):
+    y = (_signs(4, 3) > 0).to(F64)
+    check_pair(
+        lambda x: ops.multilabel_soft_margin_loss_forward(x, y, reduction, weight),
+        ops.multilabel_soft_margin_loss_backward,
+        lambda x: F.multilabel_soft_margin_loss(x, y, weight=weight, reduction=reduction),
+        [make_values((4, 3), "large")],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("margin", [0.0, 0.4])
+def test_margin_ranking_loss(margin, reduction, g):
+    y = _signs(6)
+    x1, x2 = make_values((6,), "normal", seed=1), make_values((6,), "normal", seed=2)
+    check_pair(
+        lambda a, b: ops.margin_ranking_loss_forward(a, b, y, reduction, margin),
+        ops.margin_ranking_loss_backward,
+        lambda a, b: F.margin_ranking_loss(a, b, y, margin=margin, reduction=reduction),
+        [x1, x2],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("margin", [0.0, 0.3])
+@pytest.mark.parametrize("unbatched", [False, True])
+def test_cosine_embedding_loss(unbatched, margin, reduction, g):
+    shape, y = ((4,), torch.tensor(-1.0, dtype=F64)) if unbatched else ((5, 3), _signs(5))
+    x1, x2 = make_values(shape, "normal", seed=1), make_values(shape, "normal", seed=2)
+    check_pair(
+        lambda a, b: ops.cosine_embedding_loss_forward(a, b, y, reduction, margin),
+        ops.cosine_embedding_loss_backward,
+        lambda a, b: F.cosine_embedding_loss(a, b, y, margin=margin, reduction=reduction),
+        [x1, x2],
         g,
     )

@@ -4,11 +4,17 @@ handgrad.ops.loss and the derivations in docs/math.md#losses.
 ``forward(pred, target)`` checks its arguments and returns the reduced loss; ``backward(grad=None)``
 returns dL/dpred, computing it there (an evaluation pays for no gradient). With reduction
 "mean" the per-element gradients are divided by the number of loss terms, with "sum" they are
-not, and with "none" ``grad`` (default: ones) weighs each term.
+not, and with "none" ``grad`` (default: ones) weighs each term. Losses of two inputs
+(MarginRankingLoss, CosineEmbeddingLoss) take ``forward(x1, x2, y)`` and return (dx1, dx2).
+
+Every class that torch.nn has takes torch's constructor arguments, in torch's order, with the
+deprecated ``size_average``/``reduce`` read as torch reads them (with its warning). ``weight``
+and ``pos_weight`` are buffers: in state_dict() when given, moved by ``.to()``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -16,32 +22,89 @@ import torch
 from torch import Tensor
 
 from handgrad import ops
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
+
+
+class TargetIndexError(InputError, IndexError):
+    """A class index outside [0, C) that is not ignore_index (torch raises IndexError)."""
+
+
+def legacy_reduction(owner: str, size_average: Any, reduce: Any, reduction: str) -> str:
+    """torch.nn._reduction.legacy_get_string: the deprecated size_average/reduce, when either
+    is given, decide the reduction (with torch's warning); else `reduction` stands."""
+    if size_average is None and reduce is None:
+        return reduction
+    for name, value in (("size_average", size_average), ("reduce", reduce)):
+        if isinstance(value, str):  # torch would read any string as True
+            raise ArgumentTypeError(
+                f"{owner}: {name} must be a bool or None, got {value!r} (did you mean "
+                f"reduction={value!r}?)"
+            )
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    ret = "mean" if size_average and reduce else "sum" if reduce else "none"
+    warnings.warn(
+        f"size_average and reduce args will be deprecated, please use reduction='{ret}' instead.",
+        stacklevel=3,
+    )
+    return ret
 
 
 class Loss(Module):
     """Base class: checks arguments, runs the class's op pair, checks backward's gradient."""
 
     op_pair: tuple[Callable[..., Any], Callable[..., Any]]
+    reductions: tuple[str, ...] = (*REDUCTIONS, "elementwise_mean")  # what torch accepts
 
-    def __init__(self, reduction: str = "mean") -> None:
-        if reduction not in REDUCTIONS:
-            raise ValueError(
-                f"{type(self).__name__}: reduction must be one of {REDUCTIONS}, got {reduction!r}"
+    def __init__(
+        self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
+    ) -> None:
+        name = type(self).__name__
+        reduction = legacy_reduction(name, size_average, reduce, reduction)
+        if reduction not in self.reductions:
+            raise InputError(
+                f"{name}: reduction must be one of {self.reductions}, got {reduction!r}"
+            )
+        if reduction == "elementwise_mean":
+            warnings.warn(
+                "reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
+                stacklevel=3,
             )
         self.reduction = reduction
 
+    @property
+    def _reduction(self) -> str:
+        """The reduction the op computes ("elementwise_mean" is torch's old name for "mean")."""
+        return "mean" if self.reduction == "elementwise_mean" else self.reduction
+
     def config(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        """The op's keyword arguments after (pred, target): the reduction and the class's own."""
+        return {"reduction": self._reduction}
+
+    @classmethod
+    def config_from_torch(cls, m: Any) -> dict[str, Any]:
+        """As Module's, with copies of the weight tensors (the twin shares nothing with m)."""
+        config = super().config_from_torch(m)
+        return {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in config.items()}
+
+    def extra_repr(self) -> str:
+        return ", ".join(
+            f"{k}=tensor{tuple(v.shape)}" if isinstance(v, Tensor) else f"{k}={v!r}"
+            for k, v in self.config().items()
+        )
 
     def __repr__(self) -> str:
         return self._short_name()
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         pred, target = self._checked(pred, target)
-        loss, cache = self.op_pair[0](pred, target, **self.config())
+        loss, cache = self.op_pair[0](pred, target, **self.op_options(pred))
         self.push_cache((cache, loss.shape))
         return loss
 
@@ -49,50 +112,92 @@ class Loss(Module):
         """(pred, target) as the op takes them, after checking they fit."""
         return pred, _check_pair(self, pred, target)
 
-    def backward(self, grad: Tensor | float | None = None) -> Tensor:
+    def backward(self, grad: Tensor | float | None = None) -> Any:
         """dL/dpred, with the shape of pred; `grad` is dL/dloss (default 1)."""
         cache, loss_shape = self.pop_cache()
         g: Tensor | float = 1.0 if grad is None else grad
-        if isinstance(g, Tensor) and self.reduction != "none":
+        if isinstance(g, Tensor) and len(loss_shape) == 0:
             if g.numel() != 1:
-                raise ValueError(
+                raise ShapeError(
                     f"{self!r}.backward: expected a scalar gradient, got {tuple(g.shape)}"
                 )
             g = g.reshape(())
-        if isinstance(g, Tensor) and self.reduction == "none" and g.shape != loss_shape:
-            raise ValueError(
+        elif isinstance(g, Tensor) and g.shape != loss_shape:
+            raise ShapeError(
                 f"{self!r}.backward: expected a gradient of shape {tuple(loss_shape)}, "
                 f"got {tuple(g.shape)}"
             )
         return self.op_pair[1](g, cache)
 
+    def _weight(self, name: str, pred: Tensor) -> Tensor | None:
+        """The buffer `name` in pred's dtype and device (None if not given)."""
+        w = getattr(self, name)
+        return None if w is None else w.to(device=pred.device, dtype=pred.dtype)
+
+
+def _check_tensor(owner: Loss, what: str, t: Any) -> None:
+    if not isinstance(t, Tensor):
+        raise ArgumentTypeError(
+            f"{owner!r}: expected the {what} as a tensor, got {type(t).__name__}"
+        )
+
 
 def _check_pair(owner: Loss, pred: Tensor, target: Tensor) -> Tensor:
     """Same shape, pred floating; returns target cast to pred's dtype (integer targets allowed)."""
-    if not isinstance(pred, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(
-            f"{owner!r}: expected tensors, got {type(pred).__name__}, {type(target).__name__}"
-        )
+    _check_tensor(owner, "prediction", pred)
+    _check_tensor(owner, "target", target)
     if not pred.is_floating_point():
-        raise TypeError(f"{owner!r}: expected a floating-point prediction, got {pred.dtype}")
+        raise ShapeError(f"{owner!r}: expected a floating-point prediction, got {pred.dtype}")
     if pred.shape != target.shape:
-        raise ValueError(
+        raise ShapeError(
             f"{owner!r}: prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have "
             "the same shape (no broadcasting: reshape one, e.g. y.view(-1, 1))"
         )
-    if target.device != pred.device:
-        raise ValueError(f"{owner!r}: prediction is on {pred.device}, target on {target.device}")
+    _check_device(owner, pred, target)
     return target.to(pred.dtype)
+
+
+def _check_device(owner: Loss, pred: Tensor, other: Tensor) -> None:
+    if other.device != pred.device:
+        raise ShapeError(f"{owner!r}: prediction is on {pred.device}, target on {other.device}")
 
 
 def _check_probabilities(owner: Loss, p: Tensor, what: str = "prediction") -> None:
     if bool(((p < 0) | (p > 1) | p.isnan()).any()):
-        raise ValueError(
+        raise ShapeError(
             f"{owner!r}: expected {what} probabilities in [0, 1], got values in "
             f"[{p.min().item():.4g}, {p.max().item():.4g}]"
         )
 
 
+def _check_broadcast(owner: Loss, name: str, w: Tensor | None, shape: torch.Size) -> None:
+    """w broadcasts to `shape` without growing it (torch fails otherwise)."""
+    if w is None:
+        return
+    try:
+        ok = torch.broadcast_shapes(w.shape, shape) == shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ShapeError(
+            f"{owner!r}: {name} of shape {tuple(w.shape)} does not broadcast to the "
+            f"prediction's shape {tuple(shape)}"
+        )
+
+
+def _check_weight_arg(owner: str, name: str, w: Any) -> Tensor | None:
+    if w is not None and not isinstance(w, Tensor):
+        raise ArgumentTypeError(f"{owner}: {name} must be a tensor or None, got {type(w).__name__}")
+    return w
+
+
+def _check_number(owner: str, name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ArgumentTypeError(f"{owner}: {name} must be a float or int, got {type(v).__name__}")
+    return v
+
+
+# ---- regression ----------------------------------------------------------------------------------
 class MSELoss(Loss):
     """ℓ = (p - t)²;  dℓ/dp = 2(p - t)."""
 
@@ -113,99 +218,372 @@ class HuberLoss(Loss):
     torch_name, cli_name = "HuberLoss", "huber"
     op_pair = (ops.huber_loss_forward, ops.huber_loss_backward)
 
-    def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
-        super().__init__(reduction)
-        if delta <= 0:
-            raise ValueError(f"HuberLoss: delta must be positive, got {delta}")
-        self.delta = float(delta)
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction=reduction)
+        self.delta = _check_number("HuberLoss", "delta", delta)
+        if delta <= 0:  # torch's RuntimeError, at construction
+            raise ShapeError(f"HuberLoss: delta must be positive, got {delta}")
 
     def config(self) -> dict[str, Any]:
-        return {"delta": self.delta, "reduction": self.reduction}
+        return {"reduction": self.reduction, "delta": self.delta}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {"reduction": self._reduction, "delta": self.delta}
 
 
+class SmoothL1Loss(Loss):
+    """ℓ = ½d²/β if |d| < β else |d| - ½β, d = p - t (β = 0: L1);  dℓ/dp = clamp(d/β, -1, 1)."""
+
+    torch_name = "SmoothL1Loss"
+    op_pair = (ops.smooth_l1_loss_forward, ops.smooth_l1_loss_backward)
+
+    def __init__(
+        self,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        beta: float = 1.0,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.beta = _check_number("SmoothL1Loss", "beta", beta)
+        if beta < 0:
+            raise ShapeError(f"SmoothL1Loss: beta must be >= 0, got {beta}")
+
+    def config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "beta": self.beta}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {"reduction": self._reduction, "beta": self.beta}
+
+
+class SoftMarginLoss(Loss):
+    """Targets y = ±1.  ℓ = log(1 + e^{-y x});  dℓ/dx = -y σ(-y x).  Finite where torch's
+    log(1 + exp) overflows (y x below -709 in float64)."""
+
+    torch_name = "SoftMarginLoss"
+    op_pair = (ops.soft_margin_loss_forward, ops.soft_margin_loss_backward)
+
+
+class KLDivLoss(Loss):
+    """x log-probabilities, t probabilities (log-probabilities with log_target).
+
+    ℓ = t (log t - x) (0 where t = 0), or e^t (t - x);  dℓ/dx = -t, or -e^t.
+    reduction="batchmean" divides the sum by the batch size (the true KL divergence).
+    """
+
+    torch_name = "KLDivLoss"
+    op_pair = (ops.kl_div_forward, ops.kl_div_backward)
+    reductions = (*Loss.reductions, "batchmean")
+
+    def __init__(
+        self,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        log_target: bool = False,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def config(self) -> dict[str, Any]:
+        return {"reduction": self.reduction, "log_target": self.log_target}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        if self.reduction == "mean":  # torch warns on every call
+            warnings.warn(
+                "reduction: 'mean' divides the total loss by both the batch size and the support "
+                "size.'batchmean' divides only by the batch size, and aligns with the KL div math "
+                "definition.'mean' will be changed to behave the same as 'batchmean' in the next "
+                "major release.",
+                stacklevel=4,
+            )
+        return {"reduction": self._reduction, "log_target": bool(self.log_target)}
+
+
+# ---- binary and multi-label ----------------------------------------------------------------------
 class BCELoss(Loss):
-    """ℓ = -(t log p + (1 - t) log(1 - p)), logs floored at -100;  dℓ/dp = (p - t) / (p(1 - p)).
+    """ℓ = -w (t log p + (1 - t) log(1 - p)), logs floored at -100;
+    dℓ/dp = w (p - t) / (p(1 - p)).  `weight` broadcasts against p.
 
     Math: docs/math.md#why-the-clamps.
     """
 
     torch_name = "BCELoss"
     op_pair = (ops.bce_loss_forward, ops.bce_loss_backward)
+    buffer_names = ("weight",)
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.weight = _check_weight_arg("BCELoss", "weight", weight)
+
+    def config(self) -> dict[str, Any]:
+        return {"weight": self.weight, "reduction": self.reduction}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         t = _check_pair(self, pred, target)
         _check_probabilities(self, pred)
+        _check_probabilities(self, t, "target")
+        _check_broadcast(self, "weight", self.weight, pred.shape)
         return pred, t
 
 
 class BCEWithLogitsLoss(Loss):
-    """ℓ = max(z, 0) - z·t + log(1 + e^{-|z|}) = BCE(σ(z), t), stable for any z;  dℓ/dz = σ(z) - t.
+    """ℓ = w ((1 - t) z - (1 + (pw - 1) t) log σ(z)) = w BCE(σ(z), t), stable for any z;
+    dℓ/dz = w ((1 - t + pw t) σ(z) - pw t)  (= σ(z) - t without weights).  `weight` broadcasts
+    against z; `pos_weight` too, so a (C,) pos_weight weighs each class of (N, C) logits.
 
     Math: docs/math.md#bcewithlogitsloss.
     """
 
     torch_name = "BCEWithLogitsLoss"
     op_pair = (ops.bce_with_logits_forward, ops.bce_with_logits_backward)
+    buffer_names = ("weight", "pos_weight")
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        pos_weight: Tensor | None = None,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.weight = _check_weight_arg("BCEWithLogitsLoss", "weight", weight)
+        self.pos_weight = _check_weight_arg("BCEWithLogitsLoss", "pos_weight", pos_weight)
+
+    def config(self) -> dict[str, Any]:
+        return {"weight": self.weight, "reduction": self.reduction, "pos_weight": self.pos_weight}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {
+            "reduction": self._reduction,
+            "weight": self._weight("weight", pred),
+            "pos_weight": self._weight("pos_weight", pred),
+        }
+
+    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        t = _check_pair(self, pred, target)
+        _check_broadcast(self, "weight", self.weight, pred.shape)
+        _check_broadcast(self, "pos_weight", self.pos_weight, pred.shape)
+        return pred, t
 
 
+class MultiLabelSoftMarginLoss(Loss):
+    """Scores x (N, C) or (C,), targets t ∈ {0, 1} of the same shape; one term per row:
+    ℓ = (1/C) Σ_c -w_c (t_c log σ(x_c) + (1 - t_c) log σ(-x_c));  dℓ/dx_c = w_c (σ(x_c) - t_c) / C.
+    """
+
+    torch_name = "MultiLabelSoftMarginLoss"
+    op_pair = (ops.multilabel_soft_margin_loss_forward, ops.multilabel_soft_margin_loss_backward)
+    buffer_names = ("weight",)
+    reductions = REDUCTIONS  # torch's functional refuses "elementwise_mean" here
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.weight = _check_weight_arg("MultiLabelSoftMarginLoss", "weight", weight)
+
+    def config(self) -> dict[str, Any]:
+        return {"weight": self.weight, "reduction": self.reduction}
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
+
+    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        t = _check_pair(self, pred, target)
+        if pred.dim() == 0:
+            raise ShapeError(f"{self!r}: expected scores of shape (C,) or (N, C), got a 0-d tensor")
+        _check_broadcast(self, "weight", self.weight, pred.shape)
+        return pred, t
+
+
+# ---- classes -------------------------------------------------------------------------------------
 class _ClassLoss(Loss):
     """Losses over a class dimension: dim 1 of (N, C, ...), dim 0 of a single (C,) example."""
 
     allow_probabilities = True  # a floating target of the prediction's shape: probabilities
+    ignore_index: int | None = None  # a class index that counts for nothing (torch's option)
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        if not isinstance(pred, Tensor) or not pred.is_floating_point() or pred.dim() == 0:
-            raise TypeError(
+        _check_tensor(self, "prediction", pred)
+        _check_tensor(self, "target", target)
+        if not pred.is_floating_point() or pred.dim() == 0:
+            raise ShapeError(
                 f"{self!r}: expected floating scores of shape (C,) or (N, C, ...), got "
-                f"{getattr(pred, 'dtype', type(pred).__name__)} {tuple(getattr(pred, 'shape', ()))}"
+                f"{pred.dtype} {tuple(pred.shape)}"
             )
-        if not isinstance(target, Tensor):
-            raise TypeError(f"{self!r}: expected a target tensor, got {type(target).__name__}")
-        if target.device != pred.device:
-            raise ValueError(f"{self!r}: prediction is on {pred.device}, target on {target.device}")
+        _check_device(self, pred, target)
         C = pred.shape[0] if pred.dim() == 1 else pred.shape[1]
-        index_shape = pred.shape[:0] if pred.dim() == 1 else pred.shape[:1] + pred.shape[2:]
-        if self.allow_probabilities and (target.is_floating_point() or target.shape == pred.shape):
-            # the prediction's shape means probabilities/one-hot (indices have one dim fewer)
-            if target.shape != pred.shape:
-                raise ValueError(
-                    f"{self!r}: a probability/one-hot target must have the prediction's shape "
-                    f"{tuple(pred.shape)}, got {tuple(target.shape)}"
-                )
-            return pred, target.to(pred.dtype)
-        if target.is_floating_point() or target.dtype == torch.bool:
-            raise TypeError(f"{self!r}: expected integer class indices, got {target.dtype}")
-        if target.shape != index_shape:
-            raise ValueError(
-                f"{self!r}: prediction {tuple(pred.shape)} needs class indices of shape "
-                f"{tuple(index_shape)}, got {tuple(target.shape)}"
+        if self.allow_probabilities and target.shape == pred.shape:
+            return pred, self._probabilities(pred, target)
+        if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+            raise ShapeError(
+                f"{self!r}: expected integer class indices of shape "
+                f"{tuple(_index_shape(pred))}, got {target.dtype} {tuple(target.shape)}"
             )
-        if target.numel():
-            lo, hi = (int(v) for v in torch.aminmax(target))
-            if lo < 0 or hi >= C:
-                raise ValueError(
-                    f"{self!r}: class indices must be in [0, {C - 1}], got values in [{lo}, {hi}]"
-                )
+        if target.shape != _index_shape(pred):
+            raise ShapeError(
+                f"{self!r}: prediction {tuple(pred.shape)} needs class indices of shape "
+                f"{tuple(_index_shape(pred))}, got {tuple(target.shape)}"
+            )
+        self._check_indices(target, C)
         return pred, target.long()
+
+    def _probabilities(self, pred: Tensor, target: Tensor) -> Tensor:
+        """A target of the prediction's shape: class probabilities (floating, as torch)."""
+        if not target.is_floating_point():
+            raise ShapeError(
+                f"{self!r}: a target of the prediction's shape {tuple(pred.shape)} holds class "
+                f"probabilities and must be floating, got {target.dtype} (class indices have "
+                f"shape {tuple(_index_shape(pred))})"
+            )
+        if self.ignore_index is not None and self.ignore_index >= 0:
+            raise ShapeError(f"{self!r}: ignore_index is not supported for probability targets")
+        return target.to(pred.dtype)
+
+    def _check_indices(self, target: Tensor, C: int) -> None:
+        outside = (target < 0) | (target >= C)
+        if self.ignore_index is not None:
+            outside &= target != self.ignore_index
+        bad = target[outside]
+        if bad.numel():
+            also = "" if self.ignore_index is None else f" or ignore_index={self.ignore_index}"
+            raise TargetIndexError(
+                f"{self!r}: class indices must be in [0, {C - 1}]{also}, got {int(bad[0])} "
+                f"(Target {int(bad[0])} is out of bounds)"
+            )
+
+    def _check_class_weight(self, pred: Tensor) -> None:
+        w = getattr(self, "weight", None)
+        C = pred.shape[0] if pred.dim() == 1 else pred.shape[1]
+        if w is not None and (w.dim() != 1 or w.numel() != C):
+            raise ShapeError(
+                f"{self!r}: weight tensor should be defined either for all {C} classes or no "
+                f"classes but got weight tensor of shape: {tuple(w.shape)}"
+            )
+
+
+def _index_shape(pred: Tensor) -> torch.Size:
+    """The shape of class-index targets for scores `pred`: (), (N,) or (N, d1, ...)."""
+    return pred.shape[:0] if pred.dim() == 1 else pred.shape[:1] + pred.shape[2:]
+
+
+def _check_class_options(owner: str, ignore_index: Any) -> int:
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise ArgumentTypeError(
+            f"{owner}: ignore_index must be an int, got {type(ignore_index).__name__}"
+        )
+    return ignore_index
 
 
 class CrossEntropyLoss(_ClassLoss):
-    """Logits z, target class indices or class probabilities t.
+    """Logits z; target class indices y or class probabilities t (z's shape, floating).
 
-    ℓ = -Σ_c t_c log softmax(z)_c;  dℓ/dz = softmax(z)·Σ_c t_c - t  (= softmax(z) - onehot(y)).
-    Math: docs/math.md#crossentropyloss.
+    ℓ = -Σ_c q_c log softmax(z)_c with q = w_y onehot(y) (0 for ignore_index), smoothed to
+    (1 - ε) q + (ε/C) w; for probabilities q = w ⊙ ((1 - ε) t + ε/C).
+    dℓ/dz = softmax(z)·Σ_c q_c - q  (= softmax(z) - onehot(y) plainly).  "mean" divides by
+    Σ w_y over the counted targets (nan when none counts), or by the number of terms for
+    probabilities, as torch.  Math: docs/math.md#crossentropyloss.
     """
 
     torch_name, cli_name = "CrossEntropyLoss", "cross_entropy"
     op_pair = (ops.cross_entropy_forward, ops.cross_entropy_backward)
+    buffer_names = ("weight",)
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.weight = _check_weight_arg("CrossEntropyLoss", "weight", weight)
+        self.ignore_index = _check_class_options("CrossEntropyLoss", ignore_index)
+        self.label_smoothing = _check_number("CrossEntropyLoss", "label_smoothing", label_smoothing)
+        if not 0.0 <= label_smoothing <= 1.0:  # torch's RuntimeError, at construction
+            raise ShapeError(
+                f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, got "
+                f"{label_smoothing}"
+            )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+            "label_smoothing": self.label_smoothing,
+        }
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {
+            "reduction": self._reduction,
+            "weight": self._weight("weight", pred),
+            "ignore_index": self.ignore_index,
+            "label_smoothing": float(self.label_smoothing),
+        }
+
+    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        pred, target = super()._checked(pred, target)
+        self._check_class_weight(pred)
+        return pred, target
 
 
 class NLLLoss(_ClassLoss):
-    """Log-probabilities x, class indices y.  ℓ = -x_y;  dℓ/dx = -onehot(y)."""
+    """Log-probabilities x, class indices y.  ℓ = -w_y x_y (0 for ignore_index);
+    dℓ/dx = -w_y onehot(y).  "mean" divides by Σ w_y over the counted targets, as torch."""
 
     torch_name = "NLLLoss"
     allow_probabilities = False
     op_pair = (ops.nll_loss_forward, ops.nll_loss_backward)
+    buffer_names = ("weight",)
+
+    def __init__(
+        self,
+        weight: Tensor | None = None,
+        size_average: bool | None = None,
+        ignore_index: int = -100,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.weight = _check_weight_arg("NLLLoss", "weight", weight)
+        self.ignore_index = _check_class_options("NLLLoss", ignore_index)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "weight": self.weight,
+            "ignore_index": self.ignore_index,
+            "reduction": self.reduction,
+        }
+
+    def op_options(self, pred: Tensor) -> dict[str, Any]:
+        return {
+            "reduction": self._reduction,
+            "weight": self._weight("weight", pred),
+            "ignore_index": self.ignore_index,
+        }
+
+    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        pred, target = super()._checked(pred, target)
+        self._check_class_weight(pred)
+        return pred, target
 
 
 class CategoricalCrossEntropy(_ClassLoss):
@@ -217,7 +595,85 @@ class CategoricalCrossEntropy(_ClassLoss):
 
     op_pair = (ops.categorical_cross_entropy_forward, ops.categorical_cross_entropy_backward)
 
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__(reduction=reduction)
+
+    def _probabilities(self, pred: Tensor, target: Tensor) -> Tensor:
+        return target.to(pred.dtype)  # an integer target of p's shape is one-hot
+
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         pred, target = super()._checked(pred, target)
         _check_probabilities(self, pred)
         return pred, target
+
+
+# ---- two inputs ----------------------------------------------------------------------------------
+class _PairLoss(Loss):
+    """A loss of two inputs and a target y: forward(x1, x2, y); backward returns (dx1, dx2)."""
+
+    def __init__(
+        self,
+        margin: float = 0.0,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(size_average, reduce, reduction)
+        self.margin = _check_number(type(self).__name__, "margin", margin)
+
+    def config(self) -> dict[str, Any]:
+        return {"margin": self.margin, "reduction": self.reduction}
+
+    def forward(self, x1: Tensor, x2: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
+        for what, t in (("first input", x1), ("second input", x2), ("target", target)):
+            _check_tensor(self, what, t)
+        if not (x1.is_floating_point() and x2.is_floating_point()):
+            raise ShapeError(f"{self!r}: expected floating inputs, got {x1.dtype}, {x2.dtype}")
+        if x1.shape != x2.shape:
+            raise ShapeError(
+                f"{self!r}: the two inputs must have the same shape, got {tuple(x1.shape)} and "
+                f"{tuple(x2.shape)}"
+            )
+        _check_device(self, x1, x2)
+        _check_device(self, x1, target)
+        self._check_target(x1, target)
+        y = target.to(x1.dtype)
+        loss, cache = self.op_pair[0](
+            x1, x2.to(x1.dtype), y, reduction=self._reduction, margin=float(self.margin)
+        )
+        self.push_cache((cache, loss.shape))
+        return loss
+
+    def _check_target(self, x: Tensor, target: Tensor) -> None:
+        raise NotImplementedError
+
+
+class MarginRankingLoss(_PairLoss):
+    """ℓ = max(0, -y (x1 - x2) + margin), y = ±1;  dℓ/dx1 = -y, dℓ/dx2 = y where that is ≥ 0
+    (torch passes the gradient at exactly 0).  x1, x2, y of one shape, (N,) or ()."""
+
+    torch_name = "MarginRankingLoss"
+    op_pair = (ops.margin_ranking_loss_forward, ops.margin_ranking_loss_backward)
+
+    def _check_target(self, x: Tensor, target: Tensor) -> None:
+        if target.shape != x.shape:
+            raise ShapeError(
+                f"{self!r}: inputs {tuple(x.shape)} need a target of the same shape, got "
+                f"{tuple(target.shape)}"
+            )
+
+
+class CosineEmbeddingLoss(_PairLoss):
+    """cos = x1·x2 / √((|x1|² + ε)(|x2|² + ε)), ε = 1e-12, over D of (N, D) or (D,).
+    ℓ = 1 - cos where y = 1, max(0, cos - margin) where y = -1 (0 for other y);
+    dℓ/dx1 = ∓(x2/√(AB) - cos x1/A), A = |x1|² + ε; likewise for x2."""
+
+    torch_name = "CosineEmbeddingLoss"
+    op_pair = (ops.cosine_embedding_loss_forward, ops.cosine_embedding_loss_backward)
+
+    def _check_target(self, x: Tensor, target: Tensor) -> None:
+        if x.dim() not in (1, 2) or target.shape != x.shape[:-1]:
+            raise ShapeError(
+                f"{self!r}: expected inputs (N, D) with a target (N,), or (D,) with a 0-d "
+                f"target, got inputs {tuple(x.shape)} and target {tuple(target.shape)}"
+            )
