@@ -496,3 +496,26 @@ def test_a_checkpoint_keeps_groups_and_schedule(tmp_path, make_sched):
     rebuilt = hg.load_checkpoint(path)["optimizer"]
     assert [len(g["params"]) for g in rebuilt.param_groups] == [2, 2]
     assert rebuilt.param_groups[1]["lr"] == o2.param_groups[1]["lr"]
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: hg.optim.CyclicLR(_sgd(0.9), 0.1, 1.0, mode="saw"), "mode is invalid"),
+        (
+            lambda: hg.optim.CyclicLR(hg.optim.Adagrad([torch.zeros(1)]), 0.1, 1.0),
+            "momentum or beta1",
+        ),
+        (
+            lambda: hg.optim.CyclicLR(_sgd(0.9), [0.1, 0.2], 1.0),
+            "base_lr must have the same length",
+        ),
+        (lambda: hg.optim.CosineAnnealingWarmRestarts(_sgd(), 0), "positive integer T_0"),
+        (lambda: hg.optim.CosineAnnealingWarmRestarts(_sgd(), 2, 0), "T_mult >= 1"),
+        (lambda: hg.optim.CosineAnnealingWarmRestarts(_sgd(), 2, eta_min="0"), "eta_min"),
+        (lambda: hg.optim.CosineAnnealingWarmRestarts(_sgd(), 2).step(-1), "non-negative epoch"),
+    ],
+)
+def test_bad_cyclic_schedule_arguments(make, match):
+    with pytest.raises(InputError, match=match):
+        make()

@@ -227,6 +227,34 @@ SCHEDULES: list[tuple[str, Any, str]] = [
         ),
         "SGD",
     ),
+    ("CyclicLR", lambda L, o: L.CyclicLR(o, 0.01, 0.2, 4, 7), "SGD"),
+    (
+        "CyclicLR-triangular2-adam",
+        lambda L, o: L.CyclicLR(o, [0.01, 0.02], [0.2, 0.1], 5, mode="triangular2"),
+        "Adam",
+    ),
+    (
+        "CyclicLR-exp_range",
+        lambda L, o: L.CyclicLR(o, 0.01, 0.2, 3, mode="exp_range", gamma=0.97, base_momentum=0.7),
+        "SGD",
+    ),
+    (
+        "CyclicLR-scale_fn-no-momentum",
+        lambda L, o: L.CyclicLR(
+            o, 0.01, 0.2, 6, 2, scale_fn=_lam, scale_mode="iterations", cycle_momentum=False
+        ),
+        "Adagrad",
+    ),
+    (
+        "CosineAnnealingWarmRestarts",
+        lambda L, o: L.CosineAnnealingWarmRestarts(o, 7, eta_min=0.001),
+        "SGD",
+    ),
+    (
+        "CosineAnnealingWarmRestarts-T_mult",
+        lambda L, o: L.CosineAnnealingWarmRestarts(o, 3, 2),
+        "SGD",
+    ),
     (
         "OneCycleLR-no-momentum",
         lambda L, o: L.OneCycleLR(
@@ -328,3 +356,17 @@ def test_step_with_epoch_uses_the_closed_form_with_torchs_warning():
     with pytest.warns(UserWarning):
         ref_sched.step(7)
     assert sched.get_last_lr() == ref_sched.get_last_lr()
+
+
+@pytest.mark.parametrize("T_mult", [1, 2])
+def test_warm_restarts_with_fractional_epochs_equal_torch(T_mult):
+    opt = _two_groups(hg.optim, "SGD", _weights())
+    ref_opt = _two_groups(torch.optim, "SGD", [w.requires_grad_() for w in _weights()])
+    sched = hg.optim.CosineAnnealingWarmRestarts(opt, 3, T_mult, 0.01)
+    ref_sched = torch_sched.CosineAnnealingWarmRestarts(ref_opt, 3, T_mult, 0.01)
+    for epoch in range(12):
+        for i in range(4):
+            sched.step(epoch + i / 4)
+            ref_sched.step(epoch + i / 4)
+            assert sched.get_last_lr() == ref_sched.get_last_lr()
+    assert sched.state_dict() == ref_sched.state_dict()

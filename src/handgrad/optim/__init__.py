@@ -1,12 +1,13 @@
 """Optimizers (in order of increasing complexity) and learning-rate schedules, as torch.optim
 and torch.optim.lr_scheduler name them."""
 
+from handgrad.optim.compose import ChainedScheduler, SequentialLR
+from handgrad.optim.cyclic import CosineAnnealingWarmRestarts, CyclicLR
 from handgrad.optim.onecycle import OneCycleLR
 from handgrad.optim.optimizer import Optimizer
 from handgrad.optim.optimizers import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, RMSprop
 from handgrad.optim.plateau import ReduceLROnPlateau
 from handgrad.optim.schedule import (
-    ChainedScheduler,
     ConstantLR,
     CosineAnnealingLR,
     ExponentialLR,
@@ -17,7 +18,6 @@ from handgrad.optim.schedule import (
     MultiplicativeLR,
     MultiStepLR,
     PolynomialLR,
-    SequentialLR,
     StepLR,
 )
 
@@ -51,6 +51,8 @@ __all__ = [
     "SequentialLR",
     "ChainedScheduler",
     "OneCycleLR",
+    "CyclicLR",
+    "CosineAnnealingWarmRestarts",
     "ReduceLROnPlateau",
     "SCHEDULES",
 ]

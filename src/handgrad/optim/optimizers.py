@@ -315,7 +315,7 @@ class Adam(Optimizer):
             )
         check_lr(name, lr)
         check_nonnegative(name, eps=group["eps"])
-        if not isinstance(betas, tuple) or len(betas) != 2:
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise InputError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
         for i, beta in enumerate(betas):
             if not 0.0 <= float(beta) < 1.0:

@@ -15,7 +15,7 @@ from typing import Any, Literal, SupportsFloat
 
 from handgrad.errors import InputError
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.schedule import (
+from handgrad.optim.scheduler import (
     EPOCH_DEPRECATION_WARNING,
     LRScheduler,
     check_optimizer,
