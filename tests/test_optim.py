@@ -519,3 +519,34 @@ def test_a_checkpoint_keeps_groups_and_schedule(tmp_path, make_sched):
 def test_bad_cyclic_schedule_arguments(make, match):
     with pytest.raises(InputError, match=match):
         make()
+
+
+def test_an_optimizer_of_ones_own_works_with_the_schedules():
+    """torch's recipe: subclass Optimizer with defaults and a step() over param_groups."""
+
+    class SignSGD(hg.optim.Optimizer):
+        def __init__(self, params, lr=0.1):
+            super().__init__(params, {"lr": lr})
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.sub_(group["lr"] * p.grad.sign())
+
+    p = torch.ones(2)
+    opt = SignSGD([{"params": [p], "lr": 0.5}])
+    sched = hg.optim.StepLR(opt, 1, 0.5)
+    p.grad = torch.tensor([1.0, -1.0])
+    opt.step()
+    sched.step()
+    opt.step()
+    assert torch.equal(p, torch.tensor([0.25, 1.75]))
+    assert opt.state_dict()["param_groups"][0] == {"lr": 0.25, "initial_lr": 0.5, "params": [0]}
+
+
+def test_torchs_module_path_for_schedules():
+    names = [n for n in dir(torch_sched) if isinstance(getattr(torch_sched, n), type)]
+    shared = [n for n in names if not n.startswith("_") and n in hg.optim.lr_scheduler.__all__]
+    assert set(shared) >= {"LRScheduler", "OneCycleLR", "ReduceLROnPlateau", "CyclicLR"}
+    assert all(getattr(hg.optim.lr_scheduler, n) is getattr(hg.optim, n) for n in shared)

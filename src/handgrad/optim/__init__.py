@@ -1,6 +1,7 @@
 """Optimizers (in order of increasing complexity) and learning-rate schedules, as torch.optim
 and torch.optim.lr_scheduler name them."""
 
+from handgrad.optim import lr_scheduler
 from handgrad.optim.compose import ChainedScheduler, SequentialLR
 from handgrad.optim.cyclic import CosineAnnealingWarmRestarts, CyclicLR
 from handgrad.optim.onecycle import OneCycleLR
@@ -55,4 +56,5 @@ __all__ = [
     "CosineAnnealingWarmRestarts",
     "ReduceLROnPlateau",
     "SCHEDULES",
+    "lr_scheduler",
 ]

@@ -120,7 +120,7 @@ class LRScheduler:
     def step(self, epoch: int | None = None) -> None:
         """Advance one step (call it after optimizer.step()); `epoch` is deprecated, as in
         torch: it jumps to that step with the closed form."""
-        if self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
+        if self._step_count == 1 and self._optimizer_not_stepped_yet():
             warnings.warn(
                 "Detected call of `lr_scheduler.step()` before `optimizer.step()`. "
                 "In PyTorch 1.1.0 and later, you should call them in the opposite order: "
@@ -135,6 +135,13 @@ class LRScheduler:
         if epoch is not None:
             warnings.warn(EPOCH_DEPRECATION_WARNING, UserWarning, stacklevel=2)
         self._update_lr(epoch)
+
+    def _optimizer_not_stepped_yet(self) -> bool:
+        """Optimizer.step marks the optimizer; a subclass with its own step() is not checked
+        (torch wraps step() to know; handgrad does not patch methods)."""
+        if type(self.optimizer).step is not Optimizer.step:
+            return False
+        return not getattr(self.optimizer, "_opt_called", False)
 
     def _update_lr(self, epoch: int | None = None) -> None:
         self._get_lr_called_within_step = True
