@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from conftest import assert_close, autograd_grads, make_values, upstream
 
 import handgrad as hg
-from handgrad.errors import NotSupportedError
 from handgrad.check import gradcheck
+from handgrad.errors import NotSupportedError
 from handgrad.kernels.winograd import F4x4_3x3, Winograd, Winograd3x3, _copy_rows, toom_cook
 
 
