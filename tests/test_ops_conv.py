@@ -67,6 +67,72 @@ def test_conv_with_asymmetric_padding(x_shape, w_shape, pads, torch_pad):
     )
 
 
+@pytest.mark.parametrize(
+    "x_shape,w_shape,groups",  # W: (O, C/G, *k); groups == C is depthwise
+    [((2, 4, 9), (6, 2, 3), 2), ((2, 4, 6, 5), (8, 1, 3, 2), 4), ((0, 6, 5, 5), (3, 2, 2, 2), 3)],
+)
+def test_grouped_conv(x_shape, w_shape, groups):
+    nd = len(w_shape) - 2
+    conv = F.conv1d if nd == 1 else F.conv2d
+    check_pair(
+        lambda x, W, b: ops.conv_forward(x, W, b, (2,) * nd, ((1, 1),) * nd, (1,) * nd, groups),
+        ops.conv_backward,
+        lambda x, W, b: conv(x, W, b, 2, 1, 1, groups),
+        [r(*x_shape), r(*w_shape, seed=1), r(w_shape[0], seed=2)],
+    )
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize(
+    "x_shape,pads,torch_pad",  # torch_pad: F.pad's order, last dim first
+    [((2, 3, 5), ((2, 3),), (2, 3)), ((2, 3, 4, 5), ((3, 1), (0, 4)), (0, 4, 3, 1))],
+)
+def test_edge_pad(mode, x_shape, pads, torch_pad):
+    check_pair(
+        lambda x: ops.edge_pad_forward(x, pads, mode),
+        ops.edge_pad_backward,
+        lambda x: F.pad(x, torch_pad, mode=mode),
+        [r(*x_shape)],
+    )
+
+
+TRANSPOSED = [  # x shape, W shape (C, O/G, *k), stride, padding, output_padding, dilation, groups
+    ((2, 4, 5), (4, 3, 3), 2, 1, 1, 1, 1),
+    ((2, 4, 5), (4, 1, 2), 3, 0, 2, 2, 2),
+    ((2, 4, 4, 3), (4, 2, 3, 2), (2, 1), (1, 0), (1, 0), (1, 2), 2),
+    ((0, 2, 3, 3), (2, 3, 3, 3), 1, 1, 0, 2, 1),
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(
+    "x_shape,w_shape,stride,padding,output_padding,dilation,groups", TRANSPOSED
+)
+def test_conv_transpose(x_shape, w_shape, stride, padding, output_padding, dilation, groups, bias):
+    nd = len(w_shape) - 2
+    geometry = [_per_dim(v, nd) for v in (stride, padding, output_padding, dilation)]
+    conv_t = F.conv_transpose1d if nd == 1 else F.conv_transpose2d
+    s, p, op, d = geometry
+    out = w_shape[1] * groups
+    tensors = [r(*x_shape), r(*w_shape, seed=1)] + ([r(out, seed=2)] if bias else [])
+    check_pair(
+        lambda x, W, b=None: ops.conv_transpose_forward(x, W, b, *geometry, groups),
+        ops.conv_transpose_backward,
+        lambda x, W, b=None: conv_t(x, W, b, s, p, op, groups, d),
+        tensors,
+    )
+
+
+def test_conv_transpose_is_the_convs_input_gradient():
+    x, W = r(2, 3, 7, 6), r(4, 3, 3, 3, seed=1)
+    geometry = ((2, 2), ((1, 1), (1, 1)), (1, 1))
+    y, cache = ops.conv_forward(x, W, None, *geometry)
+    g = upstream(y.shape)
+    dx, _, _ = ops.conv_backward(g, cache)
+    yt, _ = ops.conv_transpose_forward(g, W, None, (2, 2), (1, 1), (0, 1), (1, 1))
+    assert_close(yt, dx)  # output_padding (0, 1) gives back x's width 6
+
+
 def test_conv_backward_without_dx():
     x, W, b = r(2, 3, 6, 5), r(4, 3, 2, 2, seed=1), r(4, seed=2)
     y, cache = ops.conv_forward(x, W, b, (1, 2), ((1, 0), (0, 1)), (1, 1))
