@@ -1,79 +1,248 @@
-"""Max and average pooling over the windows of each channel, 1-D and 2-D. The op pairs are in
-handgrad.ops.pooling; math in docs/math.md#pooling."""
+"""Max and average pooling over the windows of each channel, 1-D and 2-D, with torch's
+options (padding, dilation, ceil_mode, return_indices, count_include_pad, divisor_override).
+The op pairs are in handgrad.ops.pooling; math in docs/math.md#pooling. Adaptive pooling is
+in handgrad.nn.adaptive_pooling.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.nn.conv import Size, _Windows
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.module import Module
+
+Size = int | tuple[int, ...]
 
 
-class _PoolNd(_Windows):
-    """Pooling over each channel's windows; stride defaults to kernel_size, as torch."""
+def ints(owner: str, name: str, value: Any, nd: int, minimum: int) -> tuple[int, ...]:
+    """An int or a tuple of nd ints (one int for all dims, as torch), each >= minimum."""
+    t = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(t) == 1:
+        t = t * nd
+    if len(t) != nd or not all(isinstance(v, int) and not isinstance(v, bool) for v in t):
+        raise ArgumentTypeError(f"{owner}: {name} must be an int or {nd} ints, got {value!r}")
+    if any(v < minimum for v in t):
+        raise InputError(f"{owner}: {name} must be >= {minimum}, got {value!r}")
+    return t
 
-    op_pair: tuple[Callable[..., Any], Callable[..., Any]]
 
-    def __init__(self, kernel_size: Size, stride: Size | None = None, padding: Size = 0) -> None:
-        if isinstance(padding, str):
-            raise ValueError(f"{type(self).__name__}: padding must be an int or a tuple")
-        self._setup(kernel_size, stride, padding, 1)
-        if any(2 * a > k for (a, _), k in zip(self.pads, self.kernel_size)):
-            raise ValueError(f"{type(self).__name__}: padding must be at most half the kernel size")
+def _as_given(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (tuple, list)) else value
 
-    def config(self) -> dict[str, Any]:
-        return {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding}
 
-    def forward(self, x: Tensor) -> Tensor:
-        xb = self._batched(x, None)  # (N, C, *S)
-        y, cache = self.op_pair[0](xb, self.kernel_size, self.stride, self.pads)
-        out = y if x.dim() == self.nd + 2 else y.squeeze(0)
-        self.push_cache((cache, out.shape))
+def check_spatial_input(
+    module: Module, x: Any, nd: int, *, floating: bool = True, empty_channels: bool = False
+) -> bool:
+    """x is (N, C, *S) or (C, *S) with nd spatial dims, S not empty (nor C, unless
+    empty_channels); returns whether it is unbatched."""
+    name = module._short_name()
+    if not isinstance(x, Tensor):
+        raise ArgumentTypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if floating and not x.is_floating_point():
+        raise ArgumentTypeError(
+            f"{name}: expected a floating-point input, got {x.dtype} (convert with x.float())"
+        )
+    dims = "L" if nd == 1 else "H, W"
+    first = -nd if empty_channels else -nd - 1
+    if x.dim() not in (nd + 1, nd + 2) or 0 in x.shape[first:]:
+        raise ShapeError(
+            f"{name}: expected input (N, C, {dims}) or (C, {dims}), "
+            f"{dims if empty_channels else 'C, ' + dims} non-empty, got shape {tuple(x.shape)}"
+        )
+    return x.dim() == nd + 1
+
+
+class _PoolNd(Module):
+    """Shared by max and average pooling: the window geometry and the input checks."""
+
+    nd = 2
+
+    def _setup(self, kernel_size: Size, stride: Size | None, padding: Size) -> None:
+        name, nd = type(self).__name__, self.nd
+        self.kernel_size = ints(name, "kernel_size", kernel_size, nd, 1)
+        no_stride = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+        self.stride = self.kernel_size if no_stride else ints(name, "stride", stride, nd, 1)
+        self.padding = ints(name, "padding", padding, nd, 0)
+        # config() gives the arguments as given, so torch's twin holds the same attributes
+        self._given = {
+            "kernel_size": _as_given(kernel_size),
+            "stride": _as_given(kernel_size if no_stride else stride),
+            "padding": _as_given(padding),
+        }
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise InputError(
+                f"{name}: padding must be at most half the kernel size, got "
+                f"padding={self.padding} and kernel_size={self.kernel_size}"
+            )
+
+    def _output_size(self, x: Tensor, dilation: tuple[int, ...], ceil_mode: bool) -> list[int]:
+        """torch's output size, refused below 1."""
+        out = [
+            ops.pool_output_size(L, k, s, (p, p), d, ceil_mode)
+            for L, k, s, p, d in zip(
+                x.shape[-self.nd :], self.kernel_size, self.stride, self.padding, dilation
+            )
+        ]
+        if any(o < 1 for o in out):
+            raise ShapeError(
+                f"{self._short_name()}: input of shape {tuple(x.shape)} gives an output size "
+                f"of {tuple(out)}: too small"
+            )
         return out
 
-    def backward(self, dy: Tensor) -> Tensor:
-        cache, out_shape = self.pop_cache()
-        self._check_grad_output(dy, out_shape)
-        unbatched = dy.dim() == self.nd + 1
-        dx = self.op_pair[1](dy.unsqueeze(0) if unbatched else dy, cache)
-        return dx.squeeze(0) if unbatched else dx
+    def _batched(self, x: Tensor, *, floating: bool = True) -> tuple[Tensor, bool]:
+        unbatched = check_spatial_input(self, x, self.nd, floating=floating)
+        return (x.unsqueeze(0) if unbatched else x), unbatched
 
 
 class _MaxPoolNd(_PoolNd):
-    """y = max over the window (padding counts as -inf); dL/dx goes to the first maximum."""
+    """y = the maximum of each (dilated) window of each channel; padding is never picked.
+    dL/dx: dy goes to the window's maximum (the first on ties, the last NaN), as torch.
+    With return_indices=True forward returns (y, indices), indices as torch's (the flat place
+    in the input's spatial plane, int64), and backward takes (dy, None)."""
 
-    op_pair = (ops.max_pool_forward, ops.max_pool_backward)
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        dilation: Size = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
+        self._setup(kernel_size, stride, padding)
+        self.dilation = ints(type(self).__name__, "dilation", dilation, self.nd, 1)
+        self._given["dilation"] = _as_given(dilation)
+        self.return_indices = bool(return_indices)
+        self.ceil_mode = bool(ceil_mode)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **self._given,
+            "return_indices": self.return_indices,
+            "ceil_mode": self.ceil_mode,
+        }
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        xb, unbatched = self._batched(x, floating=False)  # (N, C, *S)
+        self._output_size(x, self.dilation, self.ceil_mode)
+        pads = [(p, p) for p in self.padding]
+        y, cache = ops.max_pool_forward(
+            xb, self.kernel_size, self.stride, pads, self.dilation, self.ceil_mode
+        )
+        indices = cache[0]
+        if unbatched:
+            y, indices = y.squeeze(0), indices.squeeze(0)
+        self.push_cache((cache, y.shape, unbatched))
+        return (y, indices) if self.return_indices else y
+
+    def backward(self, dy: Tensor, dindices: None = None) -> Tensor:
+        cache, y_shape, unbatched = self.pop_cache()
+        self._check_grad_output(dy, y_shape)
+        dx = ops.max_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
+        return dx.squeeze(0) if unbatched else dx
 
 
 class _AvgPoolNd(_PoolNd):
-    """y = mean over the window, zero padding included (torch's count_include_pad=True);
-    dL/dx = dy / K spread over the window."""
+    """y = Σ window / divisor, the divisor by torch's rules: divisor_override if given; else
+    the window's size clipped to the padded input (count_include_pad=True) or to the input
+    (False); with ceil_mode, the part of a window past the padding is never counted.
+    dL/dx = dy / divisor to every element of the window."""
 
-    op_pair = (ops.avg_pool_forward, ops.avg_pool_backward)
+    divisor_override: int | None = None
+
+    def _set_options(self, ceil_mode: bool, count_include_pad: bool) -> None:
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **self._given,
+            "ceil_mode": self.ceil_mode,
+            "count_include_pad": self.count_include_pad,
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        xb, unbatched = self._batched(x)  # (N, C, *S)
+        self._output_size(x, (1,) * self.nd, self.ceil_mode)
+        pads = [(p, p) for p in self.padding]
+        y, cache = ops.avg_pool_forward(
+            xb,
+            self.kernel_size,
+            self.stride,
+            pads,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
+        y = y.squeeze(0) if unbatched else y
+        self.push_cache((cache, y.shape, unbatched))
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        cache, y_shape, unbatched = self.pop_cache()
+        self._check_grad_output(dy, y_shape)
+        dx = ops.avg_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
+        return dx.squeeze(0) if unbatched else dx
 
 
 class MaxPool1d(_MaxPoolNd):
-    """Max over windows of (N, C, L)."""
+    """Max over windows of (N, C, L) or (C, L)."""
 
     nd, torch_name = 1, "MaxPool1d"
 
 
 class MaxPool2d(_MaxPoolNd):
-    """Max over windows of (N, C, H, W)."""
+    """Max over windows of (N, C, H, W) or (C, H, W)."""
 
     nd, torch_name = 2, "MaxPool2d"
 
 
 class AvgPool1d(_AvgPoolNd):
-    """Average over windows of (N, C, L)."""
+    """Average over windows of (N, C, L) or (C, L)."""
 
     nd, torch_name = 1, "AvgPool1d"
 
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        self._setup(kernel_size, stride, padding)
+        self._set_options(ceil_mode, count_include_pad)
+
 
 class AvgPool2d(_AvgPoolNd):
-    """Average over windows of (N, C, H, W)."""
+    """Average over windows of (N, C, H, W) or (C, H, W); divisor_override, if given,
+    divides every window's sum instead of its size."""
 
     nd, torch_name = 2, "AvgPool2d"
+
+    def __init__(
+        self,
+        kernel_size: Size,
+        stride: Size | None = None,
+        padding: Size = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
+        self._setup(kernel_size, stride, padding)
+        self._set_options(ceil_mode, count_include_pad)
+        if divisor_override is not None:
+            if not isinstance(divisor_override, int) or isinstance(divisor_override, bool):
+                raise ArgumentTypeError(
+                    f"AvgPool2d: divisor_override must be an int or None, got {divisor_override!r}"
+                )
+            if divisor_override == 0:
+                raise InputError("AvgPool2d: divisor_override must not be zero")
+        self.divisor_override = divisor_override
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "divisor_override": self.divisor_override}

@@ -1,53 +1,260 @@
-"""Max and average pooling over the windows of each channel, on the reference im2col helpers
-of handgrad.ops.conv (pad, windows, col2im, crop). Math: docs/math.md#pooling.
+"""Max and average pooling over the windows of each channel, fixed and adaptive, on the
+reference im2col helpers of handgrad.ops.conv (pad, windows, col2im, crop).
+Math: docs/math.md#pooling and docs/math.md#adaptive-pooling.
 
-x is (N, C, *S) with one or two spatial dims; `padding` is a (before, after) pair per dim.
+x is (N, C, *S) with any number of spatial dims; `padding` is a (before, after) pair per dim.
+Max pooling returns torch's indices: for each output, the flat place of its maximum in the
+input's spatial plane (int64), the first maximum on ties and the last NaN where there is one,
+as torch's kernels scan a window (`val > max or isnan(val)`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
+import torch
 from torch import Tensor
 
 from handgrad.ops.conv import Pairs, col2im, crop, pad, windows
 
-__all__ = ["max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward"]
+__all__ = [
+    "pool_output_size",
+    "adaptive_bounds",
+    "max_pool_forward",
+    "max_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "adaptive_avg_pool_forward",
+    "adaptive_avg_pool_backward",
+    "adaptive_max_pool_forward",
+    "adaptive_max_pool_backward",
+]
+
+
+def pool_output_size(
+    size: int, kernel: int, stride: int, pads: tuple[int, int], dilation: int, ceil_mode: bool
+) -> int:
+    """Windows along one dim, torch's rule: floor (or ceil) of (L + pads - span) / s, plus 1;
+    with ceil_mode, a last window that would start in the right padding is dropped."""
+    before, after = pads
+    span = dilation * (kernel - 1) + 1
+    out = (size + before + after - span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + before:
+        out -= 1
+    return out
+
+
+def _geometry(
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Pairs,
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """The output sizes, and the padding that holds every window: under ceil_mode the last
+    window may run past the right padding (its overhang is padded too, and never counted)."""
+    out, pads = [], []
+    for L, k, s, (a, b), d in zip(spatial, kernel_size, stride, padding, dilation):
+        o = pool_output_size(L, k, s, (a, b), d, ceil_mode)
+        overhang = max(0, (o - 1) * s + d * (k - 1) + 1 - (L + a + b))
+        out.append(o)
+        pads.append((a, b + overhang))
+    return out, pads
+
+
+def _first_windows(win: Tensor, out: Sequence[int]) -> Tensor:
+    """win (N, C, *more, *kernel) cut to the first `out` windows along each spatial dim."""
+    first: list[Any] = [slice(0, o) for o in out]
+    return win[(slice(None), slice(None), *first)]
+
+
+def _lowest(x: Tensor) -> float:
+    return -math.inf if x.is_floating_point() else torch.iinfo(x.dtype).min
+
+
+def _torch_argmax(win: Tensor, valid: Tensor) -> Tensor:
+    """The place in each window (last dim) that torch's scan picks: the last NaN if any, else
+    the first valid element equal to the maximum (the first valid one when all are -inf)."""
+    K = win.shape[-1]
+    lowest = _lowest(win)
+    y = win.masked_fill(~valid, lowest).amax(-1, keepdim=True)  # NaN propagates
+    first_max = (valid & (win == y)).to(torch.uint8).argmax(-1)  # argmax gives the first
+    if not win.is_floating_point():
+        return first_max
+    nan = win.isnan()
+    last_nan = K - 1 - nan.flip(-1).to(torch.uint8).argmax(-1)
+    return torch.where(nan.any(-1), last_nan, first_max)
+
+
+def _pick(win: Tensor, positions: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """y and torch's indices from windows win (N, C, *out, K) whose elements sit at the flat
+    input positions `positions` (broadcastable to win)."""
+    k = _torch_argmax(win, valid).unsqueeze(-1)  # (N, C, *out, 1)
+    y = win.gather(-1, k).squeeze(-1)  # (N, C, *out)
+    indices = positions.expand(win.shape).gather(-1, k).squeeze(-1)  # (N, C, *out) int64
+    return y, indices
 
 
 def max_pool_forward(
-    x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Pairs
+    x: Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Pairs,
+    dilation: Sequence[int] | None = None,
+    ceil_mode: bool = False,
 ) -> tuple[Tensor, tuple]:
-    """y = the maximum of each window of each channel (padding counts as -inf)."""
+    """y = the maximum of each (dilated) window of each channel; padding is never picked.
+    cache = (indices, x.shape): indices (N, C, *out) are torch's (return_indices=True)."""
     nd = len(kernel_size)
-    xp = pad(x, padding, -math.inf)
-    win = windows(xp, kernel_size, stride, [1] * nd).flatten(-nd)  # (N, C, *out, K)
-    y, index = win.max(-1)  # the first maximum's place in its window, as torch
-    return y, (index, tuple(kernel_size), xp.shape, tuple(stride), padding)
+    dilation = [1] * nd if dilation is None else list(dilation)
+    spatial = x.shape[2:]
+    out, pads = _geometry(spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    places = torch.arange(math.prod(spatial), device=x.device).view(1, 1, *spatial)
+    xp = pad(x, pads, _lowest(x))  # (N, C, *S padded)
+    pp = pad(places, pads, -1)  # (1, 1, *S padded): each element's flat place, -1 in padding
+    win = _first_windows(windows(xp, kernel_size, stride, dilation), out).flatten(-nd)
+    pwin = _first_windows(windows(pp, kernel_size, stride, dilation), out).flatten(-nd)
+    y, indices = _pick(win, pwin, pwin >= 0)  # (N, C, *out) each
+    return y, (indices, x.shape)
 
 
 def max_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
-    index, kernel_size, padded_shape, stride, padding = cache
-    dwin = dy.new_zeros((*dy.shape, math.prod(kernel_size)))  # (N, C, *out, K)
-    dwin.scatter_(-1, index.unsqueeze(-1), dy.unsqueeze(-1))  # dy goes to each window's maximum
-    dxp = col2im(dwin.unflatten(-1, kernel_size), padded_shape, stride, [1] * len(stride))
-    return crop(dxp, padding)
+    """dL/dx: each dy added at its maximum's place (a place in several windows sums them)."""
+    indices, x_shape = cache
+    N, C = x_shape[0], x_shape[1]
+    dx = dy.new_zeros(N, C, math.prod(x_shape[2:]))  # (N, C, H·W)
+    flat = (N, C, indices[0, 0].numel() if N * C else 0)  # (N, C, out)
+    dx.scatter_add_(-1, indices.reshape(flat), dy.reshape(flat))  # dL/dx[argmax] += dy
+    return dx.view(x_shape)
+
+
+def _divisors(
+    spatial: Sequence[int],
+    out: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Pairs,
+    count_include_pad: bool,
+    like: Tensor,
+) -> Tensor:
+    """The count each window's sum is divided by, (*out): per dim, the window's length inside
+    the padded input (count_include_pad) or inside the input alone; the ceil_mode overhang
+    past the padding is never counted. Product over dims."""
+    divisor = like.new_ones(())
+    for i, (L, o, k, s, (a, b)) in enumerate(zip(spatial, out, kernel_size, stride, padding)):
+        start = torch.arange(o, device=like.device) * s - a  # first element, unpadded coords
+        end = torch.clamp(start + k, max=L + b)
+        if not count_include_pad:
+            start, end = start.clamp(min=0), end.clamp(max=L)
+        shape = [1] * len(out)
+        shape[i] = o
+        divisor = divisor * (end - start).to(like.dtype).view(shape)
+    return divisor
 
 
 def avg_pool_forward(
-    x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Pairs
+    x: Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Pairs,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
 ) -> tuple[Tensor, tuple]:
-    """y = the mean of each window, zero padding included (torch's count_include_pad=True)."""
+    """y = Σ window / divisor: divisor_override if given, else the window's size counted by
+    torch's rule (zero padding included with count_include_pad)."""
     nd = len(kernel_size)
-    xp = pad(x, padding)
-    y = windows(xp, kernel_size, stride, [1] * nd).flatten(-nd).mean(-1)  # (N, C, *out)
-    return y, (tuple(kernel_size), xp.shape, tuple(stride), padding)
+    ones = [1] * nd
+    spatial = x.shape[2:]
+    out, pads = _geometry(spatial, kernel_size, stride, padding, ones, ceil_mode)
+    xp = pad(x, pads)  # (N, C, *S padded) with zeros
+    win = _first_windows(windows(xp, kernel_size, stride, ones), out).flatten(-nd)
+    total = win.sum(-1)  # (N, C, *out), each window's sum
+    if divisor_override is not None:
+        divisor = x.new_full((), float(divisor_override))
+    else:
+        divisor = _divisors(spatial, out, kernel_size, stride, padding, count_include_pad, x)
+    y = total / divisor  # (N, C, *out)
+    return y, (divisor, tuple(kernel_size), xp.shape, tuple(stride), pads)
 
 
 def avg_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
-    kernel_size, padded_shape, stride, padding = cache
-    K = math.prod(kernel_size)
-    dwin = (dy / K).reshape(*dy.shape, *[1] * len(kernel_size)).expand(*dy.shape, *kernel_size)
-    dxp = col2im(dwin, padded_shape, stride, [1] * len(stride))  # dy / K to every window element
-    return crop(dxp, padding)
+    """dL/dx: dy / divisor to every element of its window, summed back by col2im."""
+    divisor, kernel_size, padded_shape, stride, pads = cache
+    nd = len(kernel_size)
+    dmean = (dy / divisor).reshape(*dy.shape, *[1] * nd)  # (N, C, *out, 1, ..)
+    dwin = dmean.expand(*dy.shape, *kernel_size)  # dL/dwindow = dy / divisor (N, C, *out, *k)
+    dxp = col2im(dwin, padded_shape, stride, [1] * nd)  # windows summed back (N, C, *S padded)
+    return crop(dxp, pads)
+
+
+def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
+    """torch's adaptive windows along one dim: [floor(i·L/out), ceil((i+1)·L/out))."""
+    starts = [i * size // out for i in range(out)]
+    ends = [-(-(i + 1) * size // out) for i in range(out)]
+    return starts, ends
+
+
+def _averaging_matrix(size: int, out: int, like: Tensor) -> Tensor:
+    """A (out, L): row i is 1/len over window i, so y = A x averages along that dim."""
+    A = like.new_zeros(out, size)
+    for i, (s, e) in enumerate(zip(*adaptive_bounds(size, out))):
+        A[i, s:e] = 1.0 / (e - s)
+    return A
+
+
+def _along(x: Tensor, dim: int, A: Tensor) -> Tensor:
+    """x with dim d replaced by A @ (that dim): (.., L, ..) -> (.., out, ..)."""
+    return (x.movedim(dim, -1) @ A.T).movedim(-1, dim)
+
+
+def adaptive_avg_pool_forward(x: Tensor, output_size: Sequence[int]) -> tuple[Tensor, tuple]:
+    """y = the mean of each adaptive window, one averaging matrix per spatial dim:
+    2-D, y = A_H x A_Wᵀ per channel."""
+    As = [_averaging_matrix(L, o, x) for L, o in zip(x.shape[2:], output_size)]
+    y = x
+    for i, A in enumerate(As):
+        y = _along(y, 2 + i, A)  # (N, C, .., out_i, ..)
+    return y, (As,)
+
+
+def adaptive_avg_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
+    """dL/dx = A_Hᵀ dy A_W per channel: each dy shared equally over its window."""
+    (As,) = cache
+    dx = dy
+    for i, A in enumerate(As):
+        dx = _along(dx, 2 + i, A.T)  # (N, C, .., L_i, ..)
+    return dx
+
+
+def adaptive_max_pool_forward(x: Tensor, output_size: Sequence[int]) -> tuple[Tensor, tuple]:
+    """y = the maximum of each adaptive window; cache = (indices, x.shape) as max_pool's."""
+    nd = len(output_size)
+    spatial = x.shape[2:]
+    picks, lengths = [], []
+    for L, o in zip(spatial, output_size):
+        starts, ends = adaptive_bounds(L, o)
+        k = max((e - s for s, e in zip(starts, ends)), default=1)
+        offsets = torch.arange(k, device=x.device)
+        start, end = (torch.tensor(v, dtype=torch.long, device=x.device) for v in (starts, ends))
+        # (out, k): window i's elements; a shorter window repeats its last element
+        picks.append(torch.minimum(start[:, None] + offsets, end[:, None] - 1).clamp(min=0))
+        lengths.append(k)
+    grids: list[Any] = []  # index i of dim d: (1,..,out_d,..,1, 1,..,k_d,..,1)
+    for d, p in enumerate(picks):
+        shape = [1] * (2 * nd)
+        shape[d], shape[nd + d] = p.shape
+        grids.append(p.view(shape))
+    win = x[(slice(None), slice(None), *grids)].flatten(-nd)  # (N, C, *out, K)
+    places = torch.arange(math.prod(spatial), device=x.device).view(spatial)
+    pwin = places[tuple(grids)].flatten(-nd)  # (*out, K) flat places, scanned row by row
+    y, indices = _pick(win, pwin, torch.ones_like(pwin, dtype=torch.bool))
+    return y, (indices, x.shape)
+
+
+def adaptive_max_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
+    """dL/dx: each dy added at its window's maximum, as max_pool_backward."""
+    return max_pool_backward(dy, cache)

@@ -1,0 +1,191 @@
+"""Resizing and padding: interpolation (Upsample) and constant padding (ZeroPad/ConstantPad).
+Math: docs/math.md#upsample and docs/math.md#constant-padding.
+
+Interpolation is separable: along each spatial dim, every output element is a weighted sum of
+one or two input elements (its taps), y = Σ_t w_t ⊙ x[idx_t]; its backward adds dy ⊙ w_t back
+at idx_t. The taps are computed with torch's own index arithmetic (UpSample.h), in the same
+precision (float32 for nearest; the input's precision, at least float32, for linear), so the
+same elements are picked.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "interpolation_taps",
+    "interpolate_forward",
+    "interpolate_backward",
+    "constant_pad_forward",
+    "constant_pad_backward",
+]
+
+Taps = list[tuple[Tensor, Tensor | None]]  # (index (out,), weight (out,) or None for 1)
+
+
+def _scale(size: int, out: int, scale: float | None, dtype: torch.dtype) -> Tensor:
+    """torch's compute_scales_value: 1/scale_factor when one is given, else in/out."""
+    if scale is not None and scale > 0:
+        return torch.tensor(1.0 / scale, dtype=dtype)
+    return torch.tensor(size, dtype=dtype) / out
+
+
+def _nearest(size: int, out: int, scale: float | None, exact: bool, shortcuts: bool) -> Taps:
+    """src = min(floor(dst·s), L-1) ('nearest') or min(floor((dst + ½)·s), L-1) (exact).
+
+    torch's 'nearest' kernels sometimes take two shortcuts: an output of the input's size
+    copies (src = dst), one of twice its size halves (src = dst/2), whatever scale_factor was
+    given. Its backward always takes them, its forward only for 2-D input. So with
+    scale_factor=1.3 on a length of 2, a 1-D forward reads src = (0, 0) while the gradient goes
+    to (0, 1). handgrad follows torch in both directions (`shortcuts` says which)."""
+    dst = torch.arange(out)
+    if shortcuts and not exact and out == size:
+        return [(dst, None)]
+    if shortcuts and not exact and out == 2 * size:
+        return [(dst // 2, None)]
+    s = _scale(size, out, scale, torch.float32)
+    if exact:  # torch: floorf((dst + 0.5) * scale) with the product in double
+        src = ((dst.double() + 0.5) * s.double()).float().floor()
+    else:
+        src = (dst.float() * s).floor()
+    return [(src.long().clamp(max=size - 1), None)]
+
+
+def _linear(
+    size: int, out: int, scale: float | None, align_corners: bool, dtype: torch.dtype
+) -> Taps:
+    """src = s·dst (align_corners) or max(s·(dst + ½) - ½, 0); its two neighbours weighted
+    by how near they are. An unchanged size is copied, whatever the scale (torch's kernel)."""
+    if out == size:
+        return [(torch.arange(out), None)]
+    if align_corners:
+        s = torch.tensor((size - 1) / (out - 1) if out > 1 else 0.0, dtype=dtype)
+        src = torch.arange(out, dtype=dtype) * s
+    else:
+        s = _scale(size, out, scale, dtype)
+        src = (s * (torch.arange(out, dtype=dtype) + 0.5) - 0.5).clamp(min=0)
+    i0 = src.long()  # floor: src >= 0
+    i1 = torch.where(i0 < size - 1, i0 + 1, i0)
+    w1 = (src - i0).clamp(0, 1)
+    return [(i0, 1 - w1), (i1, w1)]
+
+
+def interpolation_taps(
+    size: int,
+    out: int,
+    mode: str,
+    align_corners: bool = False,
+    scale: float | None = None,
+    dtype: torch.dtype = torch.float64,
+    shortcuts: bool = False,
+) -> Taps:
+    """The taps of one dim: each output element's input elements and their weights.
+    mode: "nearest" | "nearest-exact" | "linear" (bilinear, trilinear: linear along each dim);
+    scale: the scale_factor torch's kernel is given (None: the sizes' ratio); shortcuts: as
+    torch's 'nearest' backward (and its 2-D forward), see _nearest."""
+    if mode in ("nearest", "nearest-exact"):
+        return _nearest(size, out, scale, mode == "nearest-exact", shortcuts)
+    return _linear(size, out, scale, align_corners, dtype)
+
+
+def _resize(x: Tensor, dim: int, taps: Taps) -> Tensor:
+    """x resized along dim: Σ_t w_t ⊙ x[.., idx_t, ..]."""
+    view = [-1 if j == dim else 1 for j in range(x.dim())]
+    y = None
+    for idx, w in taps:
+        part = x.index_select(dim, idx)  # (.., out, ..)
+        part = part if w is None else part * w.view(view)
+        y = part if y is None else y + part
+    assert y is not None
+    return y
+
+
+def _resize_backward(dy: Tensor, dim: int, size: int, taps: Taps) -> Tensor:
+    """The adjoint of _resize: dy ⊙ w_t added back at idx_t along dim."""
+    shape = list(dy.shape)
+    shape[dim] = size
+    dx = dy.new_zeros(shape)
+    view = [-1 if j == dim else 1 for j in range(dy.dim())]
+    for idx, w in taps:
+        dx.index_add_(dim, idx, dy if w is None else dy * w.view(view))  # dL/dx[idx] += w dy
+    return dx
+
+
+def interpolate_forward(
+    x: Tensor,
+    size: Sequence[int],
+    mode: str,
+    align_corners: bool = False,
+    scales: Sequence[float | None] | None = None,
+) -> tuple[Tensor, tuple]:
+    """y (N, C, *size): x resized along each spatial dim in turn, y = Σ_t w_t ⊙ x[idx_t].
+    mode: "nearest" | "nearest-exact" | "linear" (linear along each dim: bilinear, trilinear)."""
+    nd = len(size)
+    scales = [None] * nd if scales is None else list(scales)
+    opmath = torch.float64 if x.dtype == torch.float64 else torch.float32
+    backward_taps = []
+    y = x
+    for i, (L, out, s) in enumerate(zip(x.shape[2:], size, scales)):
+        taps, back = (
+            [
+                (idx.to(x.device), None if w is None else w.to(x))
+                for idx, w in interpolation_taps(L, out, mode, align_corners, s, opmath, cut)
+            ]
+            for cut in (nd == 2, True)  # torch's forward, torch's backward (see _nearest)
+        )
+        y = _resize(y, 2 + i, taps)  # (N, C, .., out_i, ..)
+        backward_taps.append(back)
+    return y, (backward_taps, x.shape)
+
+
+def interpolate_backward(dy: Tensor, cache: tuple) -> Tensor:
+    """dL/dx: along each dim, last first, dy ⊙ w_t added back at idx_t."""
+    backward_taps, x_shape = cache
+    dx = dy
+    for i in reversed(range(len(backward_taps))):
+        dx = _resize_backward(dx, 2 + i, x_shape[2 + i], backward_taps[i])  # (N, C, .., L_i, ..)
+    return dx
+
+
+def _regions(shape: Sequence[int], padding: Sequence[int]) -> tuple[list[Any], list[Any]]:
+    """Where x's kept part sits in x and in the padded y. padding is torch's flat list:
+    (left, right) of the last dim first, then of the one before, ..."""
+    src: list[Any] = [slice(None)] * len(shape)
+    dst: list[Any] = [slice(None)] * len(shape)
+    for j in range(len(padding) // 2):
+        d = len(shape) - 1 - j
+        before, after = padding[2 * j], padding[2 * j + 1]
+        kept = shape[d] + min(before, 0) + min(after, 0)
+        src[d] = slice(max(-before, 0), max(-before, 0) + kept)
+        dst[d] = slice(max(before, 0), max(before, 0) + kept)
+    return src, dst
+
+
+def constant_pad_forward(
+    x: Tensor, padding: Sequence[int], value: float = 0.0
+) -> tuple[Tensor, tuple]:
+    """y = x with `value` added around its last dims (torch's F.pad, mode "constant");
+    a negative padding crops."""
+    shape = list(x.shape)
+    for j in range(len(padding) // 2):
+        shape[-1 - j] += padding[2 * j] + padding[2 * j + 1]
+    y = x.new_full(shape, value)
+    src, dst = _regions(x.shape, padding)
+    if math.prod(shape) and x.numel():
+        y[tuple(dst)] = x[tuple(src)]
+    return y, (tuple(padding), x.shape)
+
+
+def constant_pad_backward(dy: Tensor, cache: tuple) -> Tensor:
+    """dL/dx = dy where x was kept, 0 where it was cropped: dy padded by -padding."""
+    padding, x_shape = cache
+    dx = dy.new_zeros(x_shape)
+    src, dst = _regions(x_shape, padding)
+    if dy.numel() and dx.numel():
+        dx[tuple(src)] = dy[tuple(dst)]
+    return dx
