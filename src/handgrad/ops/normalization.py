@@ -34,12 +34,16 @@ def batch_norm_forward(
     """
     dims = _stat_dims(x)  # everything but the channel dim 1
     shape = (1, x.shape[1]) + (1,) * (x.dim() - 2)  # a per-channel vector against x
-    if training:
+    M = x.numel() // x.shape[1] if x.shape[1] else 0  # values per channel
+    if training and M == 0:  # an empty batch: no statistics, nothing to normalize or move
+        mean, var = x.new_zeros(x.shape[1]), x.new_ones(x.shape[1])
+    elif training:
+        if M == 1:
+            raise InputError("batch_norm_forward: expected more than 1 value per channel")
         var, mean = torch.var_mean(x, dim=dims, unbiased=False)  # (C,)
-        M = x.numel() // x.shape[1] if x.shape[1] else 0  # values per channel
-        if running_mean is not None and running_var is not None and M > 0:
+        if running_mean is not None and running_var is not None:
             running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
-            running_var.mul_(1 - momentum).add_(var * (M / max(M - 1, 1)), alpha=momentum)
+            running_var.mul_(1 - momentum).add_(var * (M / (M - 1)), alpha=momentum)
     elif running_mean is not None and running_var is not None:
         mean, var = running_mean, running_var
     else:
@@ -83,7 +87,10 @@ def layer_norm_forward(
     """y = γ x̂ + β, each example normalized over its last len(normalized_shape) dims.
     x (*, *normalized_shape); γ, β have normalized_shape."""
     dims = tuple(range(-len(normalized_shape), 0))  # the normalized dims, counted from the end
-    var, mean = torch.var_mean(x, dim=dims, unbiased=False, keepdim=True)  # (*, 1, ..., 1)
+    if x.numel() == 0:  # no examples: nothing to normalize (and var_mean would warn)
+        var, mean = x.sum(dims, keepdim=True), x.sum(dims, keepdim=True)
+    else:
+        var, mean = torch.var_mean(x, dim=dims, unbiased=False, keepdim=True)  # (*, 1, ..., 1)
     rstd = (var + eps).rsqrt()  # 1/σ per example
     xhat = (x - mean) * rstd  # x̂
     y = xhat if weight is None else xhat * weight
