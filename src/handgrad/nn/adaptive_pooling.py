@@ -36,7 +36,7 @@ class _AdaptivePoolNd(Module):
             raise ArgumentTypeError(f"{name}: output_size must be {what}, got {output_size!r}")
         if any(s is not None and s < 0 for s in sizes):
             raise InputError(f"{name}: output_size must be >= 0, got {output_size!r}")
-        self.output_size = output_size
+        self.output_size = tuple(output_size) if isinstance(output_size, list) else output_size
         self._sizes = sizes
 
     def config(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from handgrad import ops
@@ -34,14 +35,19 @@ def _as_given(value: Any) -> Any:
 
 
 def check_spatial_input(
-    module: Module, x: Any, nd: int, *, floating: bool = True, empty_channels: bool = False
+    module: Module,
+    x: Any,
+    nd: int,
+    *,
+    integers: tuple[torch.dtype, ...] = (),
+    empty_channels: bool = False,
 ) -> bool:
     """x is (N, C, *S) or (C, *S) with nd spatial dims, S not empty (nor C, unless
     empty_channels); returns whether it is unbatched."""
     name = module._short_name()
     if not isinstance(x, Tensor):
         raise ArgumentTypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if floating and not x.is_floating_point():
+    if not x.is_floating_point() and x.dtype not in integers:
         raise ArgumentTypeError(
             f"{name}: expected a floating-point input, got {x.dtype} (convert with x.float())"
         )
@@ -93,8 +99,10 @@ class _PoolNd(Module):
             )
         return out
 
-    def _batched(self, x: Tensor, *, floating: bool = True) -> tuple[Tensor, bool]:
-        unbatched = check_spatial_input(self, x, self.nd, floating=floating)
+    integers: tuple[torch.dtype, ...] = ()  # the integer dtypes torch's kernel takes too
+
+    def _batched(self, x: Tensor) -> tuple[Tensor, bool]:
+        unbatched = check_spatial_input(self, x, self.nd, integers=self.integers)
         return (x.unsqueeze(0) if unbatched else x), unbatched
 
 
@@ -127,7 +135,7 @@ class _MaxPoolNd(_PoolNd):
         }
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        xb, unbatched = self._batched(x, floating=False)  # (N, C, *S)
+        xb, unbatched = self._batched(x)  # (N, C, *S)
         self._output_size(x, self.dilation, self.ceil_mode)
         pads = [(p, p) for p in self.padding]
         y, cache = ops.max_pool_forward(
@@ -150,7 +158,10 @@ class _AvgPoolNd(_PoolNd):
     """y = Σ window / divisor, the divisor by torch's rules: divisor_override if given; else
     the window's size clipped to the padded input (count_include_pad=True) or to the input
     (False); with ceil_mode, the part of a window past the padding is never counted.
-    dL/dx = dy / divisor to every element of the window."""
+    dL/dx = dy / divisor to every element of the window. An int64 input gives torch's
+    integer quotient (rounded toward zero)."""
+
+    integers = (torch.int64,)
 
     divisor_override: int | None = None
 
@@ -196,9 +207,11 @@ class MaxPool1d(_MaxPoolNd):
 
 
 class MaxPool2d(_MaxPoolNd):
-    """Max over windows of (N, C, H, W) or (C, H, W)."""
+    """Max over windows of (N, C, H, W) or (C, H, W), of floating or integer values (as
+    torch's kernel; its MaxPool1d takes floating values only)."""
 
     nd, torch_name = 2, "MaxPool2d"
+    integers = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 class AvgPool1d(_AvgPoolNd):

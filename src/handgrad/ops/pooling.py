@@ -177,7 +177,10 @@ def avg_pool_forward(
         divisor = x.new_full((), float(divisor_override))
     else:
         divisor = _divisors(spatial, out, kernel_size, stride, padding, count_include_pad, x)
-    y = total / divisor  # (N, C, *out)
+    if x.is_floating_point():
+        y = total / divisor  # (N, C, *out)
+    else:  # torch's integer kernel: the quotient rounded toward zero
+        y = torch.div(total, divisor.to(total.dtype), rounding_mode="trunc")
     return y, (divisor, tuple(kernel_size), xp.shape, tuple(stride), pads)
 
 
