@@ -29,6 +29,13 @@ CASES = [
     ("Softmax(0)", lambda: hg.Softmax(0), lambda x: F.softmax(x, 0)),
     ("LogSoftmax(-1)", lambda: hg.LogSoftmax(-1), lambda x: F.log_softmax(x, -1)),
     ("LogSoftmax(0)", lambda: hg.LogSoftmax(0), lambda x: F.log_softmax(x, 0)),
+    ("Hardtanh", hg.Hardtanh, F.hardtanh),
+    ("Hardtanh(-0.5, 2)", lambda: hg.Hardtanh(-0.5, 2.0), lambda x: F.hardtanh(x, -0.5, 2.0)),
+    ("ReLU6", hg.ReLU6, F.relu6),
+    ("Mish", hg.Mish, F.mish),
+    ("Hardswish", hg.Hardswish, F.hardswish),
+    ("Hardsigmoid", hg.Hardsigmoid, F.hardsigmoid),
+    ("LogSigmoid", hg.LogSigmoid, F.logsigmoid),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -107,11 +114,52 @@ def test_invalid_dim_is_refused(cls):
         cls(dim=2)(torch.randn(4, 3))
 
 
-def test_invalid_settings_are_refused():
-    with pytest.raises(ValueError, match="GELU"):
-        hg.GELU("fast")
-    with pytest.raises(ValueError, match="Softplus"):
-        hg.Softplus(beta=0)
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (lambda: hg.GELU("fast"), ValueError, r"^GELU: approximate must be 'none' or 'tanh'"),
+        (lambda: hg.Softplus(beta=0), ValueError, "^Softplus: beta must be nonzero"),
+        (
+            lambda: hg.Hardtanh(1.0, 1.0),
+            ValueError,
+            r"max_val \(1.0\) must be greater than min_val",
+        ),
+        (
+            lambda: hg.Hardtanh(2, 1),
+            ValueError,
+            r"max_val \(1\) must be greater than min_val \(2\)",
+        ),
+        (lambda: hg.PReLU(0), ValueError, "^PReLU: num_parameters must be positive, got 0"),
+        (lambda: hg.PReLU(2.5), TypeError, "^PReLU: num_parameters must be an int"),
+        (lambda: hg.PReLU(2, "a"), TypeError, "^PReLU: init must be a number"),
+        (lambda: hg.ReLU("yes"), TypeError, "^ReLU: inplace must be a bool, got 'yes'"),
+        (lambda: hg.LeakyReLU("a"), TypeError, "^LeakyReLU: negative_slope must be a number"),
+        (lambda: hg.ELU(1.0, 1), TypeError, "^ELU: inplace must be a bool"),
+        (lambda: hg.Softmax(1.5), TypeError, r"^Softmax: dim must be an int or None, got 1\.5"),
+        (lambda: hg.LogSoftmax("1"), TypeError, "^LogSoftmax: dim must be an int or None"),
+    ],
+)
+def test_invalid_settings_are_refused(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_identity_takes_and_ignores_any_arguments_as_torch():
+    x = torch.randn(3)
+    assert hg.Identity(54, unused_argument1=0.1)(x) is x
+    assert hg.Identity().config() == {}
+
+
+@pytest.mark.parametrize("cls", [hg.ReLU, hg.Hardtanh, hg.Hardswish, hg.SiLU, hg.LeakyReLU])
+def test_inplace_writes_into_the_input_and_backward_is_unchanged(cls):
+    x = make_values((4, 3), "zeros")
+    out_of_place, inplace = cls(), cls(inplace=True)
+    y_ref = out_of_place(x)
+    x_in = x.clone()
+    y = inplace(x_in)
+    assert y is x_in and torch.equal(y, y_ref)
+    g = upstream(x.shape)
+    assert_close(inplace.backward(g), out_of_place.backward(g))
 
 
 def test_bfloat16_runs():

@@ -224,3 +224,27 @@ def test_batchnorm_bad_input():
         hg.BatchNorm1d(3)(torch.zeros(4, 5))
     with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
         hg.BatchNorm1d(3)(torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (lambda: hg.BatchNorm1d(3, eps=-1.0), ValueError, r"^BatchNorm1d: eps must be >= 0"),
+        (lambda: hg.BatchNorm2d(3, momentum="a"), TypeError, "^BatchNorm2d: momentum must be"),
+        (lambda: hg.BatchNorm2d(0), ValueError, "^BatchNorm2d: num_features must be a positive"),
+        (lambda: hg.BatchNorm1d(2.0), TypeError, "^BatchNorm1d: num_features must be a positive"),
+        (lambda: hg.Dropout("a"), TypeError, "^Dropout: p must be a number"),
+        (lambda: hg.Dropout2d(0.5, "no"), TypeError, "^Dropout2d: inplace must be a bool"),
+        (lambda: hg.Flatten(1.0), TypeError, "^Flatten: start_dim must be an int"),
+        (lambda: hg.Unflatten("a", (2, 2)), TypeError, "named dims are not supported"),
+    ],
+)
+def test_bad_settings_are_refused(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_batchnorm_factory_kwargs():
+    bn = hg.BatchNorm2d(3, device="cpu", dtype=torch.float64)
+    assert bn.weight.dtype == bn.running_var.dtype == torch.float64
+    assert bn.num_batches_tracked.dtype == torch.long

@@ -165,8 +165,12 @@ def test_positional_arguments_are_torchs():
 
 
 def test_hardtanh_deprecated_names_warn_as_torch():
-    with pytest.warns(FutureWarning, match="`min_value` is deprecated"):
+    with pytest.warns(FutureWarning) as record:
         m = hg.Hardtanh(min_value=-2.0, max_value=3.0)
+    assert [str(w.message) for w in record] == [
+        "keyword argument `min_value` is deprecated and renamed to `min_val`",
+        "keyword argument `max_value` is deprecated and renamed to `max_val`",
+    ]
     assert (m.min_val, m.max_val) == (-2.0, 3.0)
     with pytest.warns(FutureWarning):
         ref = nn.Hardtanh(min_value=-2.0, max_value=3.0)
