@@ -37,6 +37,27 @@ def _tuple(v: Any) -> tuple[Any, ...]:
     return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
 
+def _flat(v: Any) -> list[Any]:
+    """The leaves of a nested tuple/list (LSTM's (output, (h_n, c_n))), in order."""
+    if isinstance(v, (tuple, list)):
+        return [leaf for item in v for leaf in _flat(item)]
+    return [v]
+
+
+def _map(fn: Any, v: Any) -> Any:
+    """fn applied to every leaf of a nested tuple/list, keeping its structure."""
+    if isinstance(v, (tuple, list)):
+        return type(v)(_map(fn, item) for item in v)
+    return fn(v)
+
+
+def _nest(like: Any, leaves: Any) -> Any:
+    """The next leaves from the iterator `leaves`, arranged as `like` is."""
+    if isinstance(like, (tuple, list)):
+        return tuple(_nest(item, leaves) for item in like)
+    return next(leaves)
+
+
 def _close(actual: Any, expected: Any, what: str, **tol: float) -> None:
     if isinstance(expected, Tensor):
         assert isinstance(actual, Tensor), f"{what}: expected a tensor, got {type(actual)}"
@@ -48,6 +69,10 @@ def _close(actual: Any, expected: Any, what: str, **tol: float) -> None:
             assert torch.equal(actual, expected), f"{what}: {actual} != {expected}"
     else:
         assert actual == expected, f"{what}: {actual!r} != {expected!r}"
+
+
+def _floating(t: Any) -> bool:
+    return isinstance(t, Tensor) and t.is_floating_point()
 
 
 def assert_matches_torch(
@@ -67,17 +92,21 @@ def assert_matches_torch(
     if hg_module is not None:
         mine.to(dtype=F64).train(train)
         mine.load_state_dict({k: v.detach().clone() for k, v in ref.state_dict().items()})
-    xs = [x.to(F64) if isinstance(x, Tensor) and x.is_floating_point() else x for x in inputs]
+    xs = [_map(lambda t: t.to(F64) if _floating(t) else t, x) for x in inputs]  # nested: states
     if differentiate is None:  # a module: every floating input; a loss: the prediction
         differentiate = [0] if isinstance(mine, hg.nn.Loss) else range(len(xs))
     leaves = [
-        x.detach().clone().requires_grad_(True)
-        if isinstance(x, Tensor) and x.is_floating_point() and i in differentiate
+        _map(lambda t: t.detach().clone().requires_grad_(True) if _floating(t) else t, x)
+        if i in differentiate
         else x
         for i, x in enumerate(xs)
     ]
     expected = _tuple(ref(*leaves))
-    actual = _tuple(mine(*[x.clone() if isinstance(x, Tensor) else x for x in xs]))
+    actual = _tuple(
+        mine(*[_map(lambda t: t.clone() if isinstance(t, Tensor) else t, x) for x in xs])
+    )
+    structure = expected  # a nested output (LSTM's) is compared and differentiated leaf by leaf
+    expected, actual = tuple(_flat(expected)), tuple(_flat(actual))
     assert len(actual) == len(expected), f"{len(actual)} outputs, torch gives {len(expected)}"
     for i, (a, e) in enumerate(zip(actual, expected)):
         _close(a, e.detach() if isinstance(e, Tensor) else e, f"output {i}", **tol)
@@ -94,7 +123,7 @@ def assert_matches_torch(
             for e, d in zip(expected, differentiable)
         ]
         objective = sum((e * g).sum() for e, g in zip(expected, grads) if g is not None)
-    wanted = [x for x in leaves if isinstance(x, Tensor) and x.requires_grad]
+    wanted = [x for x in _flat(leaves) if isinstance(x, Tensor) and x.requires_grad]
     params = dict(ref.named_parameters())
     if isinstance(objective, Tensor) and objective.requires_grad:
         auto = torch.autograd.grad(
@@ -102,13 +131,19 @@ def assert_matches_torch(
         )
     else:  # nothing differentiable (an empty batch): every gradient is zero
         auto = tuple(torch.zeros_like(t) for t in [*wanted, *params.values()])
-    hand = _tuple(mine.backward() if is_loss else mine.backward(*grads))
-    floating = [i for i, x in enumerate(leaves) if isinstance(x, Tensor) and x.requires_grad]
-    for k, i in enumerate(floating):
-        if i < len(hand) and hand[i] is not None:
-            _close(hand[i], auto[k], f"dL/dinput {i}", **tol)
-        else:
-            assert not auto[k].any(), f"dL/dinput {i}: handgrad gives none, autograd nonzero"
+    hand = _tuple(mine.backward() if is_loss else mine.backward(*_nest(structure, iter(grads))))
+    k = 0
+    for i, x in enumerate(leaves):
+        xs_i = [t for t in _flat(x) if isinstance(t, Tensor) and t.requires_grad]
+        got = _flat(hand[i]) if i < len(hand) else [None]
+        for j in range(len(xs_i)):
+            what = f"dL/dinput {i}" + (f"[{j}]" if len(xs_i) > 1 else "")
+            g = got[j] if j < len(got) else None
+            if g is not None:
+                _close(g, auto[k], what, **tol)
+            else:
+                assert not auto[k].any(), f"{what}: handgrad gives none, autograd nonzero"
+            k += 1
     mine_params = dict(mine.named_parameters())
     for (name, _), g in zip(params.items(), auto[len(wanted) :]):
         assert name in mine_params, f"parameter {name} missing from handgrad's twin"

@@ -6,6 +6,7 @@ extras (init=, algorithm=) come after them, keyword-only."""
 from __future__ import annotations
 
 import inspect
+import typing
 
 import pytest
 import torch
@@ -36,7 +37,13 @@ def _parameters(cls: type) -> list[inspect.Parameter]:
     """The constructor's parameters; torch's Module.__init__(*args, **kwargs) takes none."""
     if issubclass(cls, nn.Module) and cls.__init__ is nn.Module.__init__:
         return []
-    return list(inspect.signature(cls).parameters.values())
+    params = list(inspect.signature(cls).parameters.values())
+    var = [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]
+    if [p.kind for p in params] == var:  # torch's RNN, GRU, LSTM:
+        overloads = typing.get_overloads(cls.__init__)  # documented by their first overload
+        if overloads:
+            return list(inspect.signature(overloads[0]).parameters.values())[1:]
+    return params
 
 
 def _describe(p: inspect.Parameter) -> tuple[str, inspect._ParameterKind, object]:

@@ -15,5 +15,6 @@ from handgrad.ops.linear import *  # noqa: F403
 from handgrad.ops.loss import *  # noqa: F403
 from handgrad.ops.normalization import *  # noqa: F403
 from handgrad.ops.pooling import *  # noqa: F403
+from handgrad.ops.recurrent import *  # noqa: F403
 from handgrad.ops.resize import *  # noqa: F403
 from handgrad.ops.tensor import *  # noqa: F403
