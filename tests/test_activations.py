@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from conftest import SHAPES, VALUE_KINDS, assert_close, autograd_grads, make_values, upstream
 
 import handgrad as hg
+from handgrad.check import gradcheck
 
 CASES = [
     ("ReLU", hg.ReLU, F.relu),
@@ -167,3 +168,23 @@ def test_bfloat16_runs():
     act = hg.GELU()
     assert act(x).dtype == torch.bfloat16
     assert act.backward(torch.ones_like(x)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    "cls",
+    [
+        hg.ReLU,
+        hg.LeakyReLU,
+        hg.ELU,
+        hg.SiLU,
+        hg.Mish,
+        hg.Hardtanh,
+        hg.ReLU6,
+        hg.Hardsigmoid,
+        hg.Hardswish,
+    ],
+)
+def test_gradcheck_of_an_inplace_activation_after_a_layer(cls):
+    model = hg.Sequential(hg.Linear(3, 4), cls(inplace=True)).to(torch.float64)
+    report = gradcheck(model, make_values((5, 3), "normal"))
+    assert report.ok, str(report)

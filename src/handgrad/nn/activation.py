@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
 from handgrad.module import Module
 
 
@@ -61,7 +61,7 @@ class Activation(Module):
         cache, versions, y_shape = self.pop_cache()
         self._check_grad_output(dy, y_shape)
         if _versions(cache) != versions:
-            raise RuntimeError(
+            raise UsageError(
                 f"{self._short_name()}.backward: a tensor saved by its forward was changed in "
                 "place since (by an inplace=True layer after it?); torch's autograd refuses "
                 "this too"

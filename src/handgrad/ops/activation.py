@@ -58,14 +58,15 @@ def _out(x: Tensor, y: Tensor, inplace: bool) -> Tensor:
     return x.copy_(y) if inplace else y
 
 
-def _kept(x: Tensor, inplace: bool) -> Tensor:
-    """x for a backward that needs it: a copy when forward is about to overwrite x."""
+def _source(x: Tensor, inplace: bool) -> Tensor:
+    """x to compute y from: a copy when forward is about to overwrite x, so that a backward
+    that needs x (and autograd, where gradcheck runs these ops) still finds it."""
     return x.clone() if inplace else x
 
 
 def relu_forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """y = max(x, 0)."""
-    y = _out(x, x.clamp(min=0), inplace)
+    y = _out(x, _source(x, inplace).clamp(min=0), inplace)
     return y, y
 
 
@@ -77,8 +78,9 @@ def leaky_relu_forward(
     x: Tensor, negative_slope: float = 0.01, inplace: bool = False
 ) -> tuple[Tensor, tuple]:
     """y = x if x > 0 else negative_slope·x."""
-    positive = x > 0
-    return _out(x, torch.where(positive, x, x * negative_slope), inplace), (
+    v = _source(x, inplace)
+    positive = v > 0
+    return _out(x, torch.where(positive, v, v * negative_slope), inplace), (
         positive,
         negative_slope,
     )
@@ -91,8 +93,9 @@ def leaky_relu_backward(dy: Tensor, cache: tuple) -> Tensor:
 
 def elu_forward(x: Tensor, alpha: float = 1.0, inplace: bool = False) -> tuple[Tensor, tuple]:
     """y = x if x > 0 else α(eˣ - 1)."""
-    positive = x > 0
-    y = _out(x, torch.where(positive, x, alpha * torch.expm1(x)), inplace)
+    v = _source(x, inplace)
+    positive = v > 0
+    y = _out(x, torch.where(positive, v, alpha * torch.expm1(v)), inplace)
     return y, (positive, y if inplace else x, inplace, alpha)
 
 
@@ -124,8 +127,8 @@ def tanh_backward(dy: Tensor, y: Tensor) -> Tensor:
 
 def silu_forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """y = x·σ(x)."""
-    kept = _kept(x, inplace)
-    return _out(x, x * torch.sigmoid(x), inplace), kept
+    v = _source(x, inplace)
+    return _out(x, v * torch.sigmoid(v), inplace), v
 
 
 def silu_backward(dy: Tensor, x: Tensor) -> Tensor:
@@ -204,8 +207,9 @@ def hardtanh_forward(
     x: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
 ) -> tuple[Tensor, Tensor]:
     """y = min(max(x, min_val), max_val)."""
-    inside = (x > min_val) & (x < max_val)  # the open interval: torch's derivative is 0 at the ends
-    return _out(x, x.clamp(min_val, max_val), inplace), inside
+    v = _source(x, inplace)
+    inside = (v > min_val) & (v < max_val)  # the open interval: torch's derivative is 0 at the ends
+    return _out(x, v.clamp(min_val, max_val), inplace), inside
 
 
 def hardtanh_backward(dy: Tensor, inside: Tensor) -> Tensor:
@@ -222,8 +226,9 @@ relu6_backward = hardtanh_backward  # dy/dx = 1 for 0 < x < 6, else 0
 
 def hardsigmoid_forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """y = 0 for x ≤ -3, 1 for x ≥ 3, x/6 + 1/2 between: ReLU6(x + 3)/6."""
-    inside = (x > -3) & (x < 3)
-    return _out(x, (x / 6 + 0.5).clamp(0, 1), inplace), inside
+    v = _source(x, inplace)
+    inside = (v > -3) & (v < 3)
+    return _out(x, (v / 6 + 0.5).clamp(0, 1), inplace), inside
 
 
 def hardsigmoid_backward(dy: Tensor, inside: Tensor) -> Tensor:
@@ -232,8 +237,8 @@ def hardsigmoid_backward(dy: Tensor, inside: Tensor) -> Tensor:
 
 def hardswish_forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """y = x·ReLU6(x + 3)/6: 0 for x ≤ -3, x for x ≥ 3, x(x + 3)/6 between."""
-    kept = _kept(x, inplace)
-    return _out(x, x * (x + 3).clamp(0, 6) / 6, inplace), kept
+    v = _source(x, inplace)
+    return _out(x, v * (v + 3).clamp(0, 6) / 6, inplace), v
 
 
 def hardswish_backward(dy: Tensor, x: Tensor) -> Tensor:
@@ -243,8 +248,8 @@ def hardswish_backward(dy: Tensor, x: Tensor) -> Tensor:
 
 def mish_forward(x: Tensor, inplace: bool = False) -> tuple[Tensor, Tensor]:
     """y = x·tanh(softplus(x)), softplus(x) = log(1 + eˣ)."""
-    kept = _kept(x, inplace)
-    return _out(x, x * torch.tanh(_softplus(x)), inplace), kept
+    v = _source(x, inplace)
+    return _out(x, v * torch.tanh(_softplus(v)), inplace), v
 
 
 def mish_backward(dy: Tensor, x: Tensor) -> Tensor:
