@@ -232,7 +232,7 @@ class _ConvNd(_Windows):
     def _edge_pad(self, x: Tensor) -> tuple[Tensor, tuple | None, Pairs]:
         """x padded by padding_mode when it copies x's own elements ("reflect", "replicate",
         "circular"), with its cache and the padding left for the convolution (none)."""
-        if self.padding_mode == "zeros":
+        if self.padding_mode == "zeros" or not any(a or b for a, b in self.pads):
             return x, None, self.pads
         for size, (a, b) in zip(x.shape[2:], self.pads):
             if (self.padding_mode == "reflect" and max(a, b) >= size) or (
