@@ -257,3 +257,24 @@ def test_padding(nd, padding, shape):
     if torch_accepts(zero, x):
         assert_matches_torch(zero, [x], hg_module=getattr(hg, f"ZeroPad{nd}d")(pad))
         assert_matches_torch(const, [x], hg_module=getattr(hg, f"ConstantPad{nd}d")(pad, -1.5))
+
+
+# ---- ReflectionPad / ReplicationPad / CircularPad ------------------------------------------------
+EDGE_PADS = [1, 3, -1, (2, -3, 1, 0, 0, 1), (-3, 2, 0, 1, 1, 0), (0, 4, -1, -1, 1, 0)]
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 4, 3, 4), (2, 4, 3, 4), (0, 2, 4, 3, 4)], ids=str)
+@pytest.mark.parametrize("padding", EDGE_PADS, ids=str)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["Reflection", "Replication", "Circular"])
+def test_edge_padding(kind, nd, padding, shape):
+    pad = padding[: 2 * nd] if isinstance(padding, tuple) else padding
+    shape = shape[: len(shape) - 3 + nd]
+    name = f"{kind}Pad{nd}d"
+    x = values(shape)
+    try:
+        getattr(hg, name)(pad)(x)
+    except hg.errors.ShapeError:  # what torch refuses, or fills with unset memory (circular)
+        assert not torch_accepts(getattr(nn, name)(pad), x) or kind == "Circular"
+        return
+    assert_matches_torch(getattr(nn, name)(pad), [x], hg_module=getattr(hg, name)(pad))

@@ -178,6 +178,12 @@ BAD = [  # (constructor or call, error class, message)
     (lambda: hg.ConstantPad1d(1, "a"), ArgumentTypeError, "value must be a number"),
     (lambda: hg.ZeroPad2d(1)(torch.randn(4)), ShapeError, "at least 2 dims"),
     (lambda: hg.ZeroPad1d((-3, -2))(torch.randn(2, 3, 4)), ShapeError, "crops more than"),
+    (lambda: hg.ReflectionPad1d(4)(torch.randn(2, 3, 4)), ShapeError, "smaller than the input"),
+    (lambda: hg.ReflectionPad2d(1)(torch.randn(4, 4)), ShapeError, r"\(N, C, \*S\) or \(C, \*S\)"),
+    (lambda: hg.ReplicationPad1d((-2, -2))(torch.randn(1, 3, 4)), ShapeError, "leaves no element"),
+    (lambda: hg.ReplicationPad1d(1)(torch.randn(2, 0, 4)), ShapeError, "non-empty"),
+    (lambda: hg.CircularPad1d(5)(torch.randn(2, 3, 4)), ShapeError, "wraps around once"),
+    (lambda: hg.CircularPad2d((1, 2, 3))(torch.randn(2, 3, 4)), ArgumentTypeError, "4 ints"),
 ]
 
 
