@@ -263,3 +263,39 @@ def test_a_non_finite_loss_leaves_no_cache_behind():
     with pytest.raises(NonFiniteLossError):
         hg.fit(model, loss, hg.optim.SGD(model.parameters(), lr=0.1), (X, y), progress=False)
     assert set(_all_pending(model, loss)) == {0}
+
+
+def test_a_per_batch_schedule_steps_after_every_optimizer_step():
+    X, y = torch.randn(40, 3), torch.randn(40, 1)
+    model = hg.Sequential(hg.Linear(3, 1))
+    opt = hg.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    sched = hg.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=4 * 5)
+    assert sched.interval == "batch"
+    hg.fit(model, hg.MSELoss(), opt, (X, y), epochs=4, batch_size=8, scheduler=sched,
+           shuffle=False, progress=False)  # fmt: skip
+    ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01, momentum=0.9)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=0.1, total_steps=20)
+    for _ in range(20):
+        ref_opt.step()
+        ref.step()
+    assert sched.last_epoch == ref.last_epoch == 20
+    assert opt.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
+
+
+def test_reduce_on_plateau_steps_on_the_validation_loss():
+    X, y = torch.randn(16, 2), torch.randn(16, 1)
+    model = hg.Sequential(hg.Linear(2, 1))
+    opt = hg.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the val loss never improves
+    sched = hg.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1, factor=0.5)
+    seen = []
+    real_step = sched.step
+
+    def step(metrics, *args):
+        seen.append(metrics)
+        return real_step(metrics, *args)
+
+    sched.step = step
+    h = hg.fit(model, hg.MSELoss(), opt, (X, y), val=(X[:8], y[:8]), epochs=4, batch_size=8,
+               scheduler=sched, progress=False)  # fmt: skip
+    assert seen == h["val_loss"]
+    assert sched.interval == "epoch" and sched.needs_metric

@@ -153,7 +153,9 @@ def fit(
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
     `train`/`val` are (X, y) tensors, a Dataset or a DataLoader (whose own batch_size wins).
-    `scheduler.step()` runs after every epoch. A non-finite loss or gradient stops training
+    `scheduler.step()` runs after every epoch, or after every optimizer step for a schedule
+    whose `interval` is "batch" (OneCycleLR, CyclicLR); ReduceLROnPlateau steps on the
+    epoch's val_loss (the train loss without validation data). A non-finite loss or gradient stops training
     with NonFiniteLossError naming the epoch and batch; both are checked before the optimizer
     step, so the model keeps its weights from before that step (nothing is copied).
     `initial_epoch` resumes a run (see hg.io.save_checkpoint). With `distributed`, inside a
@@ -222,14 +224,20 @@ def _fit(
         cb.on_train_begin(model)
     for epoch in range(initial_epoch + 1, epochs + 1):
         loader.set_epoch(epoch)
-        logs = _train_epoch(model, loss, optimizer, loader, named, epoch, epochs, progress, sync)
+        per_batch = scheduler if getattr(scheduler, "interval", "epoch") == "batch" else None
+        logs = _train_epoch(
+            model, loss, optimizer, loader, named, epoch, epochs, progress, sync, per_batch
+        )
         if sync is not None:
             logs["loss"] = _average_over_processes(logs["loss"])
         if val_loader is not None:
             scores = evaluate(model, val_loader, loss, metrics, threads=None)
             logs.update({f"val_{k}": v for k, v in scores.items()})
-        if scheduler is not None:
-            scheduler.step()
+        if scheduler is not None and getattr(scheduler, "interval", "epoch") == "epoch":
+            if getattr(scheduler, "needs_metric", False):  # ReduceLROnPlateau
+                scheduler.step(logs.get("val_loss", logs["loss"]))
+            else:
+                scheduler.step()
         history.append(epoch, logs)
         if progress:
             print(
@@ -284,6 +292,7 @@ def _train_epoch(
     epochs: int,
     progress: bool,
     sync: Callable[[Module], None] | None = None,
+    scheduler: LRScheduler | None = None,
 ) -> dict[str, float]:
     model.train()
     params = model.parameters()
@@ -304,6 +313,8 @@ def _train_epoch(
             if not _finite_gradients(params):
                 _stop(model, loss, f"a gradient became inf or NaN at epoch {epoch}, batch {batch}")
             optimizer.step()
+            if scheduler is not None:  # a per-batch schedule (OneCycleLR, CyclicLR)
+                scheduler.step()
             total += v * xb.shape[0]
             n += xb.shape[0]
             if metrics:
