@@ -152,8 +152,8 @@ def test_unflatten():
             (2, 2, 6, 5),
         ),
         (
-            lambda: hg.Conv2d(4, 4, 3, 1, 1, 1, 2, False, "reflect", algorithm="reference"),
-            (2, 4, 5, 5),
+            lambda: hg.Conv2d(2, 2, 3, 1, 1, 1, 2, False, "reflect", algorithm="reference"),
+            (1, 2, 4, 4),
         ),
         (lambda: hg.ConvTranspose2d(4, 2, 3, 2, 1, 1, 2), (2, 4, 3, 3)),
         (lambda: hg.MaxPool2d(2), (2, 2, 6, 6)),
