@@ -18,6 +18,12 @@ from handgrad.interop import _same
 
 F64 = torch.float64
 REDUCTIONS = ["mean", "sum", "none"]
+TOL = {"rtol": 1e-8, "atol": 1e-12}  # float64: tighter than the default, to see float32 slips
+
+
+def _id(value):
+    """Test ids that show a shape as (4, 3) and None as None (pytest numbers them otherwise)."""
+    return str(value) if value is None or isinstance(value, tuple) else None
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -43,7 +49,7 @@ def _check_none(ref, mine, inputs, differentiate):
     leaves = [x.clone().requires_grad_(True) if i in differentiate else x for i, x in enumerate(xs)]
     expected = ref(*leaves)
     got = mine(*[x.clone() for x in xs])
-    torch.testing.assert_close(got, expected.detach(), equal_nan=True)
+    torch.testing.assert_close(got, expected.detach(), equal_nan=True, **TOL)
     g = randn(*expected.shape, seed=5)
     wanted = [leaves[i] for i in differentiate]
     if expected.requires_grad:
@@ -53,7 +59,7 @@ def _check_none(ref, mine, inputs, differentiate):
     hand = mine.backward(g)
     hand = hand if isinstance(hand, tuple) else (hand,)
     for i, a in zip(differentiate, auto):
-        torch.testing.assert_close(hand[i], a, equal_nan=True)
+        torch.testing.assert_close(hand[i], a, equal_nan=True, **TOL)
     twin = hg.to_torch(mine)
     assert type(twin) is type(ref)
     for key, value in vars(ref).items():
@@ -73,7 +79,7 @@ def check(cls_name, args, kwargs, inputs, differentiate=(0,)):
                 _check_none(ref, mine, inputs, list(differentiate))
             else:
                 assert_matches_torch(
-                    ref, inputs, hg_module=mine, differentiate=differentiate, equal_nan=True
+                    ref, inputs, hg_module=mine, differentiate=differentiate, equal_nan=True, **TOL
                 )
 
 
@@ -91,7 +97,7 @@ def _class_inputs(shape, target_kind, ignore_index, seed=0):
     return z, y
 
 
-CLASS_SHAPES = [(5,), (4, 3), (2, 3, 2, 2), (0, 3), (0, 3, 2)]
+CLASS_SHAPES = [(5,), (4, 3), (2, 3, 4), (2, 3, 2, 2), (0, 3, 2)]
 W3 = torch.tensor([0.3, 2.0, 1.1], dtype=F64)
 W5 = torch.tensor([0.3, 2.0, 1.1, 0.7, 1.6], dtype=F64)
 
@@ -109,10 +115,11 @@ def _class_weight(shape, weighted):
             ["indices", "probabilities"],
             [False, True],
             [-100, 1],
-            [0.0, 0.25, 1.0],
+            [0.0, 0.25],
             REDUCTIONS,
         )
     ),
+    ids=_id,
 )
 def test_cross_entropy(shape, target_kind, weighted, ignore_index, label_smoothing, reduction):
     z, t = _class_inputs(shape, target_kind, ignore_index)
@@ -130,6 +137,7 @@ def test_cross_entropy(shape, target_kind, weighted, ignore_index, label_smoothi
 @pytest.mark.parametrize(
     "shape,weighted,ignore_index,reduction",
     list(itertools.product(CLASS_SHAPES, [False, True], [-100, 1, -1], REDUCTIONS)),
+    ids=_id,
 )
 def test_nll_loss(shape, weighted, ignore_index, reduction):
     z, y = _class_inputs(shape, "indices", max(ignore_index, 0) if ignore_index != -100 else -1)
@@ -150,6 +158,7 @@ def test_nll_loss(shape, weighted, ignore_index, reduction):
         )
         if not (c == "NLLLoss" and s)
     ],
+    ids=_id,
 )
 def test_every_target_ignored(cls_name, weighted, label_smoothing, reduction):
     """torch's mean of nothing: nan (the summed weight is 0), with zero gradients."""
@@ -160,6 +169,14 @@ def test_every_target_ignored(cls_name, weighted, label_smoothing, reduction):
     check(cls_name, args, extra, [z, y])
     if reduction == "mean":
         assert torch.isnan(getattr(hg, cls_name)(*args, **extra)(z, y))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("target_kind", ["indices", "probabilities"])
+def test_cross_entropy_full_label_smoothing(target_kind, reduction):
+    z, t = _class_inputs((4, 3), target_kind, 1)
+    ignore_index = 1 if target_kind == "indices" else -100
+    check("CrossEntropyLoss", (W3, None, ignore_index, None, reduction, 1.0), {}, [z, t])
 
 
 def test_cross_entropy_zero_weight_classes_and_huge_logits():
@@ -185,6 +202,7 @@ def _weights(shape, kind, seed):
 @pytest.mark.parametrize(
     "shape,weight,reduction",
     list(itertools.product(ELEMENT_SHAPES, [None, "class", "full"], REDUCTIONS)),
+    ids=_id,
 )
 def test_bce(shape, weight, reduction):
     p = rand(*shape, seed=1) * 0.98 + 0.01
@@ -198,6 +216,7 @@ def test_bce(shape, weight, reduction):
 @pytest.mark.parametrize(
     "shape,weight,pos_weight,reduction",
     list(itertools.product(ELEMENT_SHAPES, [None, "class"], [None, "class", "full"], REDUCTIONS)),
+    ids=_id,
 )
 def test_bce_with_logits(shape, weight, pos_weight, reduction):
     z = randn(*shape, seed=1, scale=3.0)
@@ -210,7 +229,8 @@ def test_bce_with_logits(shape, weight, pos_weight, reduction):
 
 @pytest.mark.parametrize(
     "shape,weighted,reduction",
-    list(itertools.product([(5,), (4, 3), (0, 3)], [False, True], REDUCTIONS)),
+    list(itertools.product([(5,), (4, 3), (2, 3, 4), (0, 3)], [False, True], REDUCTIONS)),
+    ids=_id,
 )
 def test_multilabel_soft_margin(shape, weighted, reduction):
     x = randn(*shape, seed=1, scale=2.0)
@@ -231,12 +251,13 @@ def _regression_inputs(shape, kind):
     return p, t
 
 
-KINDS = ["normal", "large", "ties"]
+KINDS = ["large", "ties"]  # "ties" is normal values with some d = 0 and one |d| = 1
 
 
 @pytest.mark.parametrize(
     "cls_name,shape,kind,reduction",
     list(itertools.product(["MSELoss", "L1Loss"], ELEMENT_SHAPES, KINDS, REDUCTIONS)),
+    ids=_id,
 )
 def test_mse_l1(cls_name, shape, kind, reduction):
     check(cls_name, (None, None, reduction), {}, list(_regression_inputs(shape, kind)))
@@ -244,7 +265,8 @@ def test_mse_l1(cls_name, shape, kind, reduction):
 
 @pytest.mark.parametrize(
     "shape,kind,reduction,delta",
-    list(itertools.product(ELEMENT_SHAPES, KINDS, REDUCTIONS, [1.0, 0.3, 2])),
+    list(itertools.product(ELEMENT_SHAPES[1:], KINDS, REDUCTIONS, [1.0, 0.3, 2])),
+    ids=_id,
 )
 def test_huber(shape, kind, reduction, delta):
     check("HuberLoss", (reduction, delta), {}, list(_regression_inputs(shape, kind)))
@@ -252,14 +274,15 @@ def test_huber(shape, kind, reduction, delta):
 
 @pytest.mark.parametrize(
     "shape,kind,reduction,beta",
-    list(itertools.product(ELEMENT_SHAPES, KINDS, REDUCTIONS, [1.0, 0.0, 0.5])),
+    list(itertools.product(ELEMENT_SHAPES[1:], KINDS, REDUCTIONS, [1.0, 0.0, 0.5])),
+    ids=_id,
 )
 def test_smooth_l1(shape, kind, reduction, beta):
     check("SmoothL1Loss", (None, None, reduction, beta), {}, list(_regression_inputs(shape, kind)))
 
 
 @pytest.mark.parametrize(
-    "shape,kind,reduction", list(itertools.product(ELEMENT_SHAPES, KINDS, REDUCTIONS))
+    "shape,kind,reduction", list(itertools.product(ELEMENT_SHAPES, KINDS, REDUCTIONS)), ids=_id
 )
 def test_soft_margin(shape, kind, reduction):
     x = _regression_inputs(shape, kind)[0]
@@ -270,6 +293,7 @@ def test_soft_margin(shape, kind, reduction):
 @pytest.mark.parametrize(
     "shape,log_target,reduction",
     list(itertools.product(ELEMENT_SHAPES, [False, True], [*REDUCTIONS, "batchmean"])),
+    ids=_id,
 )
 def test_kl_div(shape, log_target, reduction):
     x = torch.log_softmax(randn(*shape, seed=1), -1) if shape else randn(seed=1) - 1
@@ -285,6 +309,7 @@ def test_kl_div(shape, log_target, reduction):
 @pytest.mark.parametrize(
     "shape,margin,reduction",
     list(itertools.product([(6,), (), (0,), (2, 3)], [0.0, 0.5, -0.5], REDUCTIONS)),
+    ids=_id,
 )
 def test_margin_ranking(shape, margin, reduction):
     x1, x2 = randn(*shape, seed=1), randn(*shape, seed=2)
@@ -302,6 +327,7 @@ def test_margin_ranking(shape, margin, reduction):
             [((5, 3), (5,)), ((4,), ()), ((0, 3), (0,))], [0.0, 0.3, -0.2], REDUCTIONS
         )
     ),
+    ids=_id,
 )
 def test_cosine_embedding(shapes, margin, reduction):
     x_shape, y_shape = shapes

@@ -459,8 +459,8 @@ class _ClassLoss(Loss):
         outside = (target < 0) | (target >= C)
         if self.ignore_index is not None:
             outside &= target != self.ignore_index
-        bad = target[outside]
-        if bad.numel():
+        if bool(outside.any()):  # one sync; the bad index is looked up only when there is one
+            bad = target[outside]
             also = "" if self.ignore_index is None else f" or ignore_index={self.ignore_index}"
             raise TargetIndexError(
                 f"{self!r}: class indices must be in [0, {C - 1}]{also}, got {int(bad[0])} "

@@ -384,7 +384,7 @@ def cosine_embedding_loss_forward(
     cos = (x1 * x2).sum(-1) / root
     pos, neg = target == 1, target == -1
     terms = torch.where(pos, 1 - cos, 0.0) + torch.where(neg, (cos - margin).clamp(min=0), 0.0)
-    dcos = torch.where(pos, -1.0, 0.0) + torch.where(neg & (cos - margin >= 0), 1.0, 0.0)
+    dcos = (neg & (cos - margin >= 0)).to(cos.dtype) - pos.to(cos.dtype)  # dℓ/dcos: -1, 1 or 0
     return reduce(terms, reduction), (x1, x2, A, B, root, cos, dcos, reduction)
 
 
