@@ -129,14 +129,17 @@ INTERPOLATIONS = [  # input shape, output size, mode, align_corners, scales give
     ((1, 2, 4, 5), (7, 3), "linear", True, None),
     ((1, 2, 4, 5), (6, 8), "nearest", False, (1.5, 1.7)),
     ((1, 2, 3, 4, 2), (5, 2, 3), "linear", False, None),
+    ((1, 2, 4, 5), (7, 3), "cubic", False, None),
+    ((1, 2, 4, 5), (6, 8), "cubic", True, None),
+    ((1, 2, 4, 5), (6, 8), "cubic", False, (1.5, 1.7)),
 ]
 TORCH_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 @pytest.mark.parametrize("shape,size,mode,align_corners,scales", INTERPOLATIONS)
 def test_interpolate(shape, size, mode, align_corners, scales):
-    torch_mode = TORCH_MODE[len(size)] if mode == "linear" else mode
-    corners = align_corners if mode == "linear" else None
+    torch_mode = {"linear": TORCH_MODE[len(size)], "cubic": "bicubic"}.get(mode, mode)
+    corners = align_corners if mode in ("linear", "cubic") else None
 
     def reference(t):
         if scales is None:
@@ -183,6 +186,7 @@ GRADCHECK = [  # (op, inputs)
     ("adaptive_max_pool", (r(2, 2, 7, 5), (3, 4))),
     ("interpolate", (r(1, 2, 3, 4), (5, 7), "linear", False)),
     ("interpolate", (r(1, 2, 4), (7,), "nearest", False, (1.8,))),
+    ("interpolate", (r(1, 2, 4, 3), (7, 2), "cubic", True)),
     ("constant_pad", (r(2, 3, 4), (1, -1, 2, 0), 0.5)),
 ]
 

@@ -198,6 +198,8 @@ MODES = [  # mode, align_corners, spatial dims
     ("bilinear", True, 2),
     ("trilinear", False, 3),
     ("trilinear", True, 3),
+    ("bicubic", False, 2),
+    ("bicubic", True, 2),
 ]
 SIZES = [1, 4, 7, (2, 5, 3), (9, 6, 5)]
 SCALES = [0.6, 1.3, 1.7, 2.5, (1.7, 0.6, 2.0), (2, 1.3, 1)]

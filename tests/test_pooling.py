@@ -161,7 +161,8 @@ BAD = [  # (constructor or call, error class, message)
     (lambda: hg.Upsample(2, 2.0), InputError, "exactly one of size and scale_factor"),
     (lambda: hg.Upsample(scale_factor=0), InputError, "exactly one"),
     (lambda: hg.Upsample(2, mode="foo"), InputError, "mode must be one of"),
-    (lambda: hg.Upsample(2, mode="bicubic"), NotSupportedError, "not supported: mode='bicubic'"),
+    (lambda: hg.Upsample(2, mode="lanczos"), InputError, "needs antialias=True"),
+    (lambda: hg.Upsample(2, mode="bicubic")(torch.randn(1, 2, 3)), ShapeError, "4-D input"),
     (lambda: hg.Upsample(2, align_corners=True), InputError, "align_corners can only be set"),
     (lambda: hg.Upsample(3, recompute_scale_factor=True), InputError, "not meaningful"),
     (lambda: hg.Upsample(2.5), ArgumentTypeError, "size must be an int"),
@@ -195,7 +196,7 @@ def test_bad_arguments_and_inputs(bad, error, match):
 
 @pytest.mark.parametrize(
     "torch_module",
-    [nn.Upsample(scale_factor=2, mode="bicubic"), nn.MaxPool2d(3, padding=2)],
+    [nn.Upsample(scale_factor=2, mode="lanczos"), nn.MaxPool2d(3, padding=2)],
     ids=repr,
 )
 def test_from_torch_refuses_what_handgrad_cannot_build(torch_module):

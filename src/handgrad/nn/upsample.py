@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError, ShapeError
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
 
 _SPATIAL: dict[str, tuple[int, ...]] = {  # mode: the spatial dims it takes
@@ -20,8 +20,8 @@ _SPATIAL: dict[str, tuple[int, ...]] = {  # mode: the spatial dims it takes
     "linear": (1,),
     "bilinear": (2,),
     "trilinear": (3,),
+    "bicubic": (2,),
 }
-_REFUSED = ("bicubic", "lanczos")  # no antialias in Upsample; bicubic is not written yet
 
 
 class Upsample(Module):
@@ -33,6 +33,8 @@ class Upsample(Module):
       else S/size; 'nearest-exact': x[floor((i + ½) · s)];
     - 'linear' (3-D input), 'bilinear' (4-D), 'trilinear' (5-D): linear interpolation along
       each dim between the two nearest elements, with align_corners as torch;
+    - 'bicubic' (4-D): Keys' cubic convolution (a = -0.75) over four elements along each dim,
+      the edge elements repeated past the border;
     - 'area': adaptive average pooling to the output size.
 
     dL/dx: each dy back to the elements it was read from, with the same weights."""
@@ -57,16 +59,16 @@ class Upsample(Module):
             self.scale_factor = float(scale_factor) if scale_factor else None
         self.mode, self.align_corners = mode, align_corners
         self.recompute_scale_factor = recompute_scale_factor
-        if mode in _REFUSED:
-            raise NotSupportedError(name, f"mode={mode!r}")
+        if mode == "lanczos":  # torch's Upsample cannot either: it takes no antialias
+            raise InputError(f"{name}: mode='lanczos' needs antialias=True, which Upsample lacks")
         if mode not in _SPATIAL:
             raise InputError(
                 f"{name}: mode must be one of {', '.join(map(repr, _SPATIAL))}, got {mode!r}"
             )
         if align_corners is not None and mode in ("nearest", "nearest-exact", "area"):
             raise InputError(
-                f"{name}: align_corners can only be set with mode 'linear', 'bilinear' or "
-                f"'trilinear', got mode={mode!r}"
+                f"{name}: align_corners can only be set with mode 'linear', 'bilinear', "
+                f"'bicubic' or 'trilinear', got mode={mode!r}"
             )
         if (self.size is None) == (self.scale_factor is None):
             raise InputError(f"{name}: give exactly one of size and scale_factor")
@@ -134,7 +136,7 @@ class Upsample(Module):
             )
         else:
             linear = self.mode in ("linear", "bilinear", "trilinear")
-            mode = "linear" if linear else self.mode
+            mode = "linear" if linear else "cubic" if self.mode == "bicubic" else self.mode
             y, cache = ops.interpolate_forward(x, out, mode, bool(self.align_corners), scales)
         self.push_cache((cache, y.shape))
         return y

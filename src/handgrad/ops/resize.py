@@ -75,6 +75,32 @@ def _linear(
     return [(i0, 1 - w1), (i1, w1)]
 
 
+def _cubic(
+    size: int, out: int, scale: float | None, align_corners: bool, dtype: torch.dtype
+) -> Taps:
+    """Keys' cubic convolution (a = -0.75, as torch): src u = s·dst (align_corners) or
+    s·(dst + ½) - ½ (not clamped); taps ⌊u⌋-1 .. ⌊u⌋+2, clamped to the input, weighted by the
+    kernel at their distance t = u - ⌊u⌋ from u."""
+    if align_corners:
+        s = torch.tensor((size - 1) / (out - 1) if out > 1 else 0.0, dtype=dtype)
+        src = torch.arange(out, dtype=dtype) * s
+    else:
+        s = _scale(size, out, scale, dtype)
+        src = s * (torch.arange(out, dtype=dtype) + 0.5) - 0.5
+    i = src.floor()
+    t = src - i
+    a = -0.75
+
+    def near(x: Tensor) -> Tensor:  # |x| <= 1: ((a + 2)|x| - (a + 3))|x|² + 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: Tensor) -> Tensor:  # 1 < |x| < 2: ((a|x| - 5a)|x| + 8a)|x| - 4a
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    weights = [far(t + 1), near(t), near(1 - t), far(2 - t)]
+    return [((i.long() + k - 1).clamp(0, size - 1), w) for k, w in enumerate(weights)]
+
+
 def interpolation_taps(
     size: int,
     out: int,
@@ -85,11 +111,13 @@ def interpolation_taps(
     shortcuts: bool = False,
 ) -> Taps:
     """The taps of one dim: each output element's input elements and their weights.
-    mode: "nearest" | "nearest-exact" | "linear" (bilinear, trilinear: linear along each dim);
-    scale: the scale_factor torch's kernel is given (None: the sizes' ratio); shortcuts: as
+    mode: "nearest" | "nearest-exact" | "linear" (bilinear, trilinear: linear along each dim)
+    | "cubic" (bicubic); scale: the scale_factor torch's kernel is given (None: the sizes' ratio); shortcuts: as
     torch's 'nearest' backward (and its 2-D forward), see _nearest."""
     if mode in ("nearest", "nearest-exact"):
         return _nearest(size, out, scale, mode == "nearest-exact", shortcuts)
+    if mode == "cubic":
+        return _cubic(size, out, scale, align_corners, dtype)
     return _linear(size, out, scale, align_corners, dtype)
 
 
@@ -124,7 +152,8 @@ def interpolate_forward(
     scales: Sequence[float | None] | None = None,
 ) -> tuple[Tensor, tuple]:
     """y (N, C, *size): x resized along each spatial dim in turn, y = Σ_t w_t ⊙ x[idx_t].
-    mode: "nearest" | "nearest-exact" | "linear" (linear along each dim: bilinear, trilinear)."""
+    mode: "nearest" | "nearest-exact" | "linear" (along each dim: bilinear, trilinear) |
+    "cubic" (along each dim: bicubic)."""
     nd = len(size)
     scales = [None] * nd if scales is None else list(scales)
     opmath = torch.float64 if x.dtype == torch.float64 else torch.float32
