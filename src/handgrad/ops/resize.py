@@ -112,8 +112,8 @@ def interpolation_taps(
 ) -> Taps:
     """The taps of one dim: each output element's input elements and their weights.
     mode: "nearest" | "nearest-exact" | "linear" (bilinear, trilinear: linear along each dim)
-    | "cubic" (bicubic); scale: the scale_factor torch's kernel is given (None: the sizes' ratio); shortcuts: as
-    torch's 'nearest' backward (and its 2-D forward), see _nearest."""
+    | "cubic" (bicubic); scale: the scale_factor torch's kernel is given (None: the sizes'
+    ratio); shortcuts: as torch's 'nearest' backward (and its 2-D forward), see _nearest."""
     if mode in ("nearest", "nearest-exact"):
         return _nearest(size, out, scale, mode == "nearest-exact", shortcuts)
     if mode == "cubic":
