@@ -71,6 +71,11 @@ class Activation(Module):
     def backward(self, dy: Tensor) -> Tensor:
         return self.op_pair[1](dy, self._pop(dy))
 
+    def extra_repr(self) -> str:
+        """The config, with inplace shown only when True (ReLU(), ReLU(inplace=True), as torch)."""
+        shown = {k: v for k, v in self.config().items() if not (k == "inplace" and v is False)}
+        return ", ".join(f"{k}={v!r}" for k, v in shown.items())
+
 
 def _inplace(owner: str, inplace: object) -> bool:
     if not isinstance(inplace, bool):
