@@ -283,6 +283,16 @@ def test_backward_params_gives_the_same_parameter_gradients(make):
         (lambda: hg.Conv2d(4, 4, 3)(torch.randn(6, 6)), ShapeError, r"got shape \(6, 6\)"),
         (lambda: hg.Conv1d(4, 4, 3)([[1.0]]), TypeError, "expected a torch.Tensor"),
         (
+            lambda: hg.Conv1d(4, 4, 3)(torch.randn(1, 4, 5, dtype=torch.cfloat)),
+            NotSupportedError,
+            r"not supported: complex input \(torch.complex64\)",
+        ),
+        (
+            lambda: hg.ConvTranspose1d(4, 4, 3)(torch.randn(4, 5, dtype=torch.cdouble)),
+            NotSupportedError,
+            "not supported: complex input",
+        ),
+        (
             lambda: hg.ConvTranspose2d(4, 4, 3, padding_mode="reflect"),
             InputError,
             'Only "zeros" padding mode is supported',

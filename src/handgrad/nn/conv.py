@@ -247,6 +247,7 @@ class _ConvNd(_Windows):
         return xp, cache, tuple((0, 0) for _ in self.pads)
 
     def forward(self, x: Tensor) -> Tensor:
+        _refuse_complex(self, x)
         xb = self._batched(x, self.in_channels)  # (N, C, *S)
         self._check_like(xb, self.weight)
         xb, edge, pads = self._edge_pad(xb)
@@ -286,6 +287,12 @@ class _ConvNd(_Windows):
         if dx is not None and edge is not None:
             dx = ops.edge_pad_backward(dx, edge)  # the copies' gradients back to their sources
         return dx.squeeze(0) if dx is not None and unbatched else dx
+
+
+def _refuse_complex(layer: Module, x: object) -> None:
+    """torch's convolutions take complex tensors; handgrad's backward is written for real ones."""
+    if isinstance(x, Tensor) and x.is_complex():
+        raise NotSupportedError(layer._short_name(), f"complex input ({x.dtype})")
 
 
 def _check_groups(owner: str, in_channels: int, out_channels: int, groups: object) -> int:

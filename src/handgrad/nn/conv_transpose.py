@@ -16,7 +16,7 @@ from handgrad import ops
 from handgrad.errors import InputError, ShapeError
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.module import Module
-from handgrad.nn.conv import Size, _check_groups, _tuple
+from handgrad.nn.conv import Size, _check_groups, _refuse_complex, _tuple
 from handgrad.nn.linear import positive_int
 
 
@@ -157,6 +157,7 @@ class _ConvTransposeNd(Module):
         return xb
 
     def forward(self, x: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
+        _refuse_complex(self, x)
         output_padding = self._output_padding(x, output_size) if isinstance(x, Tensor) else ()
         xb = self._checked(x, output_padding)  # (N, C_in, *S)
         geometry = (self.stride, self.padding, output_padding, self.dilation, self.groups)
