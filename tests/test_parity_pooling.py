@@ -154,6 +154,32 @@ def test_avg_pool_unbatched_and_empty(cls, shape, ceil_mode, count_include_pad):
     assert_matches_torch(cls(3, 2, 1, ceil_mode, count_include_pad), [values(shape)])
 
 
+# ---- MaxPool3d / AvgPool3d ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options", list(itertools.product([2, 3], [None, 2], [0, 1], [1, 2], [True], [False, True]))
+)
+def test_max_pool3d(options):
+    x = values((1, 2, 5, 6, 5), "ties")
+    if torch_accepts(nn.MaxPool3d(*options), x):
+        assert_matches_torch(nn.MaxPool3d(*options), [x], hg_module=hg.MaxPool3d(*options))
+
+
+@pytest.mark.parametrize(
+    "options", list(itertools.product([2, 3], [0, 1], [False, True], [False, True], [None, -2]))
+)
+def test_avg_pool3d(options):
+    kernel_size, padding, ceil_mode, count_include_pad, divisor_override = options
+    args = (kernel_size, 2, padding, ceil_mode, count_include_pad, divisor_override)
+    x = values((1, 2, 5, 6, 5))
+    assert_matches_torch(nn.AvgPool3d(*args), [x], hg_module=hg.AvgPool3d(*args))
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 5, 6, 5), (2, 5, 6, 5), (0, 2, 5, 6, 5)], ids=str)
+@pytest.mark.parametrize("cls", [nn.MaxPool3d, nn.AvgPool3d])
+def test_pool3d_unbatched_and_empty(cls, shape):
+    assert_matches_torch(cls(3, 2, 1, ceil_mode=True), [values(shape)])
+
+
 # ---- adaptive pooling --------------------------------------------------------------------------
 SHAPES_1D = [(2, 3, 7), (3, 8), (0, 2, 5)]
 SHAPES_2D = [(2, 3, 7, 6), (3, 5, 8), (0, 2, 5, 5)]
@@ -177,6 +203,14 @@ def test_adaptive_pool2d(output_size, shape):
     assert_matches_torch(nn.AdaptiveAvgPool2d(output_size), [x])
     for return_indices in (False, True):
         assert_matches_torch(nn.AdaptiveMaxPool2d(output_size, return_indices), [x])
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 5, 6, 4), (2, 5, 6, 4), (0, 2, 5, 6, 4)], ids=str)
+@pytest.mark.parametrize("output_size", [2, (3, None, 5), (1, 4, 3)], ids=str)
+def test_adaptive_pool3d(output_size, shape):
+    x = values(shape, "ties")
+    assert_matches_torch(nn.AdaptiveAvgPool3d(output_size), [x])
+    assert_matches_torch(nn.AdaptiveMaxPool3d(output_size, True), [x])
 
 
 @pytest.mark.parametrize("kind", ["-inf", "constant"])

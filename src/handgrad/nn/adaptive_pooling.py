@@ -1,4 +1,4 @@
-"""Adaptive average and max pooling, 1-D and 2-D: the windows are chosen to give the output
+"""Adaptive average and max pooling, 1-D, 2-D and 3-D: the windows are chosen to give the output
 size asked for, torch's [floor(i·L/out), ceil((i+1)·L/out)) along each dim. The op pairs are
 in handgrad.ops.pooling; math in docs/math.md#adaptive-pooling.
 """
@@ -32,7 +32,7 @@ class _AdaptivePoolNd(Module):
             (s is None and none_ok) or (isinstance(s, int) and not isinstance(s, bool))
             for s in sizes
         ):
-            what = "an int" if nd == 1 else "an int or a tuple of 2 ints or Nones"
+            what = "an int" if nd == 1 else f"an int or a tuple of {nd} ints or Nones"
             raise ArgumentTypeError(f"{name}: output_size must be {what}, got {output_size!r}")
         if any(s is not None and s < 0 for s in sizes):
             raise InputError(f"{name}: output_size must be >= 0, got {output_size!r}")
@@ -125,3 +125,18 @@ class AdaptiveMaxPool2d(_AdaptiveMaxPoolNd):
     that dim's size."""
 
     nd, torch_name = 2, "AdaptiveMaxPool2d"
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    """Average over adaptive windows of (N, C, D, H, W) or (C, D, H, W); a None in
+    output_size keeps that dim's size."""
+
+    nd, torch_name = 3, "AdaptiveAvgPool3d"
+    empty_channels = False  # torch's 3-D kernel refuses C = 0
+
+
+class AdaptiveMaxPool3d(_AdaptiveMaxPoolNd):
+    """Max over adaptive windows of (N, C, D, H, W) or (C, D, H, W); a None in output_size
+    keeps that dim's size."""
+
+    nd, torch_name = 3, "AdaptiveMaxPool3d"

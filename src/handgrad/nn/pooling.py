@@ -1,4 +1,4 @@
-"""Max and average pooling over the windows of each channel, 1-D and 2-D, with torch's
+"""Max and average pooling over the windows of each channel, 1-D, 2-D and 3-D, with torch's
 options (padding, dilation, ceil_mode, return_indices, count_include_pad, divisor_override).
 The op pairs are in handgrad.ops.pooling; math in docs/math.md#pooling. Adaptive pooling is
 in handgrad.nn.adaptive_pooling.
@@ -51,7 +51,7 @@ def check_spatial_input(
         raise ArgumentTypeError(
             f"{name}: expected a floating-point input, got {x.dtype} (convert with x.float())"
         )
-    dims = "L" if nd == 1 else "H, W"
+    dims = {1: "L", 2: "H, W"}.get(nd, "D, H, W")
     first = -nd if empty_channels else -nd - 1
     if x.dim() not in (nd + 1, nd + 2) or 0 in x.shape[first:]:
         raise ShapeError(
@@ -231,11 +231,8 @@ class AvgPool1d(_AvgPoolNd):
         self._set_options(ceil_mode, count_include_pad)
 
 
-class AvgPool2d(_AvgPoolNd):
-    """Average over windows of (N, C, H, W) or (C, H, W); divisor_override, if given,
-    divides every window's sum instead of its size."""
-
-    nd, torch_name = 2, "AvgPool2d"
+class _AvgPoolOverrideNd(_AvgPoolNd):
+    """AvgPool2d/3d: divisor_override, if given, divides every window's sum instead."""
 
     def __init__(
         self,
@@ -248,14 +245,34 @@ class AvgPool2d(_AvgPoolNd):
     ) -> None:
         self._setup(kernel_size, stride, padding)
         self._set_options(ceil_mode, count_include_pad)
+        name = type(self).__name__
         if divisor_override is not None:
             if not isinstance(divisor_override, int) or isinstance(divisor_override, bool):
                 raise ArgumentTypeError(
-                    f"AvgPool2d: divisor_override must be an int or None, got {divisor_override!r}"
+                    f"{name}: divisor_override must be an int or None, got {divisor_override!r}"
                 )
             if divisor_override == 0:
-                raise InputError("AvgPool2d: divisor_override must not be zero")
+                raise InputError(f"{name}: divisor_override must not be zero")
         self.divisor_override = divisor_override
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "divisor_override": self.divisor_override}
+
+
+class AvgPool2d(_AvgPoolOverrideNd):
+    """Average over windows of (N, C, H, W) or (C, H, W)."""
+
+    nd, torch_name = 2, "AvgPool2d"
+
+
+class MaxPool3d(_MaxPoolNd):
+    """Max over windows of (N, C, D, H, W) or (C, D, H, W), of floating or integer values."""
+
+    nd, torch_name = 3, "MaxPool3d"
+    integers = MaxPool2d.integers
+
+
+class AvgPool3d(_AvgPoolOverrideNd):
+    """Average over windows of (N, C, D, H, W) or (C, D, H, W)."""
+
+    nd, torch_name = 3, "AvgPool3d"
