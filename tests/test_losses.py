@@ -9,7 +9,7 @@ from conftest import SHAPES, VALUE_KINDS, assert_close, autograd_grads, make_val
 
 import handgrad as hg
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
-from handgrad.nn.loss import TargetIndexError
+from handgrad.nn.class_loss import TargetIndexError
 
 REDUCTIONS = ["mean", "sum", "none"]
 

@@ -5,7 +5,9 @@ handgrad.ops.loss and the derivations in docs/math.md#losses.
 returns dL/dpred, computing it there (an evaluation pays for no gradient). With reduction
 "mean" the per-element gradients are divided by the number of loss terms, with "sum" they are
 not, and with "none" ``grad`` (default: ones) weighs each term. Losses of two inputs
-(MarginRankingLoss, CosineEmbeddingLoss) take ``forward(x1, x2, y)`` and return (dx1, dx2).
+(MarginRankingLoss, CosineEmbeddingLoss, in pair_loss.py) take ``forward(x1, x2, y)`` and return
+(dx1, dx2). The class losses (CrossEntropyLoss, NLLLoss, CategoricalCrossEntropy) are in
+class_loss.py.
 
 Every class that torch.nn has takes torch's constructor arguments, in torch's order, with the
 deprecated ``size_average``/``reduce`` read as torch reads them (with its warning). ``weight``
@@ -26,10 +28,6 @@ from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
-
-
-class TargetIndexError(InputError, IndexError):
-    """A class index outside [0, C) that is not ignore_index (torch raises IndexError)."""
 
 
 def legacy_reduction(owner: str, size_average: Any, reduce: Any, reduction: str) -> str:
@@ -110,7 +108,7 @@ class Loss(Module):
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """(pred, target) as the op takes them, after checking they fit."""
-        return pred, _check_pair(self, pred, target)
+        return pred, check_pair(self, pred, target)
 
     def backward(self, grad: Tensor | float | None = None) -> Any:
         """dL/dpred, with the shape of pred; `grad` is dL/dloss (default 1)."""
@@ -135,17 +133,17 @@ class Loss(Module):
         return None if w is None else w.to(device=pred.device, dtype=pred.dtype)
 
 
-def _check_tensor(owner: Loss, what: str, t: Any) -> None:
+def check_tensor(owner: Loss, what: str, t: Any) -> None:
     if not isinstance(t, Tensor):
         raise ArgumentTypeError(
             f"{owner!r}: expected the {what} as a tensor, got {type(t).__name__}"
         )
 
 
-def _check_pair(owner: Loss, pred: Tensor, target: Tensor) -> Tensor:
+def check_pair(owner: Loss, pred: Tensor, target: Tensor) -> Tensor:
     """Same shape, pred floating; returns target cast to pred's dtype (integer targets allowed)."""
-    _check_tensor(owner, "prediction", pred)
-    _check_tensor(owner, "target", target)
+    check_tensor(owner, "prediction", pred)
+    check_tensor(owner, "target", target)
     if not pred.is_floating_point():
         raise ShapeError(f"{owner!r}: expected a floating-point prediction, got {pred.dtype}")
     if pred.shape != target.shape:
@@ -153,16 +151,16 @@ def _check_pair(owner: Loss, pred: Tensor, target: Tensor) -> Tensor:
             f"{owner!r}: prediction {tuple(pred.shape)} and target {tuple(target.shape)} must have "
             "the same shape (no broadcasting: reshape one, e.g. y.view(-1, 1))"
         )
-    _check_device(owner, pred, target)
+    check_device(owner, pred, target)
     return target.to(pred.dtype)
 
 
-def _check_device(owner: Loss, pred: Tensor, other: Tensor) -> None:
+def check_device(owner: Loss, pred: Tensor, other: Tensor) -> None:
     if other.device != pred.device:
         raise ShapeError(f"{owner!r}: prediction is on {pred.device}, target on {other.device}")
 
 
-def _check_probabilities(owner: Loss, p: Tensor, what: str = "prediction") -> None:
+def check_probabilities(owner: Loss, p: Tensor, what: str = "prediction") -> None:
     if bool(((p < 0) | (p > 1) | p.isnan()).any()):
         raise ShapeError(
             f"{owner!r}: expected {what} probabilities in [0, 1], got values in "
@@ -170,7 +168,7 @@ def _check_probabilities(owner: Loss, p: Tensor, what: str = "prediction") -> No
         )
 
 
-def _check_broadcast(owner: Loss, name: str, w: Tensor | None, shape: torch.Size) -> None:
+def check_broadcast(owner: Loss, name: str, w: Tensor | None, shape: torch.Size) -> None:
     """w broadcasts to `shape` without growing it (torch fails otherwise)."""
     if w is None:
         return
@@ -185,13 +183,13 @@ def _check_broadcast(owner: Loss, name: str, w: Tensor | None, shape: torch.Size
         )
 
 
-def _check_weight_arg(owner: str, name: str, w: Any) -> Tensor | None:
+def check_weight_arg(owner: str, name: str, w: Any) -> Tensor | None:
     if w is not None and not isinstance(w, Tensor):
         raise ArgumentTypeError(f"{owner}: {name} must be a tensor or None, got {type(w).__name__}")
     return w
 
 
-def _check_number(owner: str, name: str, v: Any) -> float:
+def check_number(owner: str, name: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ArgumentTypeError(f"{owner}: {name} must be a float or int, got {type(v).__name__}")
     return v
@@ -220,7 +218,7 @@ class HuberLoss(Loss):
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction=reduction)
-        self.delta = _check_number("HuberLoss", "delta", delta)
+        self.delta = check_number("HuberLoss", "delta", delta)
         if delta <= 0:  # torch's RuntimeError, at construction
             raise ShapeError(f"HuberLoss: delta must be positive, got {delta}")
 
@@ -245,7 +243,7 @@ class SmoothL1Loss(Loss):
         beta: float = 1.0,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
-        self.beta = _check_number("SmoothL1Loss", "beta", beta)
+        self.beta = check_number("SmoothL1Loss", "beta", beta)
         if beta < 0:
             raise ShapeError(f"SmoothL1Loss: beta must be >= 0, got {beta}")
 
@@ -320,7 +318,7 @@ class BCELoss(Loss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
-        self.weight = _check_weight_arg("BCELoss", "weight", weight)
+        self.weight = check_weight_arg("BCELoss", "weight", weight)
 
     def config(self) -> dict[str, Any]:
         return {"weight": self.weight, "reduction": self.reduction}
@@ -329,10 +327,10 @@ class BCELoss(Loss):
         return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        t = _check_pair(self, pred, target)
-        _check_probabilities(self, pred)
-        _check_probabilities(self, t, "target")
-        _check_broadcast(self, "weight", self.weight, pred.shape)
+        t = check_pair(self, pred, target)
+        check_probabilities(self, pred)
+        check_probabilities(self, t, "target")
+        check_broadcast(self, "weight", self.weight, pred.shape)
         return pred, t
 
 
@@ -357,8 +355,8 @@ class BCEWithLogitsLoss(Loss):
         pos_weight: Tensor | None = None,
     ) -> None:
         super().__init__(size_average, reduce, reduction)
-        self.weight = _check_weight_arg("BCEWithLogitsLoss", "weight", weight)
-        self.pos_weight = _check_weight_arg("BCEWithLogitsLoss", "pos_weight", pos_weight)
+        self.weight = check_weight_arg("BCEWithLogitsLoss", "weight", weight)
+        self.pos_weight = check_weight_arg("BCEWithLogitsLoss", "pos_weight", pos_weight)
 
     def config(self) -> dict[str, Any]:
         return {"weight": self.weight, "reduction": self.reduction, "pos_weight": self.pos_weight}
@@ -371,9 +369,9 @@ class BCEWithLogitsLoss(Loss):
         }
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        t = _check_pair(self, pred, target)
-        _check_broadcast(self, "weight", self.weight, pred.shape)
-        _check_broadcast(self, "pos_weight", self.pos_weight, pred.shape)
+        t = check_pair(self, pred, target)
+        check_broadcast(self, "weight", self.weight, pred.shape)
+        check_broadcast(self, "pos_weight", self.pos_weight, pred.shape)
         return pred, t
 
 
@@ -395,7 +393,7 @@ class MultiLabelSoftMarginLoss(Loss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
-        self.weight = _check_weight_arg("MultiLabelSoftMarginLoss", "weight", weight)
+        self.weight = check_weight_arg("MultiLabelSoftMarginLoss", "weight", weight)
 
     def config(self) -> dict[str, Any]:
         return {"weight": self.weight, "reduction": self.reduction}
@@ -404,276 +402,8 @@ class MultiLabelSoftMarginLoss(Loss):
         return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        t = _check_pair(self, pred, target)
+        t = check_pair(self, pred, target)
         if pred.dim() == 0:
             raise ShapeError(f"{self!r}: expected scores of shape (C,) or (N, C), got a 0-d tensor")
-        _check_broadcast(self, "weight", self.weight, pred.shape)
+        check_broadcast(self, "weight", self.weight, pred.shape)
         return pred, t
-
-
-# ---- classes -------------------------------------------------------------------------------------
-class _ClassLoss(Loss):
-    """Losses over a class dimension: dim 1 of (N, C, ...), dim 0 of a single (C,) example."""
-
-    allow_probabilities = True  # a floating target of the prediction's shape: probabilities
-    ignore_index: int | None = None  # a class index that counts for nothing (torch's option)
-
-    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        _check_tensor(self, "prediction", pred)
-        _check_tensor(self, "target", target)
-        if not pred.is_floating_point() or pred.dim() == 0:
-            raise ShapeError(
-                f"{self!r}: expected floating scores of shape (C,) or (N, C, ...), got "
-                f"{pred.dtype} {tuple(pred.shape)}"
-            )
-        _check_device(self, pred, target)
-        C = pred.shape[0] if pred.dim() == 1 else pred.shape[1]
-        if self.allow_probabilities and target.shape == pred.shape:
-            return pred, self._probabilities(pred, target)
-        if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-            raise ShapeError(
-                f"{self!r}: expected integer class indices of shape "
-                f"{tuple(_index_shape(pred))}, got {target.dtype} {tuple(target.shape)}"
-            )
-        if target.shape != _index_shape(pred):
-            raise ShapeError(
-                f"{self!r}: prediction {tuple(pred.shape)} needs class indices of shape "
-                f"{tuple(_index_shape(pred))}, got {tuple(target.shape)}"
-            )
-        self._check_indices(target, C)
-        return pred, target.long()
-
-    def _probabilities(self, pred: Tensor, target: Tensor) -> Tensor:
-        """A target of the prediction's shape: class probabilities (floating, as torch)."""
-        if not target.is_floating_point():
-            raise ShapeError(
-                f"{self!r}: a target of the prediction's shape {tuple(pred.shape)} holds class "
-                f"probabilities and must be floating, got {target.dtype} (class indices have "
-                f"shape {tuple(_index_shape(pred))})"
-            )
-        if self.ignore_index is not None and self.ignore_index >= 0:
-            raise ShapeError(f"{self!r}: ignore_index is not supported for probability targets")
-        return target.to(pred.dtype)
-
-    def _check_indices(self, target: Tensor, C: int) -> None:
-        outside = (target < 0) | (target >= C)
-        if self.ignore_index is not None:
-            outside &= target != self.ignore_index
-        if bool(outside.any()):  # one sync; the bad index is looked up only when there is one
-            bad = target[outside]
-            also = "" if self.ignore_index is None else f" or ignore_index={self.ignore_index}"
-            raise TargetIndexError(
-                f"{self!r}: class indices must be in [0, {C - 1}]{also}, got {int(bad[0])} "
-                f"(Target {int(bad[0])} is out of bounds)"
-            )
-
-    def _check_class_weight(self, pred: Tensor) -> None:
-        w = getattr(self, "weight", None)
-        C = pred.shape[0] if pred.dim() == 1 else pred.shape[1]
-        if w is not None and (w.dim() != 1 or w.numel() != C):
-            raise ShapeError(
-                f"{self!r}: weight tensor should be defined either for all {C} classes or no "
-                f"classes but got weight tensor of shape: {tuple(w.shape)}"
-            )
-
-
-def _index_shape(pred: Tensor) -> torch.Size:
-    """The shape of class-index targets for scores `pred`: (), (N,) or (N, d1, ...)."""
-    return pred.shape[:0] if pred.dim() == 1 else pred.shape[:1] + pred.shape[2:]
-
-
-def _check_class_options(owner: str, ignore_index: Any) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise ArgumentTypeError(
-            f"{owner}: ignore_index must be an int, got {type(ignore_index).__name__}"
-        )
-    return ignore_index
-
-
-class CrossEntropyLoss(_ClassLoss):
-    """Logits z; target class indices y or class probabilities t (z's shape, floating).
-
-    ℓ = -Σ_c q_c log softmax(z)_c with q = w_y onehot(y) (0 for ignore_index), smoothed to
-    (1 - ε) q + (ε/C) w; for probabilities q = w ⊙ ((1 - ε) t + ε/C).
-    dℓ/dz = softmax(z)·Σ_c q_c - q  (= softmax(z) - onehot(y) plainly).  "mean" divides by
-    Σ w_y over the counted targets (nan when none counts), or by the number of terms for
-    probabilities, as torch.  Math: docs/math.md#crossentropyloss.
-    """
-
-    torch_name, cli_name = "CrossEntropyLoss", "cross_entropy"
-    op_pair = (ops.cross_entropy_forward, ops.cross_entropy_backward)
-    buffer_names = ("weight",)
-
-    def __init__(
-        self,
-        weight: Tensor | None = None,
-        size_average: bool | None = None,
-        ignore_index: int = -100,
-        reduce: bool | None = None,
-        reduction: str = "mean",
-        label_smoothing: float = 0.0,
-    ) -> None:
-        super().__init__(size_average, reduce, reduction)
-        self.weight = _check_weight_arg("CrossEntropyLoss", "weight", weight)
-        self.ignore_index = _check_class_options("CrossEntropyLoss", ignore_index)
-        self.label_smoothing = _check_number("CrossEntropyLoss", "label_smoothing", label_smoothing)
-        if not 0.0 <= label_smoothing <= 1.0:  # torch's RuntimeError, at construction
-            raise ShapeError(
-                f"CrossEntropyLoss: label_smoothing must be between 0.0 and 1.0, got "
-                f"{label_smoothing}"
-            )
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight,
-            "ignore_index": self.ignore_index,
-            "reduction": self.reduction,
-            "label_smoothing": self.label_smoothing,
-        }
-
-    def op_options(self, pred: Tensor) -> dict[str, Any]:
-        return {
-            "reduction": self._reduction,
-            "weight": self._weight("weight", pred),
-            "ignore_index": self.ignore_index,
-            "label_smoothing": float(self.label_smoothing),
-        }
-
-    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        pred, target = super()._checked(pred, target)
-        self._check_class_weight(pred)
-        return pred, target
-
-
-class NLLLoss(_ClassLoss):
-    """Log-probabilities x, class indices y.  ℓ = -w_y x_y (0 for ignore_index);
-    dℓ/dx = -w_y onehot(y).  "mean" divides by Σ w_y over the counted targets, as torch."""
-
-    torch_name = "NLLLoss"
-    allow_probabilities = False
-    op_pair = (ops.nll_loss_forward, ops.nll_loss_backward)
-    buffer_names = ("weight",)
-
-    def __init__(
-        self,
-        weight: Tensor | None = None,
-        size_average: bool | None = None,
-        ignore_index: int = -100,
-        reduce: bool | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(size_average, reduce, reduction)
-        self.weight = _check_weight_arg("NLLLoss", "weight", weight)
-        self.ignore_index = _check_class_options("NLLLoss", ignore_index)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "weight": self.weight,
-            "ignore_index": self.ignore_index,
-            "reduction": self.reduction,
-        }
-
-    def op_options(self, pred: Tensor) -> dict[str, Any]:
-        return {
-            "reduction": self._reduction,
-            "weight": self._weight("weight", pred),
-            "ignore_index": self.ignore_index,
-        }
-
-    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        pred, target = super()._checked(pred, target)
-        self._check_class_weight(pred)
-        return pred, target
-
-
-class CategoricalCrossEntropy(_ClassLoss):
-    """Probabilities p, target one-hot/probabilities or indices t (the lab's 3.2).
-
-    ℓ = -Σ_c t_c log p_c (log floored at -100);  dℓ/dp = -t / p (p floored at 1e-12).
-    Math: docs/math.md#why-the-clamps.
-    """
-
-    op_pair = (ops.categorical_cross_entropy_forward, ops.categorical_cross_entropy_backward)
-
-    def __init__(self, reduction: str = "mean") -> None:
-        super().__init__(reduction=reduction)
-
-    def _probabilities(self, pred: Tensor, target: Tensor) -> Tensor:
-        return target.to(pred.dtype)  # an integer target of p's shape is one-hot
-
-    def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        pred, target = super()._checked(pred, target)
-        _check_probabilities(self, pred)
-        return pred, target
-
-
-# ---- two inputs ----------------------------------------------------------------------------------
-class _PairLoss(Loss):
-    """A loss of two inputs and a target y: forward(x1, x2, y); backward returns (dx1, dx2)."""
-
-    def __init__(
-        self,
-        margin: float = 0.0,
-        size_average: bool | None = None,
-        reduce: bool | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(size_average, reduce, reduction)
-        self.margin = _check_number(type(self).__name__, "margin", margin)
-
-    def config(self) -> dict[str, Any]:
-        return {"margin": self.margin, "reduction": self.reduction}
-
-    def forward(self, x1: Tensor, x2: Tensor, target: Tensor) -> Tensor:  # type: ignore[override]
-        for what, t in (("first input", x1), ("second input", x2), ("target", target)):
-            _check_tensor(self, what, t)
-        if not (x1.is_floating_point() and x2.is_floating_point()):
-            raise ShapeError(f"{self!r}: expected floating inputs, got {x1.dtype}, {x2.dtype}")
-        if x1.shape != x2.shape:
-            raise ShapeError(
-                f"{self!r}: the two inputs must have the same shape, got {tuple(x1.shape)} and "
-                f"{tuple(x2.shape)}"
-            )
-        _check_device(self, x1, x2)
-        _check_device(self, x1, target)
-        self._check_target(x1, target)
-        y = target.to(x1.dtype)
-        loss, cache = self.op_pair[0](
-            x1, x2.to(x1.dtype), y, reduction=self._reduction, margin=float(self.margin)
-        )
-        self.push_cache((cache, loss.shape))
-        return loss
-
-    def _check_target(self, x: Tensor, target: Tensor) -> None:
-        raise NotImplementedError
-
-
-class MarginRankingLoss(_PairLoss):
-    """ℓ = max(0, -y (x1 - x2) + margin), y = ±1;  dℓ/dx1 = -y, dℓ/dx2 = y where that is ≥ 0
-    (torch passes the gradient at exactly 0).  x1, x2, y of one shape, (N,) or ()."""
-
-    torch_name = "MarginRankingLoss"
-    op_pair = (ops.margin_ranking_loss_forward, ops.margin_ranking_loss_backward)
-
-    def _check_target(self, x: Tensor, target: Tensor) -> None:
-        if target.shape != x.shape:
-            raise ShapeError(
-                f"{self!r}: inputs {tuple(x.shape)} need a target of the same shape, got "
-                f"{tuple(target.shape)}"
-            )
-
-
-class CosineEmbeddingLoss(_PairLoss):
-    """cos = x1·x2 / √((|x1|² + ε)(|x2|² + ε)), ε = 1e-12, over D of (N, D) or (D,).
-    ℓ = 1 - cos where y = 1, max(0, cos - margin) where y = -1 (0 for other y);
-    dℓ/dx1 = ∓(x2/√(AB) - cos x1/A), A = |x1|² + ε; likewise for x2."""
-
-    torch_name = "CosineEmbeddingLoss"
-    op_pair = (ops.cosine_embedding_loss_forward, ops.cosine_embedding_loss_backward)
-
-    def _check_target(self, x: Tensor, target: Tensor) -> None:
-        if x.dim() not in (1, 2) or target.shape != x.shape[:-1]:
-            raise ShapeError(
-                f"{self!r}: expected inputs (N, D) with a target (N,), or (D,) with a 0-d "
-                f"target, got inputs {tuple(x.shape)} and target {tuple(target.shape)}"
-            )
