@@ -236,7 +236,7 @@ def test_batchnorm_bad_input():
         (lambda: hg.Dropout("a"), TypeError, "^Dropout: p must be a number"),
         (lambda: hg.Dropout2d(0.5, "no"), TypeError, "^Dropout2d: inplace must be a bool"),
         (lambda: hg.Flatten(1.0), TypeError, "^Flatten: start_dim must be an int"),
-        (lambda: hg.Unflatten("a", (2, 2)), TypeError, "named dims are not supported"),
+        (lambda: hg.Unflatten("a", (2, 2)), TypeError, "^Unflatten: not supported: dim='a'"),
     ],
 )
 def test_bad_settings_are_refused(make, error, match):

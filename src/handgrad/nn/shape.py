@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.errors import ArgumentTypeError, ShapeError
+from handgrad.errors import ArgumentTypeError, NotSupportedError, ShapeError
 from handgrad.module import Module
 
 
@@ -66,10 +66,8 @@ class Unflatten(Module):
     torch_name = "Unflatten"
 
     def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
-        if isinstance(dim, str):
-            raise ArgumentTypeError(
-                f"Unflatten: dim must be an int; named dims are not supported (got {dim!r})"
-            )
+        if isinstance(dim, str):  # torch's named-tensor form: handgrad has no named dims
+            raise NotSupportedError("Unflatten", f"dim={dim!r}", "named dimensions")
         self.dim = _int("Unflatten", "dim", dim)
         if not isinstance(unflattened_size, (tuple, list)):
             raise ArgumentTypeError(
