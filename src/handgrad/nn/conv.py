@@ -1,6 +1,7 @@
-"""Conv1d and Conv2d. The math is the reference op pair in handgrad.ops.conv (im2col: a
-Linear layer over windows; docs/math.md#convolutions); ``algorithm`` may pick a tuned kernel
-from handgrad.kernels instead, which computes the same function faster.
+"""Conv1d and Conv2d, with torch's arguments (groups, padding_mode, padding="same"/"valid").
+The math is the reference op pair in handgrad.ops.conv (im2col: a Linear layer over windows;
+docs/math.md#convolutions); ``algorithm`` may pick a tuned kernel from handgrad.kernels
+instead, which computes the same function faster. ConvTranspose is in conv_transpose.py.
 """
 
 from __future__ import annotations

@@ -4,7 +4,11 @@ backward is Linear's followed by col2im. Derivation: docs/math.md#convolutions.
 
 x is (N, C, *S) with one, two or three spatial dims (the kernel's). Per spatial dim: `stride`
 and `dilation` are ints, `padding` is a (before, after) pair (padding="same" pads the end more
-for an even span, as torch). The tuned kernels in handgrad.kernels compute the same functions.
+for an even span, as torch). `groups` splits the channels into independent convolutions.
+The tuned kernels in handgrad.kernels compute the same functions.
+
+Also here: the padding modes that copy x's own elements (edge_pad: reflect, replicate,
+circular) and the transposed convolution (conv_transpose: the convolution's dL/dx as a layer).
 """
 
 from __future__ import annotations
