@@ -89,12 +89,15 @@ def _torch_argmax(win: Tensor, valid: Tensor) -> Tensor:
     return torch.where(nan.any(-1), last_nan, first_max)
 
 
-def _pick(win: Tensor, positions: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+def _pick(win: Tensor, positions: Tensor, has_padding: bool) -> tuple[Tensor, Tensor]:
     """y and torch's indices from windows win (N, C, *out, K) whose elements sit at the flat
-    input positions `positions` (broadcastable to win)."""
-    k = _torch_argmax(win, valid).unsqueeze(-1)  # (N, C, *out, 1)
-    y = win.gather(-1, k).squeeze(-1)  # (N, C, *out)
-    indices = positions.expand(win.shape).gather(-1, k).squeeze(-1)  # (N, C, *out) int64
+    input positions `positions` (broadcastable to win; -1 in the padding)."""
+    y, k = win.max(-1)  # the first maximum: torch's pick unless a NaN or an all -inf window
+    odd = y.isnan().any() or (has_padding and bool((y == _lowest(win)).any()))
+    if odd:
+        k = _torch_argmax(win, positions.expand(win.shape) >= 0)
+        y = win.gather(-1, k.unsqueeze(-1)).squeeze(-1)  # (N, C, *out)
+    indices = positions.expand(win.shape).gather(-1, k.unsqueeze(-1)).squeeze(-1)  # int64
     return y, indices
 
 
@@ -117,7 +120,7 @@ def max_pool_forward(
     pp = pad(places, pads, -1)  # (1, 1, *S padded): each element's flat place, -1 in padding
     win = _first_windows(windows(xp, kernel_size, stride, dilation), out).flatten(-nd)
     pwin = _first_windows(windows(pp, kernel_size, stride, dilation), out).flatten(-nd)
-    y, indices = _pick(win, pwin, pwin >= 0)  # (N, C, *out) each
+    y, indices = _pick(win, pwin, any(a or b for a, b in pads))  # (N, C, *out) each
     return y, (indices, x.shape)
 
 
@@ -254,7 +257,7 @@ def adaptive_max_pool_forward(x: Tensor, output_size: Sequence[int]) -> tuple[Te
     win = x[(slice(None), slice(None), *grids)].flatten(-nd)  # (N, C, *out, K)
     places = torch.arange(math.prod(spatial), device=x.device).view(spatial)
     pwin = places[tuple(grids)].flatten(-nd)  # (*out, K) flat places, scanned row by row
-    y, indices = _pick(win, pwin, torch.ones_like(pwin, dtype=torch.bool))
+    y, indices = _pick(win, pwin, False)
     return y, (indices, x.shape)
 
 
