@@ -89,19 +89,11 @@ def _number(owner: str, name: str, value: object) -> float:
     return float(value)
 
 
-def _identity(x: Tensor) -> tuple[Tensor, None]:
-    return x, None
-
-
-def _identity_backward(dy: Tensor, cache: None) -> Tensor:
-    return dy
-
-
 class Identity(Activation):
     """y = x;  dy/dx = 1. Takes and ignores any arguments, as torch.nn.Identity."""
 
     torch_name, cli_name = "Identity", "identity"
-    op_pair = (_identity, _identity_backward)
+    op_pair = (lambda x: (x, None), lambda dy, cache: dy)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
