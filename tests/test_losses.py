@@ -445,6 +445,16 @@ def test_from_torch_and_back_carry_every_option(ref):
     for k, v in ref.state_dict().items():
         assert torch.equal(mine.state_dict()[k], v)
         assert mine.state_dict()[k] is not v  # a copy: the twin shares nothing with ref
+        assert twin.state_dict()[k] is not mine.state_dict()[k]  # nor with to_torch's
+
+
+def test_numpy_scalars_are_taken_as_torch_takes_them():
+    np = pytest.importorskip("numpy")
+    loss = hg.CrossEntropyLoss(ignore_index=np.int64(1), label_smoothing=np.float64(0.1))
+    ref = torch.nn.CrossEntropyLoss(ignore_index=1, label_smoothing=0.1)
+    z, y = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 3])
+    assert_close(loss(z, y), ref(z, y))
+    assert_close(hg.HuberLoss(delta=np.float32(0.5))(z, z + 1), torch.tensor(0.375, dtype=z.dtype))
 
 
 def test_two_input_losses_return_two_gradients():

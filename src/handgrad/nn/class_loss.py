@@ -6,6 +6,7 @@ probabilities (the scores' shape). Op pairs: handgrad.ops.loss; math: docs/math.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from handgrad.nn.loss import (
     check_probabilities,
     check_tensor,
     check_weight_arg,
+    copied,
 )
 
 
@@ -98,11 +100,13 @@ def _index_shape(pred: Tensor) -> torch.Size:
 
 
 def _check_class_options(owner: str, ignore_index: Any) -> int:
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    """ignore_index as an int (a NumPy integer too)."""
+    try:
+        return operator.index(ignore_index)
+    except TypeError:
         raise ArgumentTypeError(
             f"{owner}: ignore_index must be an int, got {type(ignore_index).__name__}"
-        )
-    return ignore_index
+        ) from None
 
 
 class CrossEntropyLoss(_ClassLoss):
@@ -140,7 +144,7 @@ class CrossEntropyLoss(_ClassLoss):
 
     def config(self) -> dict[str, Any]:
         return {
-            "weight": self.weight,
+            "weight": copied(self.weight),
             "ignore_index": self.ignore_index,
             "reduction": self.reduction,
             "label_smoothing": self.label_smoothing,
@@ -183,7 +187,7 @@ class NLLLoss(_ClassLoss):
 
     def config(self) -> dict[str, Any]:
         return {
-            "weight": self.weight,
+            "weight": copied(self.weight),
             "ignore_index": self.ignore_index,
             "reduction": self.reduction,
         }

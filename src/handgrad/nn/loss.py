@@ -16,6 +16,7 @@ and ``pos_weight`` are buffers: in state_dict() when given, moved by ``.to()``.
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -183,6 +184,11 @@ def check_broadcast(owner: Loss, name: str, w: Tensor | None, shape: torch.Size)
         )
 
 
+def copied(w: Tensor | None) -> Tensor | None:
+    """A copy of a weight buffer for config(): a module built from it (to_torch) shares nothing."""
+    return None if w is None else w.detach().clone()
+
+
 def check_weight_arg(owner: str, name: str, w: Any) -> Tensor | None:
     if w is not None and not isinstance(w, Tensor):
         raise ArgumentTypeError(f"{owner}: {name} must be a tensor or None, got {type(w).__name__}")
@@ -190,9 +196,10 @@ def check_weight_arg(owner: str, name: str, w: Any) -> Tensor | None:
 
 
 def check_number(owner: str, name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    """A real number (an int, a float, a NumPy scalar), as torch takes it."""
+    if not isinstance(v, numbers.Real):
         raise ArgumentTypeError(f"{owner}: {name} must be a float or int, got {type(v).__name__}")
-    return v
+    return v  # type: ignore[return-value]
 
 
 # ---- regression ----------------------------------------------------------------------------------
@@ -321,7 +328,7 @@ class BCELoss(Loss):
         self.weight = check_weight_arg("BCELoss", "weight", weight)
 
     def config(self) -> dict[str, Any]:
-        return {"weight": self.weight, "reduction": self.reduction}
+        return {"weight": copied(self.weight), "reduction": self.reduction}
 
     def op_options(self, pred: Tensor) -> dict[str, Any]:
         return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
@@ -359,7 +366,11 @@ class BCEWithLogitsLoss(Loss):
         self.pos_weight = check_weight_arg("BCEWithLogitsLoss", "pos_weight", pos_weight)
 
     def config(self) -> dict[str, Any]:
-        return {"weight": self.weight, "reduction": self.reduction, "pos_weight": self.pos_weight}
+        return {
+            "weight": copied(self.weight),
+            "reduction": self.reduction,
+            "pos_weight": copied(self.pos_weight),
+        }
 
     def op_options(self, pred: Tensor) -> dict[str, Any]:
         return {
@@ -396,7 +407,7 @@ class MultiLabelSoftMarginLoss(Loss):
         self.weight = check_weight_arg("MultiLabelSoftMarginLoss", "weight", weight)
 
     def config(self) -> dict[str, Any]:
-        return {"weight": self.weight, "reduction": self.reduction}
+        return {"weight": copied(self.weight), "reduction": self.reduction}
 
     def op_options(self, pred: Tensor) -> dict[str, Any]:
         return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
