@@ -52,14 +52,19 @@ class Linear(Module):
     @classmethod
     def from_weights(cls, weight: Tensor, bias: Tensor | None = None) -> Linear:
         """A layer that uses the given tensors (not copies): weight (out, in), bias (out,)."""
-        if not isinstance(weight, Tensor) or weight.dim() != 2 or not weight.is_floating_point():
+        for name, t in (("weight", weight), ("bias", bias)):
+            if t is not None and not isinstance(t, Tensor):
+                raise ArgumentTypeError(
+                    f"Linear.from_weights: {name} must be a tensor, got {type(t).__name__}"
+                )
+        if weight.dim() != 2 or not weight.is_floating_point():
             raise ShapeError(
                 "Linear.from_weights: expected a floating weight of shape (out_features, "
                 f"in_features), got {getattr(weight, 'dtype', type(weight))} of shape "
                 f"{tuple(getattr(weight, 'shape', ()))}"
             )
         out_features, in_features = weight.shape
-        if bias is not None and (not isinstance(bias, Tensor) or bias.shape != (out_features,)):
+        if bias is not None and bias.shape != (out_features,):
             raise ShapeError(
                 f"Linear.from_weights: weight is ({out_features}, {in_features}), so bias must "
                 f"have shape ({out_features},), got {tuple(getattr(bias, 'shape', ()))}"
