@@ -55,7 +55,10 @@ class _FeatureDropout(Dropout):
                 f"input, got shape {tuple(x.shape)}"
             )
         yb, mask = ops.feature_dropout_forward(xb, self.p, self.training, self.inplace)
-        y = x if yb is xb or self.inplace else yb if batched else yb.squeeze(0)
+        if yb is xb or self.inplace:  # the identity, or y written into x (through the view xb)
+            y = x
+        else:
+            y = yb if batched else yb.squeeze(0)
         if mask is not None and not batched:
             mask = mask.squeeze(0)
         self.push_cache((mask, y.shape))
