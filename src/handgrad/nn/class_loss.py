@@ -57,8 +57,9 @@ class _ClassLoss(Loss):
                 f"{self!r}: prediction {tuple(pred.shape)} needs class indices of shape "
                 f"{tuple(_index_shape(pred))}, got {tuple(target.shape)}"
             )
+        target = target.long()  # (a uint8 target would wrap ignore_index=-100 around)
         self._check_indices(target, C)
-        return pred, target.long()
+        return pred, target
 
     def _probabilities(self, pred: Tensor, target: Tensor) -> Tensor:
         """A target of the prediction's shape: class probabilities (floating, as torch)."""

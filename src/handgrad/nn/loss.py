@@ -112,7 +112,8 @@ class Loss(Module):
         return pred, check_pair(self, pred, target)
 
     def backward(self, grad: Tensor | float | None = None) -> Any:
-        """dL/dpred, with the shape of pred; `grad` is dL/dloss (default 1)."""
+        """dL/dpred, with the shape of pred ((dL/dx1, dL/dx2) for a loss of two inputs);
+        `grad` is dL/dloss (default 1; one per term for reduction="none")."""
         cache, loss_shape = self.pop_cache()
         g: Tensor | float = 1.0 if grad is None else grad
         if isinstance(g, Tensor) and len(loss_shape) == 0:

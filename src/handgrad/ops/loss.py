@@ -254,9 +254,9 @@ def _index_distribution(
     label_smoothing: float,
     like: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """For class indices y (N, ...): q (N, ..., C) with ℓ = -Σ_c q_c log p_c, q = w_y ((1 - ε)
-    onehot(y) + ε/C · w/w_y) (0 for an ignored y); the mask of counted terms (N, ..., 1); and
-    "mean"'s divisor Σ w_y over the counted terms (torch's normalisation)."""
+    """For class indices y (N, ...): the target distribution q = (1 - ε) w_y onehot(y) + (ε/C) w
+    (N, ..., C), 0 for an ignored y, so that ℓ = -Σ_c q_c log p_c; the mask of counted terms
+    (N, ..., 1); and "mean"'s divisor Σ w_y over the counted terms (torch's normalisation)."""
     active = (y != ignore_index).unsqueeze(-1)  # (N, ..., 1)
     y0 = y.unsqueeze(-1).masked_fill(~active, 0)  # an ignored y reads class 0, masked below
     w = weight if weight is not None else like.new_ones(C)
