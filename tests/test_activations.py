@@ -135,7 +135,7 @@ def test_invalid_dim_is_refused(cls):
         (lambda: hg.PReLU(2, "a"), TypeError, "^PReLU: init must be a number"),
         (lambda: hg.ReLU("yes"), TypeError, "^ReLU: inplace must be a bool, got 'yes'"),
         (lambda: hg.LeakyReLU("a"), TypeError, "^LeakyReLU: negative_slope must be a number"),
-        (lambda: hg.ELU(1.0, 1), TypeError, "^ELU: inplace must be a bool"),
+        (lambda: hg.ELU(1.0, 2), TypeError, "^ELU: inplace must be a bool, got 2"),
         (lambda: hg.Softmax(1.5), TypeError, r"^Softmax: dim must be an int or None, got 1\.5"),
         (lambda: hg.LogSoftmax("1"), TypeError, "^LogSoftmax: dim must be an int or None"),
     ],

@@ -10,6 +10,7 @@ refused at backward (as torch's autograd refuses it), never silently used.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -78,9 +79,9 @@ class Activation(Module):
 
 
 def _inplace(owner: str, inplace: object) -> bool:
-    if not isinstance(inplace, bool):
+    if not isinstance(inplace, int) or inplace not in (0, 1):  # a bool (or 0/1, as torch takes)
         raise ArgumentTypeError(f"{owner}: inplace must be a bool, got {inplace!r}")
-    return inplace
+    return bool(inplace)
 
 
 def _number(owner: str, name: str, value: object) -> float:
@@ -350,11 +351,11 @@ class _AlongDim(Activation):
     (0 for a 0-, 1- or 3-D input, else 1) with torch's deprecation warning."""
 
     def __init__(self, dim: int | None = None) -> None:
-        if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool)):
+        if dim is not None and (not hasattr(dim, "__index__") or isinstance(dim, bool)):
             raise ArgumentTypeError(
                 f"{type(self).__name__}: dim must be an int or None, got {dim!r}"
             )
-        self.dim = dim
+        self.dim = None if dim is None else operator.index(dim)
 
     def config(self) -> dict[str, Any]:
         return {"dim": self.dim}

@@ -25,9 +25,9 @@ class Dropout(Module):
             raise ArgumentTypeError(f"{owner}: p must be a number, got {p!r}")
         if not 0.0 <= p <= 1.0:
             raise InputError(f"{owner}: dropout probability has to be between 0 and 1, but got {p}")
-        if not isinstance(inplace, bool):
+        if not isinstance(inplace, int) or inplace not in (0, 1):  # a bool (or 0/1)
             raise ArgumentTypeError(f"{owner}: inplace must be a bool, got {inplace!r}")
-        self.p, self.inplace = float(p), inplace
+        self.p, self.inplace = float(p), bool(inplace)
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p, "inplace": self.inplace}
