@@ -121,12 +121,6 @@ class Embedding(Module):
             "_freeze": self.frozen,
         }
 
-    @classmethod
-    def config_from_torch(cls, m: Any) -> dict[str, Any]:
-        config = super().config_from_torch(m)
-        config["_freeze"] = not m.weight.requires_grad  # torch keeps _freeze as requires_grad
-        return config
-
     def extra_repr(self) -> str:
         keep = ("num_embeddings", "embedding_dim", "padding_idx", "max_norm")
         return ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k in keep)

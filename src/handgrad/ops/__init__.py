@@ -8,6 +8,7 @@ that keep the caches; ``hg.check.gradcheck((forward, backward), *inputs)`` check
 """
 
 from handgrad.ops.activation import *  # noqa: F403
+from handgrad.ops.attention import *  # noqa: F403
 from handgrad.ops.conv import *  # noqa: F403
 from handgrad.ops.dropout import *  # noqa: F403
 from handgrad.ops.embedding import *  # noqa: F403
