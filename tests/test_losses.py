@@ -468,6 +468,14 @@ def test_two_input_losses_return_two_gradients():
     assert [t.shape for t in loss.backward()] == [x1.shape, x2.shape]
 
 
+def test_soft_margin_stays_finite_where_torch_overflows():
+    """torch computes log(1 + exp(-y x)): inf for y x = -1000 (and a NaN gradient)."""
+    x, y = torch.tensor([-1000.0, 1000.0, 0.0]), torch.tensor([1.0, 1.0, -1.0])
+    loss = hg.SoftMarginLoss(reduction="none")
+    assert_close(loss(x, y), torch.tensor([1000.0, 0.0, 0.6931472]))
+    assert_close(loss.backward(), torch.tensor([-1.0, -0.0, 0.5]))
+
+
 def test_kl_div_mean_warns_as_torch():
     x, t = torch.log_softmax(torch.randn(2, 3), 1), torch.softmax(torch.randn(2, 3), 1)
     with pytest.warns(UserWarning, match="batchmean"):

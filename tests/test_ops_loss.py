@@ -14,9 +14,11 @@ from conftest import (
     check_pair,
     make_values,
     pair,
+    r,
 )
 
 from handgrad import ops
+from handgrad.check import gradcheck
 
 F64 = torch.float64
 
@@ -314,3 +316,40 @@ def test_cosine_embedding_loss(unbatched, margin, reduction, g):
         [x1, x2],
         g,
     )
+
+
+# ---- gradcheck: each new pair against autograd and finite differences --------------------------
+def _gradcheck_cases():
+    unit = torch.rand(4, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    W5 = torch.tensor([0.5, 2.0, 1.5, 0.7, 1.2], dtype=F64)
+    x1 = torch.tensor([0.3, -1.2, 2.0, 0.5, -0.4, 1.1], dtype=F64)  # |x1 - x2| ± margin ≥ 0.2
+    x2 = torch.tensor([-0.9, 0.4, 1.1, 1.6, 0.8, 1.0], dtype=F64)
+    return [  # (id, op, inputs)
+        ("smooth_l1", "smooth_l1_loss", (r(4, 3) * 2, r(4, 3, seed=1), "none", 0.5)),
+        ("kl_div", "kl_div", (torch.log(unit), torch.softmax(r(4, 3), 1), "batchmean")),
+        ("kl_div-log", "kl_div", (torch.log(unit), r(4, 3) - 2, "sum", True)),
+        ("soft_margin", "soft_margin_loss", (r(4, 3) * 3, _signs(4, 3))),
+        ("multilabel", "multilabel_soft_margin_loss", (r(4, 3), unit.round(), "sum", W3)),
+        ("margin_ranking", "margin_ranking_loss", (x1, x2, _signs(6), "mean", 0.1)),
+        ("cosine_embedding", "cosine_embedding_loss", (r(5, 3), r(5, 3, seed=1), _signs(5))),
+        (
+            "ce-options",
+            "cross_entropy",
+            (r(5, 5), torch.tensor([0, 4, 1, 1, 2]), "mean", W5, 1, 0.2),
+        ),
+        ("ce-probs-options", "cross_entropy", (r(4, 3), unit, "sum", W3, -100, 0.3)),
+        ("nll-options", "nll_loss", (r(5, 5), torch.tensor([0, 4, 1, 1, 2]), "mean", W5, 4)),
+        ("bce-weight", "bce_loss", (torch.sigmoid(r(4, 3)), unit, "sum", W3)),
+        ("bce_with_logits-pos", "bce_with_logits", (r(4, 3) * 3, unit, "mean", unit, W3)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "op,inputs", [pytest.param(op, inputs, id=i) for i, op, inputs in _gradcheck_cases()]
+)
+def test_gradcheck_new_pairs(op, inputs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning from inside a pair
+        report = gradcheck(pair(op), *inputs)
+    assert report.ok, str(report)
+    assert {c.reference for c in report.comparisons} == {"autograd", "finite differences"}
