@@ -114,9 +114,12 @@ def assert_matches_torch(
     gen = torch.Generator().manual_seed(seed)
     differentiable = [isinstance(e, Tensor) and e.requires_grad for e in expected]
     is_loss = isinstance(mine, hg.nn.Loss)
-    if is_loss:
+    if is_loss and expected[0].dim() == 0:  # a reduced loss: backward() with no gradient
         grads: list[Tensor | None] = [None]
         objective = expected[0]
+    elif is_loss:  # reduction="none": backward(g) with one gradient per term
+        grads = [torch.randn(expected[0].shape, generator=gen, dtype=F64)]
+        objective = (expected[0] * grads[0]).sum()
     else:
         grads = [
             torch.randn(e.shape, generator=gen, dtype=F64) if d else None
@@ -131,7 +134,10 @@ def assert_matches_torch(
         )
     else:  # nothing differentiable (an empty batch): every gradient is zero
         auto = tuple(torch.zeros_like(t) for t in [*wanted, *params.values()])
-    hand = _tuple(mine.backward() if is_loss else mine.backward(*_nest(structure, iter(grads))))
+    if is_loss:
+        hand = _tuple(mine.backward() if grads[0] is None else mine.backward(grads[0]))
+    else:
+        hand = _tuple(mine.backward(*_nest(structure, iter(grads))))
     k = 0
     for i, x in enumerate(leaves):
         xs_i = [t for t in _flat(x) if isinstance(t, Tensor) and t.requires_grad]
