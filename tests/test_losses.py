@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from conftest import SHAPES, VALUE_KINDS, assert_close, autograd_grads, make_values, upstream
 
 import handgrad as hg
-from handgrad.errors import ArgumentTypeError, InputError, ShapeError
-from handgrad.nn.class_loss import TargetIndexError
+from handgrad.errors import ArgumentTypeError, InputError, ShapeError, TargetIndexError
 
 REDUCTIONS = ["mean", "sum", "none"]
 

@@ -10,6 +10,7 @@ place, so code written against torch catches them unchanged:
     ArgumentTypeError(TypeError)        an argument of the wrong type: a list where a tensor goes
     NotSupportedError(InputError, TypeError) a torch option handgrad does not reproduce;
                                         the message reads "not supported: <option>"
+    TargetIndexError(InputError, IndexError) a class index outside [0, C) (not ignore_index)
     InvalidKeyError(InputError, KeyError) a refused name: a ModuleDict key with a '.'
     StateDictError(InvalidKeyError, RuntimeError) a state_dict or model file whose keys
                                         or tensors do not fit the module (torch: RuntimeError)
@@ -48,6 +49,10 @@ class NotSupportedError(InputError, TypeError):
         super().__init__(f"{owner}: not supported: {option}" + (f" ({detail})" if detail else ""))
 
 
+class TargetIndexError(InputError, IndexError):
+    """A class index outside [0, C) that is not ignore_index (torch raises IndexError)."""
+
+
 class InvalidKeyError(InputError, KeyError):
     """A name or key that is refused (torch's KeyError): a ModuleDict key with a '.'."""
 
@@ -69,6 +74,7 @@ __all__ = [
     "ShapeError",
     "ArgumentTypeError",
     "NotSupportedError",
+    "TargetIndexError",
     "InvalidKeyError",
     "StateDictError",
     "UsageError",

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.errors import ArgumentTypeError, ShapeError, TargetIndexError
 from handgrad.nn.loss import (
     Loss,
     check_device,
@@ -23,10 +23,6 @@ from handgrad.nn.loss import (
     check_weight_arg,
     copied,
 )
-
-
-class TargetIndexError(InputError, IndexError):
-    """A class index outside [0, C) that is not ignore_index (torch raises IndexError)."""
 
 
 class _ClassLoss(Loss):
