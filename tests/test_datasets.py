@@ -91,23 +91,53 @@ def test_load_idx_bad_files(tmp_path):
 
 
 def test_load_csv(tmp_path):
-    (tmp_path / "c.csv").write_text("a,b,label\n1,2,0\n3,4,1\n5,6,1\n")
-    d = datasets.load_csv(tmp_path / "c.csv", target="label")
-    assert d.X.tolist() == [[1, 2], [3, 4], [5, 6]] and d.y.tolist() == [0, 1, 1]
-    assert d.task == "classification" and d.num_classes == 2
-    (tmp_path / "r.csv").write_text("x,y\n1,0.5\n2,1.5\n")
+    rows = ["a,b,label"] + [f"{i},{2 * i % 7},{i % 2}" for i in range(10)]
+    (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
+    d = datasets.load_csv(tmp_path / "c.csv", target="label", test_fraction=0.2)
+    assert d.X.shape == (8, 2) and d.X_test.shape == (2, 2) and d.X_val is None
+    assert d.task == "binary" and d.num_classes == 2 and d.y.shape == (8, 1)
+    assert torch.allclose(d.X.mean(0), torch.zeros(2), atol=1e-6)  # standardised on train
+    assert torch.allclose(d.X.std(0, unbiased=False), torch.ones(2), atol=1e-5)
+    assert sorted(torch.cat([d.rows["train"], d.rows["test"]]).tolist()) == list(range(10))
+    (tmp_path / "r.csv").write_text("x,y\n1,0.5\n2,1.5\n3,2.25\n4,3.5\n5,4.0\n")
     r = datasets.load_csv(tmp_path / "r.csv")
-    assert r.task == "regression" and r.y.shape == (2, 1)
+    assert r.task == "regression" and r.y.shape == (4, 1) and r.y_test.shape == (1, 1)
 
 
 def test_load_csv_bad_files(tmp_path):
-    (tmp_path / "c.csv").write_text("a,b\n1,x\n")
-    with pytest.raises(ValueError, match="non-numeric"):
-        datasets.load_csv(tmp_path / "c.csv")
-    with pytest.raises(ValueError, match="no column 'z'"):
+    (tmp_path / "c.csv").write_text("a,b\n1,x\n2,y\n")
+    with pytest.raises(ValueError, match="regression needs a numeric target; 'b' holds text"):
+        datasets.load_csv(tmp_path / "c.csv", task="regression")
+    with pytest.raises(ValueError, match="no column named 'z'"):
         datasets.load_csv(tmp_path / "c.csv", target="z")
     (tmp_path / "e.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="at least one data row"):
         datasets.load_csv(tmp_path / "e.csv")
+    (tmp_path / "s.csv").write_text("a,b\n1,2\n3\n")
+    with pytest.raises(ValueError, match="line 3 has 1 values, the header 2"):
+        datasets.load_csv(tmp_path / "s.csv")
     with pytest.raises(FileNotFoundError):
         datasets.load_csv(tmp_path / "nope.csv")
+
+
+def test_split_validation_is_carved_from_training():
+    d = datasets.spiral().split(0.2, seed=0)
+    v = d.split_validation(0.25, seed=0)
+    assert v.X.shape[0] == 180 and v.X_val.shape[0] == 60 and torch.equal(v.X_test, d.X_test)
+    train = {tuple(r) for r in v.X.tolist()}
+    assert not train & {tuple(r) for r in v.X_val.tolist()}
+    assert torch.bincount(v.y_val).tolist() == [20, 20, 20]  # stratified
+    assert d.split_validation(0).X_val is None
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        d.split_validation(1.5)
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+def test_val_fraction_applies_to_datasets_with_a_test_split(name):
+    from handgrad.tools.recipe import TrainConfig, load_dataset
+
+    full = datasets.DATASETS[name]()
+    d = load_dataset(TrainConfig(data=name, val_fraction=0.1))
+    assert d.X_val.shape[0] == round(0.1 * full.X.shape[0])
+    assert d.X.shape[0] + d.X_val.shape[0] == full.X.shape[0]
+    assert torch.equal(d.X_test, full.X_test)  # the fixed test split is never touched

@@ -64,3 +64,35 @@ def test_training_curves_decision_boundary_confusion(tmp_path):
 def test_confusion_matrix_counts():
     counts = plot.confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 2]), 3)
     assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def _captured(monkeypatch):
+    figures = []
+    monkeypatch.setattr(plot, "save_figure", lambda fig, path, dpi=100: figures.append(fig))
+    return figures
+
+
+def test_fit_snapshots_draw_the_datas_own_range(monkeypatch):
+    figures = _captured(monkeypatch)
+    X = torch.linspace(0, 10, 30).view(-1, 1)
+    plot.fit_snapshots(X, 50 + X, [40 + X], [5])
+    ax = figures[0].axes[0]
+    assert ax.get_xlim() == pytest.approx((-0.5, 10.5))
+    assert ax.get_ylim() == pytest.approx((40 - 1, 60 + 1))
+
+
+def test_confusion_matrix_figure_of_many_classes_is_capped(monkeypatch):
+    figures = _captured(monkeypatch)
+    y = torch.cat([torch.arange(1000), torch.full((50,), 7)])
+    plot.confusion_matrix_figure(y, y, labels=[f"c{i}" for i in range(1000)])
+    fig = figures[0]
+    assert max(fig.get_size_inches()) <= 16
+    ax = fig.axes[0]
+    assert len(ax.get_xticks()) == plot.MAX_FIGURE_CLASSES
+    assert "30 most frequent of 1000 classes (80 of 1050 examples)" in ax.get_title()
+    assert "c7" in [t.get_text() for t in ax.get_xticklabels()]
+
+
+def test_confusion_matrix_refuses_a_huge_label():
+    with pytest.raises(ValueError, match="1000000001 classes"):
+        plot.confusion_matrix(torch.tensor([0, 10**9]), torch.tensor([0, 0]))

@@ -12,10 +12,12 @@ complete.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import struct
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,8 @@ from handgrad import registry
 from handgrad.errors import ArgumentTypeError, InputError, StateDictError
 from handgrad.module import Module
 from handgrad.optim import OPTIMIZERS, LRScheduler, Optimizer
+from handgrad.preprocessing import PREFIX as PREPROCESSING_PREFIX
+from handgrad.preprocessing import Preprocessing
 
 FORMAT = "handgrad-model-1"
 CHECKPOINT_FORMAT = "handgrad-checkpoint-1"
@@ -39,7 +43,7 @@ def architecture(model: Module) -> dict[str, Any]:
     k-th module described (0 is model itself)."""
     seen: dict[int, int] = {}
 
-    def describe(value: Any) -> Any:
+    def describe(value: Any, owner_state: Sequence[int] = (), where: str = "") -> Any:
         if isinstance(value, Module):
             if id(value) in seen:
                 return {"same_as": seen[id(value)]}
@@ -50,11 +54,17 @@ def architecture(model: Module) -> dict[str, Any]:
                     f"save: {type(value).__qualname__} cannot be saved: only classes defined at "
                     "a module's top level can be found again by hg.load"
                 )
-            return {"type": name, **{k: describe(v) for k, v in value.config().items()}}
+            state = [id(t) for t in value.state_dict().values()]
+            config = {k: describe(v, state, f"{name}.{k}") for k, v in value.config().items()}
+            return {"type": name, **config}
+        if isinstance(value, Tensor):  # a buffer given to the constructor (a loss's weight)
+            if id(value) not in owner_state:
+                raise ArgumentTypeError(f"save: {where} is a tensor that is not saved with it")
+            return {"tensor": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         if isinstance(value, (list, tuple)):
-            return [describe(v) for v in value]
+            return [describe(v, owner_state, where) for v in value]
         if isinstance(value, dict):
-            return {k: describe(v) for k, v in value.items()}
+            return {k: describe(v, owner_state, where) for k, v in value.items()}
         return value
 
     return describe(model)
@@ -76,6 +86,11 @@ def build(spec: dict[str, Any]) -> Module:
             if not isinstance(k, int) or not 0 <= k < len(built):
                 raise InputError(f"a module description refers to module {k!r}, which is not there")
             return built[k]  # (numbered before its children, as saved)
+        if set(value) == {"tensor", "dtype"}:  # a buffer's place: load_state_dict fills it
+            dtype = getattr(torch, str(value["dtype"]), None)
+            if not isinstance(dtype, torch.dtype) or not isinstance(value["tensor"], list):
+                raise InputError(f"a module description has a damaged tensor entry {value!r}")
+            return torch.zeros([int(n) for n in value["tensor"]], dtype=dtype)
         if "type" not in value:
             return {k: make(v) for k, v in value.items()}
         cls = registry.lookup(value["type"])
@@ -98,10 +113,20 @@ def build(spec: dict[str, Any]) -> Module:
 # ---- safetensors bytes, written atomically ------------------------------------------------------
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write data to path through a temporary file in the same folder, then rename it:
-    an interrupted write never leaves a half file where a good one was."""
+    an interrupted write never leaves a half file where a good one was.
+
+    The temporary file (``.NAME.PID.XXXX.tmp``) is removed on any error, Ctrl-C included; one
+    left by a killed process (its PID gone) is removed by the next write of the same name.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
+    if path.exists() and not path.is_file():
+        raise InputError(f"cannot write {path}: not a regular file (a device or pipe)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -115,7 +140,35 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    remove_stale_temporaries(path)
     return path
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed writes of `path` left (``.NAME.PID.XXXX.tmp``
+    whose process is gone). Only such temporaries: never a model or a checkpoint."""
+    path = Path(path)
+    removed = []
+    prefix = f".{path.name}."
+    for entry in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = entry.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _write(path: str | os.PathLike[str], tensors: dict[str, Tensor], meta: dict[str, str]) -> Path:
@@ -148,6 +201,17 @@ def _read(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Tensor], d
         raise InputError(f"{problem} (damaged or truncated: {exc})") from None
     meta = header.get("__metadata__") or {}
     return tensors, meta
+
+
+def is_checkpoint(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a handgrad checkpoint (read from its header only)."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(min(n, 1 << 24)))
+        return bool(header.get("__metadata__", {}).get("format") == CHECKPOINT_FORMAT)
+    except (OSError, struct.error, ValueError, AttributeError):
+        return False
 
 
 def _architecture_from(meta: dict[str, str], path: Path, key: str) -> dict[str, Any]:
@@ -189,9 +253,34 @@ def _retie(model: Module, tied: dict[str, str]) -> None:
             setattr(model.get_submodule(owner), name, state[source])
 
 
+def _check_against_architecture(
+    spec: dict[str, Any], state: dict[str, Tensor], tied: dict[str, str], path: Path
+) -> None:
+    """Build the architecture on torch's meta device (no memory) and compare every tensor's
+    shape with the file's, so a file claiming Linear(30000, 30000) with small tensors is
+    refused before 3.6 GB are allocated."""
+    try:
+        with torch.device("meta"):
+            skeleton = build(spec)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"load: {path}: {exc}") from None
+    except Exception:  # noqa: BLE001 a class that cannot be built on meta: checked after building
+        return
+    for key, t in skeleton.state_dict().items():
+        stored = state.get(tied.get(key, key))
+        if stored is None:
+            raise StateDictError(f"load: {path} lacks the tensor {key!r} its architecture has")
+        if tuple(stored.shape) != tuple(t.shape):
+            raise StateDictError(
+                f"load: {path}: {key!r} has shape {tuple(stored.shape)} in the file but "
+                f"{tuple(t.shape)} in its architecture"
+            )
+
+
 def _rebuild(
     spec: dict[str, Any], state: dict[str, Tensor], tied: dict[str, str], path: Path
 ) -> Module:
+    _check_against_architecture(spec, state, tied, path)
     try:
         model = build(spec)
         floats = [t for t in state.values() if t.is_floating_point()]
@@ -216,12 +305,17 @@ def _tied_from(meta: dict[str, str], path: Path) -> dict[str, str]:
 
 # ---- public API ----------------------------------------------------------------------------------
 def save(
-    model: Module, path: str | os.PathLike[str], metadata: dict[str, Any] | None = None
+    model: Module,
+    path: str | os.PathLike[str],
+    metadata: dict[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Path:
     """Write model's weights and architecture to `path` (safetensors), atomically.
 
     A tensor at several places (tied weights, one module at two places) is stored once and
     tied again by load. `metadata` (JSON-able) is stored beside them; read_metadata reads it.
+    `preprocessing` (default: the model's own ``model.preprocessing``, if it has one) is
+    stored beside the network as tensors ``__preprocessing__.*`` and JSON, never in it.
     """
     tensors, tied = _untied(model)
     meta = {
@@ -231,7 +325,30 @@ def save(
     }
     if tied:
         meta["tied"] = json.dumps(tied)
+    if preprocessing is None:
+        preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is not None:
+        prep_tensors, prep_meta = preprocessing.state()
+        tensors = {**tensors, **prep_tensors}
+        meta["preprocessing"] = json.dumps(prep_meta)
     return _write(path, tensors, meta)
+
+
+def _split_preprocessing(
+    tensors: dict[str, Tensor], meta: dict[str, str], path: Path
+) -> tuple[dict[str, Tensor], Preprocessing | None]:
+    """The network's tensors, and the preprocessing stored beside them (None if none)."""
+    net = {k: v for k, v in tensors.items() if not k.startswith(PREPROCESSING_PREFIX)}
+    if "preprocessing" not in meta:
+        return net, None
+    try:
+        prep_meta = json.loads(meta["preprocessing"])
+    except json.JSONDecodeError:
+        raise InputError(f"load: {path} has a damaged preprocessing record") from None
+    try:
+        return net, Preprocessing.from_state(tensors, prep_meta)
+    except InputError as exc:
+        raise InputError(f"load: {path}: {exc}") from None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -246,11 +363,17 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load(path: str | os.PathLike[str], device: torch.device | str | None = None) -> Module:
     """Rebuild the model saved at `path`, in eval mode (fit() switches to training itself).
 
-    The weights keep their saved dtype; `device` moves them.
+    The weights keep their saved dtype; `device` moves them. Every tensor's shape is checked
+    against the architecture before any is allocated. A file saved with preprocessing gives
+    the network with ``model.preprocessing`` set (its ``predict(model, table)`` applies it).
     """
     tensors, meta = _read(path, "model")
     p = Path(path)
+    tensors, prep = _split_preprocessing(tensors, meta, p)
     model = _rebuild(_architecture_from(meta, p, "architecture"), tensors, _tied_from(meta, p), p)
+    if prep is not None:
+        # not a Module: not a child, not in state_dict, not seen by to_torch
+        model.preprocessing = prep  # type: ignore[attr-defined]
     model.eval()
     return model.to(device) if device is not None else model
 
@@ -261,8 +384,11 @@ def save_checkpoint(
     optimizer: Optimizer,
     epoch: int,
     scheduler: LRScheduler | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Model, optimizer state, epoch, schedule and RNG state: enough to resume exactly."""
+    """Model, optimizer state, epoch, schedule and RNG state: enough to resume exactly.
+    `metadata` (JSON-able: the run's history so far) comes back from load_checkpoint.
+    Written atomically; a temporary file is never left behind (see atomic_write)."""
     untied, tied = _untied(model)
     tensors = {f"model.{k}": v for k, v in untied.items()}
     opt_state = optimizer.state_dict()
@@ -278,6 +404,7 @@ def save_checkpoint(
             default=float,  # a tensor lr
         ),
         "scheduler": json.dumps(None if scheduler is None else scheduler.state_dict()),
+        "user": json.dumps(metadata or {}),
     }
     if tied:
         meta["tied"] = json.dumps(tied)
@@ -292,8 +419,8 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore a checkpoint into `model`/`optimizer`/`scheduler` (or build the model).
 
-    Returns {"model", "optimizer", "epoch"}; the global RNG is restored too, so a resumed fit
-    with `initial_epoch=epoch` follows the uninterrupted run.
+    Returns {"model", "optimizer", "epoch", "metadata"}; the global RNG is restored too, so a
+    resumed fit with `initial_epoch=epoch` follows the uninterrupted run.
     """
     p = Path(path)
     tensors, meta = _read(p, "checkpoint")
@@ -330,4 +457,8 @@ def load_checkpoint(
     if scheduler is not None and sched_state is not None:
         scheduler.load_state_dict(sched_state)
     torch.set_rng_state(tensors["rng.cpu"])
-    return {"model": model, "optimizer": optimizer, "epoch": int(meta["epoch"])}
+    try:
+        user = json.loads(meta.get("user", "{}"))
+    except json.JSONDecodeError:
+        raise InputError(f"load_checkpoint: {p} has damaged metadata") from None
+    return {"model": model, "optimizer": optimizer, "epoch": int(meta["epoch"]), "metadata": user}

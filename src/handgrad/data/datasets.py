@@ -11,10 +11,11 @@ from __future__ import annotations
 import gzip
 import math
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,15 +26,25 @@ from handgrad.errors import InputError
 
 @dataclass
 class Dataset:
-    """Training tensors, an optional test split, and what a model needs to know about them."""
+    """Training tensors, optional validation and test splits, and what a model needs to know.
+
+    ``X_val``/``y_val`` are carved from the training data (``split_validation``) for early
+    stopping, schedules and checkpoints; ``X_test``/``y_test`` are for the one final score.
+    A table's Dataset also carries its fitted ``preprocessing`` (handgrad.preprocessing).
+    """
 
     name: str
     X: Tensor
     y: Tensor
     X_test: Tensor | None = None
     y_test: Tensor | None = None
-    task: str = "classification"  # or "regression"
+    task: str = "classification"  # or "binary" (one logit) or "regression"
     num_classes: int | None = None
+    X_val: Tensor | None = None
+    y_val: Tensor | None = None
+    preprocessing: Any = None  # a handgrad.preprocessing.Preprocessing, for tables
+    task_reason: str = ""  # why this task (a table's guess, or "given")
+    rows: dict[str, Tensor] | None = None  # a table's row numbers of "train", "val", "test"
 
     def __iter__(self) -> Iterator[Tensor]:
         return iter((self.X, self.y))
@@ -49,21 +60,58 @@ class Dataset:
         return 1 if self.y.dim() == 1 else int(self.y.shape[1])
 
     def split(self, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
-        """A copy whose last `test_fraction` (after a seeded shuffle) is the test split."""
-        if not 0 < test_fraction < 1:
-            raise InputError(f"Dataset.split: test_fraction must be in (0, 1), got {test_fraction}")
-        n = self.X.shape[0]
-        n_test = max(1, int(round(n * test_fraction)))
-        if n - n_test < 1:
-            raise InputError(f"Dataset.split: {n} examples are too few to split")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        tr, te = order[:-n_test], order[-n_test:]
+        """A copy whose test split is `test_fraction` of the examples (stratified by class
+        where every class has two examples or more), drawn with `seed`."""
+        _check_fraction("Dataset.split: test_fraction", test_fraction)
+        tr, te = split_indices(self.y, test_fraction, seed, self.task)
         return replace(self, X=self.X[tr], y=self.y[tr], X_test=self.X[te], y_test=self.y[te])
 
+    def split_validation(self, val_fraction: float = 0.2, seed: int = 0) -> Dataset:
+        """A copy whose validation split is `val_fraction` of the training examples (the test
+        split is untouched); 0 leaves no validation split."""
+        if val_fraction == 0:
+            return replace(self, X_val=None, y_val=None)
+        _check_fraction("Dataset.split_validation: val_fraction", val_fraction)
+        tr, va = split_indices(self.y, val_fraction, seed, self.task)
+        return replace(self, X=self.X[tr], y=self.y[tr], X_val=self.X[va], y_val=self.y[va])
+
     def __repr__(self) -> str:
+        val = "" if self.X_val is None else f", val X {tuple(self.X_val.shape)}"
         test = "" if self.X_test is None else f", test X {tuple(self.X_test.shape)}"
-        shapes = f"X {tuple(self.X.shape)}, y {tuple(self.y.shape)}{test}"
+        shapes = f"X {tuple(self.X.shape)}, y {tuple(self.y.shape)}{val}{test}"
         return f"Dataset({self.name!r}, {shapes}, {self.task})"
+
+
+def _check_fraction(what: str, fraction: float) -> None:
+    if not 0 < fraction < 1:
+        raise InputError(f"{what} must be in (0, 1), got {fraction}")
+
+
+def split_indices(
+    y: Tensor | np.ndarray, fraction: float, seed: int = 0, task: str = "regression"
+) -> tuple[Tensor, Tensor]:
+    """(kept, held out) sorted row indices, `fraction` of the rows held out (at least one).
+
+    Stratified by class for classification where every class has at least two examples and
+    the held-out part can hold one of each; otherwise a seeded random permutation.
+    """
+    labels = y.numpy() if isinstance(y, Tensor) else np.asarray(y)
+    n = len(labels)
+    n_out = max(1, int(round(n * fraction)))
+    if n - n_out < 1:
+        raise InputError(f"{n} examples are too few to hold out {fraction:.0%} of them")
+    if task != "regression":
+        flat = labels.reshape(n, -1)[:, 0]
+        _, counts = np.unique(flat, return_counts=True)
+        if counts.min() >= 2 and len(counts) <= min(n_out, n - n_out):
+            from sklearn.model_selection import train_test_split
+
+            kept, out = train_test_split(
+                np.arange(n), test_size=n_out, stratify=flat, random_state=seed
+            )
+            return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(out))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:-n_out].sort().values, order[-n_out:].sort().values
 
 
 def regression(
@@ -247,53 +295,100 @@ def idx_dataset(
     return Dataset(Path(images).stem, X, y, X_test, y_test, "classification", int(y.max()) + 1)
 
 
-def load_csv(path: str | Path, target: str | int = -1, task: str = "auto") -> Dataset:
-    """A CSV with a header row: every column but `target` is a feature.
+def from_table(
+    data: Any,
+    target: str | int = -1,
+    task: str = "auto",
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    standardize: bool = True,
+    impute: str = "none",
+    categorical: Sequence[str] = (),
+    drop: Sequence[str] = (),
+    test_rows: Sequence[int] | None = None,
+    name: str = "table",
+) -> Dataset:
+    """A Dataset from a table (handgrad.preprocessing.Table, a dict of columns, a DataFrame):
+    split into train / validation / test, its preprocessing fitted on the training rows only.
 
     Args:
-        target: the target column's name or index (default: the last).
-        task: "classification" (integer labels, y (N,) int64), "regression" (y (N, 1) float32)
-            or "auto" (classification when the target holds at most 50 distinct integers).
+        target: the target column's name, or its index (-1: the last; Python's convention).
+        task: auto (guessed; ``Dataset.task_reason`` says why), classification, binary
+            (one logit, BCEWithLogitsLoss) or regression.
+        test_fraction: the share of rows held out for the final test; 0 for none.
+        val_fraction: the share of the remaining (training) rows held out for validation.
+        test_rows: these rows are the test split (test_fraction is then ignored).
+        standardize, impute, categorical, drop: handgrad.preprocessing.Preprocessing.fit.
     """
-    import csv
+    from handgrad.preprocessing import Preprocessing, as_table, guess_task, target_column
+
+    table = as_table(data)
+    tname = target_column(table.names, target)
+    if task == "auto":
+        task, reason = guess_task(table[tname])
+    else:
+        reason = "given"
+    # labels first (a missing label is an error), split on them, then fit on the train rows
+    probe = Preprocessing.fit(table, tname, task, standardize=False, drop=drop)
+    y_all = probe.targets(table)
+    n = len(table)
+    rows = torch.arange(n)
+    test = torch.zeros(0, dtype=torch.int64)
+    if test_rows is not None:
+        test = torch.as_tensor(list(test_rows), dtype=torch.int64)
+        if test.numel() and (int(test.min()) < 0 or int(test.max()) >= n):
+            raise InputError(f"from_table: test_rows must lie in 0..{n - 1}")
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[test] = False
+        rows = rows[keep]
+    elif test_fraction:
+        _check_fraction("test_fraction", test_fraction)
+        kept, held = split_indices(y_all, test_fraction, seed, task)
+        rows, test = rows[kept], rows[held]
+    val = torch.zeros(0, dtype=torch.int64)
+    if val_fraction:
+        _check_fraction("val_fraction", val_fraction)
+        kept, held = split_indices(y_all[rows], val_fraction, seed, task)
+        rows, val = rows[kept], rows[held]
+    prep = Preprocessing.fit(
+        table, tname, task, rows.numpy(), standardize, impute, categorical, drop
+    )
+    X, y = prep.features(table), prep.targets(table)
+    d = Dataset(
+        name,
+        X[rows],
+        y[rows],
+        X[test] if test.numel() else None,
+        y[test] if test.numel() else None,
+        task=task,
+        num_classes=len(prep.classes) or None,
+        X_val=X[val] if val.numel() else None,
+        y_val=y[val] if val.numel() else None,
+        preprocessing=prep,
+        task_reason=reason,
+        rows={"train": rows, "val": val, "test": test},
+    )
+    return d
+
+
+def load_csv(path: str | Path, target: str | int = -1, task: str = "auto", **kw: Any) -> Dataset:
+    """A CSV with a header row, every column but `target` a feature (text columns one-hot):
+    ``from_table`` on its table, with the same arguments (by default a 0.2 test split and
+    standardised features, fitted on the training rows)."""
+    from handgrad.preprocessing import Table
 
     path = Path(path)
     try:
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise FileNotFoundError(f"load_csv: cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"load_csv: {path} is not a text CSV file") from None
-    rows = [r for r in rows if r]
-    if len(rows) < 2:
-        raise InputError(f"load_csv: {path} needs a header row and at least one data row")
-    header = rows[0]
-    if isinstance(target, str):
-        if target not in header:
-            raise InputError(f"load_csv: {path} has no column {target!r}; columns: {header}")
-        t = header.index(target)
-    else:
-        t = target % len(header)
+        table = Table.read_csv(path)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"load_csv: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"load_csv: {exc}") from None
     try:
-        values = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64)
-    except ValueError as exc:
-        raise InputError(f"load_csv: {path} holds a non-numeric value ({exc})") from None
-    if values.shape[1] != len(header):
-        raise InputError(f"load_csv: {path}: rows must have {len(header)} columns")
-    X = torch.tensor(np.delete(values, t, axis=1), dtype=torch.float32)
-    ycol = values[:, t]
-    is_int = bool(np.all(ycol == np.round(ycol))) and ycol.min() >= 0
-    if task == "auto":
-        task = "classification" if is_int and len(np.unique(ycol)) <= 50 else "regression"
-    if task == "classification":
-        if not is_int:
-            raise InputError(f"load_csv: {path}: classification needs integer labels >= 0")
-        y = torch.tensor(ycol, dtype=torch.int64)
-        return Dataset(path.stem, X, y, task=task, num_classes=int(y.max()) + 1)
-    if task != "regression":
-        raise InputError(f"load_csv: task must be auto, classification or regression, got {task!r}")
-    return Dataset(path.stem, X, torch.tensor(ycol, dtype=torch.float32).unsqueeze(1), task=task)
+        return from_table(table, target, task, name=path.stem, **kw)
+    except InputError as exc:
+        raise InputError(f"load_csv: {path}: {exc}") from None
 
 
 DATASETS: dict[str, Callable[..., Dataset]] = {

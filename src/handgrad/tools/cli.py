@@ -4,10 +4,12 @@ an unexpected error inside handgrad shows its traceback (always, with --debug)."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from handgrad.errors import InputError
 
@@ -89,6 +91,8 @@ def _lab(args: argparse.Namespace) -> int:
     unknown = [t for t in args.task if t not in lab.TASKS]
     if unknown:
         raise InputError(f"unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}")
+    if not args.no_figure and (not args.task or "4.4" in args.task):
+        _check_output_path(args.figure, "--figure")
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
     figure = None if args.no_figure else args.figure
@@ -126,39 +130,101 @@ def _train(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         epochs=args.epochs,
-        batch_size=args.batch_size or None,
+        batch_size=args.batch_size,
+        patience=args.patience,
         val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        task=args.task,
+        standardize=not args.no_standardize,
+        impute=args.impute,
+        categorical=tuple(args.categorical),
+        drop=tuple(args.drop),
         seed=args.seed,
         out=args.out,
+        force=args.force,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        checkpoint=args.checkpoint,
         progress=not args.quiet,
         distributed=args.distributed,
         threads=args.threads,
     )
     config.check()
+    config = config.resolved()
     print("config: " + ", ".join(f"{k}={v}" for k, v in vars(config).items() if k != "extra"))
-    result = run(config)
+    with _terminate_cleanly():
+        result = run(config)
     if result.files:  # in a distributed run, only rank 0 reports and writes
         print("\n" + format_scores(result.scores))
         print("\nwrote " + ", ".join(str(p) for p in result.files))
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM (kill's default) into SystemExit, so a killed run removes its temporary
+    files and staging folder on the way out, as Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _predict(args: argparse.Namespace) -> int:
+    from handgrad import io
+    from handgrad.tools.outputs import check_output_file
+
+    if args.out:
+        check_output_file(args.out, "--out", inputs=[args.model, args.file])
+    meta = io.read_metadata(args.model)
+    model = io.load(args.model)
+    prep = getattr(model, "preprocessing", None)
+    if prep is not None:  # a model trained on a table: its columns by name, its labels back
+        from handgrad.preprocessing import Table
+
+        labels, prob = prep.predict(model, Table.read_csv(args.file), threads=args.threads)
+        if prob is None:
+            lines = [prep.target or "prediction"] + [f"{v:.6g}" for v in labels]
+        else:
+            lines = ["class,probability"] + [f"{c},{float(q):.4f}" for c, q in zip(labels, prob)]
+    else:
+        lines = _predict_plain(args, model, meta)
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        io.atomic_write(args.out, text.encode())
+        print(f"wrote {len(lines) - 1} predictions to {args.out}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -> list[str]:
+    """A model without preprocessing (a bundled dataset): the CSV's columns in order."""
     import csv
 
     import torch
 
-    from handgrad import io
     from handgrad.training import predict
 
-    meta = io.read_metadata(args.model)
-    model = io.load(args.model)
     path = Path(args.file)
     try:
         with path.open(newline="") as f:
             rows = [r for r in csv.reader(f) if r]
     except OSError as exc:
         raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path} is not a text CSV file") from None
     if len(rows) < 2:
         raise InputError(f"{path} needs a header row and at least one data row")
     header = rows[0]
@@ -167,6 +233,12 @@ def _predict(args: argparse.Namespace) -> int:
         X = torch.tensor([[float(r[i]) for i in keep] for r in rows[1:]], dtype=torch.float32)
     except (ValueError, IndexError):
         raise InputError(f"{path} holds a non-numeric value or a short row") from None
+    bad = ~torch.isfinite(X)
+    if bad.any():
+        row, col = (int(v) for v in bad.nonzero()[0])
+        raise InputError(
+            f"{path}: column {header[keep[col]]!r}, data row {row + 1} is missing or not finite"
+        )
     shape = meta.get("input_shape")
     if shape and X.shape[1] != int(torch.tensor(shape).prod()):
         raise InputError(
@@ -180,18 +252,8 @@ def _predict(args: argparse.Namespace) -> int:
     if meta.get("task") == "classification":
         probs = torch.softmax(out, 1)
         conf, cls = probs.max(1)
-        lines = ["class,probability"] + [f"{int(c)},{float(q):.4f}" for c, q in zip(cls, conf)]
-    else:
-        lines = ["prediction"] + [
-            ",".join(f"{float(v):.6g}" for v in row.reshape(-1)) for row in out
-        ]
-    text = "\n".join(lines) + "\n"
-    if args.out:
-        io.atomic_write(args.out, text.encode())
-        print(f"wrote {len(lines) - 1} predictions to {args.out}")
-    else:
-        print(text, end="")
-    return 0
+        return ["class,probability"] + [f"{int(c)},{float(q):.4f}" for c, q in zip(cls, conf)]
+    return ["prediction"] + [",".join(f"{float(v):.6g}" for v in row.reshape(-1)) for row in out]
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -204,15 +266,26 @@ def _bench(args: argparse.Namespace) -> int:
         )
     if args.busy is not None and args.busy < 0:
         raise InputError(f"--busy: expected a number of processes >= 0, got {args.busy}")
+    if args.rounds < 1:
+        raise InputError(f"--rounds: expected a number >= 1, got {args.rounds}")
     if args.json:
         _check_output_path(args.json, "--json")
     print(bench.machine(), flush=True)
     if args.busy is not None:
-        rows = bench.run_busy(bench.MLP_CASES, args.busy, rounds=args.rounds)
+        cases = bench.MLP_CASES
+        rows = [
+            row
+            for i, case in enumerate(cases)
+            for row in bench.run_busy([_announce(i, cases)], args.busy, rounds=args.rounds)
+        ]
         print(bench.format_busy_table(rows, args.busy))
     else:
         cases = [c for s in (args.suite or list(bench.SUITES)) for c in bench.SUITES[s]]
-        rows = bench.run(cases, rounds=args.rounds)
+        rows = [
+            row
+            for i, case in enumerate(cases)
+            for row in bench.run([_announce(i, cases)], rounds=args.rounds)
+        ]
         print(bench.format_table(rows))
     if args.json:
         from handgrad.io import atomic_write
@@ -222,16 +295,17 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce(i: int, cases: Sequence[Any]) -> Any:
+    """Progress on stderr (the table goes to stdout): which case of how many is running."""
+    print(f"[{i + 1}/{len(cases)}] {cases[i].name}", file=sys.stderr, flush=True)
+    return cases[i]
+
+
 def _check_output_path(path: str, flag: str) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
-    target = Path(path)
-    if target.is_dir():
-        raise InputError(f"{flag}: {path} is a folder; give a file name")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{flag}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{flag}: folder {parent} is not writable")
+    """Refuse an output file path that cannot be written, before any work is done."""
+    from handgrad.tools.outputs import check_output_file
+
+    check_output_file(path, flag)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -247,6 +321,10 @@ def _check(args: argparse.Namespace) -> int:
     path = Path(file)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    if any(n < 1 for n in args.input_shape) or not args.input_shape:
+        raise InputError(
+            f"--input-shape: every size must be >= 1, got {','.join(map(str, args.input_shape))}"
+        )
     spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None:
         raise InputError(f"cannot import {path}")
@@ -254,6 +332,13 @@ def _check(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(path.parent.resolve()))
     try:
         spec.loader.exec_module(module)  # the user's own file: running it is the point
+    except SyntaxError as exc:
+        raise InputError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from None
+    except Exception as exc:  # noqa: BLE001 the user's code failed, not handgrad
+        raise InputError(
+            f"importing {path} failed: {type(exc).__name__}: {exc} (run it with python to see "
+            "where)"
+        ) from None
     finally:
         sys.path.pop(0)
     cls = getattr(module, class_name, None)
@@ -332,7 +417,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="digits, mnist1d, spiral, parabola, regression, or FILE.csv",
     )
     p.add_argument(
-        "--target", default="-1", help="CSV target column, name or index (default: last)"
+        "--target",
+        default="-1",
+        help="CSV: the target column's name, or its index when no column has that name "
+        "(0 the first, -1 the last, as in Python; default: %(default)s)",
+    )
+    p.add_argument(
+        "--task",
+        choices=["auto", "classification", "binary", "regression"],
+        default="auto",
+        help="CSV: what the target is (auto: guessed, and the guess is printed with its "
+        "reason); binary trains one logit",
+    )
+    p.add_argument(
+        "--no-standardize",
+        action="store_true",
+        help="CSV: keep numeric features (and a regression target) in their own units",
+    )
+    p.add_argument(
+        "--impute",
+        choices=["none", "mean", "median"],
+        default="none",
+        help="CSV: fill missing numbers with the training mean or median (none: a missing "
+        "value is an error)",
+    )
+    p.add_argument(
+        "--categorical",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="CSV: one-hot this numeric column too (text columns always are; repeatable)",
+    )
+    p.add_argument(
+        "--drop", action="append", default=[], metavar="COLUMN", help="CSV: leave out (repeatable)"
     )
     p.add_argument(
         "--arch",
@@ -359,11 +476,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--schedule", choices=["none", *SCHEDULES], default="none")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=64, help="0 = full batch")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--epochs", type=int, help="default: 20, or 200 for a CSV (with --patience 20)")
+    p.add_argument("--batch-size", type=int, help="0 = full batch (default: 64, or 32 for a CSV)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        help="stop when the validation loss has not improved for this many epochs, keeping "
+        "the best epoch's weights; 0: never (default: 0, or 20 for a CSV)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of the training data held out for validation (the val_ numbers; 0: "
+        "none; default: %(default)s)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share held out for the final test, for data without a test split of its own "
+        "(default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/train", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default="runs/train",
+        help="run folder (default: %(default)s); replaced whole when the run succeeds",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out folder that holds files handgrad did not write (they are kept)",
+    )
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save a checkpoint every N epochs (0: never)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="where checkpoints go (default: OUT.checkpoint.safetensors beside --out)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument(
         "--distributed",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from handgrad import io, plot, registry
 from handgrad.data import datasets
@@ -21,7 +22,7 @@ from handgrad.nn.containers import Sequential
 from handgrad.nn.conv import Conv1d, Conv2d
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.linear import Linear
-from handgrad.nn.loss import Loss
+from handgrad.nn.loss import BCEWithLogitsLoss, Loss
 from handgrad.nn.normalization import BatchNorm1d
 from handgrad.nn.pooling import MaxPool2d
 from handgrad.nn.shape import Flatten
@@ -34,11 +35,23 @@ from handgrad.optim import (
     LRScheduler,
     StepLR,
 )
-from handgrad.training import History, evaluate, fit, predict
+from handgrad.preprocessing import IMPUTE, TASKS
+from handgrad.tools import outputs
+from handgrad.training import History, evaluate, fit, metrics, predict
+from handgrad.training.callbacks import Callback, EarlyStopping
 
 # the command line's choices, read from the registry: every class with a cli_name
 ACTIVATIONS: dict[str, type[Activation]] = registry.cli_choices(Activation)
 LOSSES: dict[str, type[Loss]] = registry.cli_choices(Loss)
+
+
+# The defaults that differ by kind of data. A table (a CSV) is small: more epochs in smaller
+# batches, stopped by the validation loss (the best epoch's weights kept); examples/tabular.py
+# measures this recipe against scikit-learn (README "Your own data").
+RECIPES: dict[str, dict[str, int]] = {
+    "bundled": {"epochs": 20, "batch_size": 64, "patience": 0},
+    "table": {"epochs": 200, "batch_size": 32, "patience": 20},
+}
 
 
 @dataclass
@@ -60,11 +73,22 @@ class TrainConfig:
     momentum: float = 0.0  # sgd and rmsprop only
     weight_decay: float = 0.0
     schedule: str = "none"  # none, step, exponential, cosine, inverse_time
-    epochs: int = 20
-    batch_size: int | None = 64  # None = full batch
-    val_fraction: float = 0.2  # held out when the dataset has no test split
+    epochs: int | None = None  # None: the recipe's (RECIPES)
+    batch_size: int | None = None  # 0 = full batch; None: the recipe's (RECIPES)
+    val_fraction: float = 0.2  # of the training data, held out for validation; 0 = none
+    test_fraction: float = 0.2  # held out for the final test when the data has no test split
+    task: str = "auto"  # CSV only: auto (guessed), classification, binary or regression
+    standardize: bool = True  # CSV only: standardise numeric features (and a regression target)
+    impute: str = "none"  # CSV only: none (a missing value is an error), mean or median
+    categorical: tuple[str, ...] = ()  # CSV only: numeric columns to one-hot as well
+    drop: tuple[str, ...] = ()  # CSV only: columns to leave out
     seed: int = 0
     out: str = "runs/train"  # the folder for model, history and figures
+    force: bool = False  # write into a folder that holds files handgrad did not write
+    resume: str | None = None  # a checkpoint to continue from
+    checkpoint_every: int = 0  # epochs between checkpoints; 0 = none
+    patience: int | None = None  # early stopping on val_loss (best weights kept); 0 = off
+    checkpoint: str | None = None  # where checkpoints go (default: OUT.checkpoint.safetensors)
     progress: bool = True
     distributed: bool = False  # data parallel under torchrun (gloo on CPU, NCCL on GPU)
     threads: int | str | None = "auto"  # handgrad.threads: "auto", a count, or None (torch's)
@@ -90,31 +114,82 @@ class TrainConfig:
             raise InputError(
                 f"unknown schedule {self.schedule!r}; choose from none, {', '.join(SCHEDULES)}"
             )
-        if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.epochs < 1 or self.lr < 0 or not 0 <= self.dropout < 1:
-            raise InputError("need epochs >= 1, lr >= 0 and dropout in [0, 1)")
+        if self.batch_size is not None and self.batch_size < 0:
+            raise InputError(f"batch size must be >= 1 (0: full batch), got {self.batch_size}")
+        if (self.epochs is not None and self.epochs < 1) or self.lr < 0:
+            raise InputError(f"need epochs >= 1 and lr >= 0, got {self.epochs} and {self.lr}")
+        if not 0 <= self.dropout < 1:
+            raise InputError(f"need dropout in [0, 1), got {self.dropout}")
+        if self.patience is not None and self.patience < 0:
+            raise InputError(f"--patience must be >= 0, got {self.patience}")
         if any(h < 1 for h in self.hidden):
             raise InputError(f"hidden widths must be >= 1, got {self.hidden}")
+        if not 0 <= self.val_fraction < 1 or not 0 < self.test_fraction < 1:
+            raise InputError(
+                f"need --val-fraction in [0, 1) and --test-fraction in (0, 1), got "
+                f"{self.val_fraction} and {self.test_fraction}"
+            )
+        if self.task != "auto" and self.task not in TASKS:
+            raise InputError(f"unknown task {self.task!r}; choose from auto, {', '.join(TASKS)}")
+        if self.impute not in IMPUTE:
+            raise InputError(f"unknown impute {self.impute!r}; choose from {', '.join(IMPUTE)}")
+        if self.checkpoint_every < 0:
+            raise InputError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+
+    def resolved(self) -> TrainConfig:
+        """A copy with the recipe's epochs, batch size and patience where they are None."""
+        recipe = RECIPES["table" if self.is_table() else "bundled"]
+        return replace(
+            self,
+            epochs=recipe["epochs"] if self.epochs is None else self.epochs,
+            batch_size=recipe["batch_size"] if self.batch_size is None else self.batch_size,
+            patience=recipe["patience"] if self.patience is None else self.patience,
+        )
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where --checkpoint-every writes: --checkpoint, or OUT.checkpoint.safetensors beside
+        the run folder (outside it, so a kill never leaves it half in the old run)."""
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        out = Path(self.out)
+        return out.absolute().parent / f"{out.name}.checkpoint.safetensors"
+
+    def is_table(self) -> bool:
+        return self.data not in datasets.DATASETS and (
+            self.data.endswith(".csv") or os.path.isfile(self.data)
+        )
 
 
 def load_dataset(config: TrainConfig) -> datasets.Dataset:
-    """The named dataset or CSV file, with a test split (held out here if it has none)."""
+    """The named dataset or CSV file, split three ways: training, validation (`val_fraction`
+    of the training data; none when 0) and test (the dataset's own test split, or
+    `test_fraction` of the examples). A CSV's preprocessing is fitted on the training rows."""
     if config.data in ("digits", "mnist1d"):
         d = datasets.DATASETS[config.data](image=config.arch == "cnn")  # (N, 1, 8, 8) / (N, 1, 40)
     elif config.data in datasets.DATASETS:
         d = datasets.DATASETS[config.data]()
-    elif config.data.endswith(".csv") or os.path.isfile(config.data):
-        target: str | int = (
-            int(config.target) if config.target.lstrip("-").isdigit() else config.target
+    elif config.is_table():
+        return datasets.load_csv(
+            config.data,
+            target=config.target,
+            task=config.task,
+            test_fraction=config.test_fraction,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            standardize=config.standardize,
+            impute=config.impute,
+            categorical=config.categorical,
+            drop=config.drop,
         )
-        d = datasets.load_csv(config.data, target=target)
     else:
         raise InputError(
             f"unknown dataset {config.data!r}: choose from "
             f"{', '.join(datasets.DATASETS)}, or give a CSV file"
         )
-    return d if d.X_test is not None else d.split(config.val_fraction, seed=config.seed)
+    if d.X_test is None:
+        d = d.split(config.test_fraction, seed=config.seed)
+    return d.split_validation(config.val_fraction, seed=config.seed)
 
 
 def build_mlp(
@@ -185,6 +260,10 @@ def _flat_size(layers: list[Module], input_shape: tuple[int, ...]) -> int:
 
 
 def _loss(config: TrainConfig, task: str) -> Loss:
+    if task == "binary":  # one logit per example
+        if config.loss != "auto":
+            raise InputError(f"loss {config.loss!r} does not fit a binary task (auto: BCE)")
+        return BCEWithLogitsLoss()
     name = (
         config.loss
         if config.loss != "auto"
@@ -195,7 +274,27 @@ def _loss(config: TrainConfig, task: str) -> Loss:
     return LOSSES[name]()
 
 
+def _metrics(data: datasets.Dataset) -> list[Any]:
+    """accuracy for classes; mae (in the target's units) and r2 for regression."""
+    if data.task == "binary":
+
+        def accuracy(logits: Tensor, target: Tensor) -> float:  # one logit: class 1 when > 0
+            return float(((logits.reshape(-1) > 0) == (target.reshape(-1) > 0.5)).float().mean())
+
+        return [accuracy]
+    if data.task == "classification":
+        return ["accuracy"]
+    scale = data.preprocessing.target_std if data.preprocessing is not None else 1.0
+
+    def mae(pred: Tensor, target: Tensor) -> float:  # the target was standardised: undo it
+        return metrics.mae(pred, target) * scale
+
+    return [mae, "r2"]
+
+
 def _optimizer_and_schedule(model: Module, config: TrainConfig) -> tuple[Any, LRScheduler | None]:
+    """The optimizer and schedule of a resolved config (TrainConfig.resolved)."""
+    assert config.epochs is not None
     kw: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer in ("sgd", "rmsprop"):
         kw["momentum"] = config.momentum
@@ -222,16 +321,106 @@ class RunResult:
     files: list[Path]
 
 
+def describe(data: datasets.Dataset) -> str:
+    """Two lines for the log: the task (and why), and the size of each split."""
+    reason = data.task_reason or "the dataset's own"
+    if reason not in ("given", "the dataset's own"):
+        reason += "; --task overrides the guess"
+    sizes = [f"train {data.X.shape[0]}"]
+    if data.X_val is not None:
+        sizes.append(f"validation {data.X_val.shape[0]}")
+    if data.X_test is not None:
+        sizes.append(f"test {data.X_test.shape[0]}")
+    classes = ""
+    if data.preprocessing is not None and data.preprocessing.classes:
+        shown = data.preprocessing.classes[:10]
+        more = ", ..." if len(data.preprocessing.classes) > 10 else ""
+        k = len(data.preprocessing.classes)
+        classes = f", classes {', '.join(map(str, shown))}{more} -> 0..{k - 1}"
+    return f"task: {data.task} ({reason}{classes})\nsplit: {', '.join(sizes)} examples"
+
+
+def check_paths(config: TrainConfig) -> Path:
+    """Every path the run will write, checked before any work: returns the --out folder."""
+    inputs = [p for p in (config.data, config.resume) if p and os.path.exists(p)]
+    out = outputs.check_run_folder(config.out, config.force, inputs)
+    if config.resume is not None and not os.path.isfile(config.resume):
+        raise InputError(f"--resume: no such checkpoint file: {config.resume}")
+    if config.checkpoint_every:
+        ckpt = config.checkpoint_path
+        others = [p for p in inputs if p != config.resume]
+        outputs.check_output_file(ckpt, "--checkpoint", others)
+        if ckpt.exists() and not io.is_checkpoint(ckpt):
+            raise InputError(
+                f"--checkpoint: {ckpt} exists and is not a handgrad checkpoint; choose another path"
+            )
+        if ckpt.absolute().parent == out.absolute() or out.absolute() in ckpt.absolute().parents:
+            raise InputError("--checkpoint: put checkpoints outside the --out folder")
+    return out
+
+
+class _Checkpoints(Callback):
+    """Save a checkpoint (model, optimizer, schedule, epoch, RNG, history) every n epochs."""
+
+    def __init__(self, path: Path, every: int, opt: Any, scheduler: Any, history: History):
+        self.path, self.every, self.opt, self.scheduler = path, every, opt, scheduler
+        self.history = history  # epochs before a resume
+        self.logs: list[tuple[int, dict[str, float]]] = []
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Module) -> bool:
+        self.logs.append((epoch, dict(logs)))
+        if epoch % self.every == 0:
+            now = History()
+            for e, values in self.logs:
+                now.append(e, values)
+            logged = json.loads(_joined(self.history, now).to_json())
+            io.save_checkpoint(
+                self.path, model, self.opt, epoch, self.scheduler, metadata={"history": logged}
+            )
+        return False
+
+
+def _joined(first: History, then: History) -> History:
+    """A new History: first's epochs, then then's."""
+    joined = History()
+    for h in (first, then):
+        for i, e in enumerate(h.epochs):
+            joined.append(e, {k: v[i] for k, v in h.history.items()})
+    return joined
+
+
+def _resume(config: TrainConfig, model: Module, opt: Any, scheduler: Any) -> tuple[int, History]:
+    """Load --resume into model, optimizer and schedule; the epoch reached and its history."""
+    assert config.resume is not None
+    state = io.load_checkpoint(config.resume, model, opt, scheduler)
+    epoch = int(state["epoch"])
+    if epoch >= (config.epochs or 0):
+        raise InputError(
+            f"--resume: {config.resume} is at epoch {epoch}; ask for more --epochs than that"
+        )
+    past = History()
+    logged = state["metadata"].get("history") or {}
+    for i, e in enumerate(logged.get("epochs", [])):
+        past.append(int(e), {k: float(v[i]) for k, v in logged.items() if k != "epochs"})
+    return epoch, past
+
+
 def run(config: TrainConfig) -> RunResult:
-    """Train as configured; write model, history and figures into config.out only on success."""
+    """Train as configured. Every output path is checked first; the files are written into a
+    new folder beside config.out, which replaces the old run only when all are written."""
     config.check()
+    config = config.resolved()
+    assert config.epochs is not None
     rank = 0
     if config.distributed:
         from handgrad.training.distributed import init
 
         rank, _ = init()
+    out = check_paths(config)
     data = load_dataset(config)
     assert data.X_test is not None and data.y_test is not None
+    if rank == 0:
+        print(describe(data), flush=True)
     torch.manual_seed(config.seed)
     if config.arch == "cnn":
         model = build_cnn(tuple(data.X.shape[1:]), data.out_features, config)
@@ -239,39 +428,60 @@ def run(config: TrainConfig) -> RunResult:
         model = build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
     loss = _loss(config, data.task)
     opt, scheduler = _optimizer_and_schedule(model, config)
-    metrics = ["accuracy"] if data.task == "classification" else ["mae", "r2"]
-    if (
-        data.task == "classification"
-        and data.y_test.numel()
-        and int(data.y_test.max()) >= data.out_features
-    ):
-        raise InputError(
-            f"test labels reach {int(data.y_test.max())} but the training data has "
-            f"{data.out_features} classes"
+    metric_list = _metrics(data)
+    val = None if data.X_val is None or data.y_val is None else (data.X_val, data.y_val)
+    start, past = (
+        (0, History()) if config.resume is None else _resume(config, model, opt, scheduler)
+    )
+    callbacks: list[Callback] = []
+    if config.patience and val is not None:  # the best epoch's weights, by validation loss
+        callbacks.append(EarlyStopping("val_loss", patience=config.patience))
+    if config.checkpoint_every and rank == 0:
+        callbacks.append(
+            _Checkpoints(config.checkpoint_path, config.checkpoint_every, opt, scheduler, past)
         )
     history = fit(
         model,
         loss,
         opt,
         (data.X, data.y),
-        val=(data.X_test, data.y_test),
+        val=val,
         epochs=config.epochs,
-        batch_size=config.batch_size,
-        metrics=metrics,
+        batch_size=config.batch_size or None,  # 0: full batch
+        metrics=metric_list,
+        callbacks=callbacks,
         scheduler=scheduler,
         progress=config.progress and rank == 0,
         seed=config.seed,
+        initial_epoch=start,
         distributed=config.distributed,
         threads=config.threads,
     )
-    scores = {
-        "train": evaluate(model, (data.X, data.y), loss, metrics, threads=config.threads),
-        "test": evaluate(model, (data.X_test, data.y_test), loss, metrics, threads=config.threads),
-    }
-    files = (
-        [] if rank != 0 else _write_outputs(Path(config.out), model, history, scores, config, data)
-    )
+    history = _joined(past, history)  # the epochs before a resume, then this run's
+    scores = {"train": evaluate(model, (data.X, data.y), loss, metric_list, threads=config.threads)}
+    if val is not None:
+        scores["val"] = evaluate(model, val, loss, metric_list, threads=config.threads)
+    # the test split, once, at the end: its scores and the figure come from one prediction
+    test_out = predict(model, data.X_test, threads=config.threads)
+    scores["test"] = _scores(test_out, data.y_test, loss, metric_list)
+    files: list[Path] = []
+    if rank == 0:
+        with outputs.staged_run(out, config.force) as stage:
+            _write_outputs(stage, model, history, scores, config, data, test_out)
+            if config.checkpoint_every and config.checkpoint_path.exists():
+                os.replace(config.checkpoint_path, stage / "checkpoint.safetensors")
+        files = [out / p.name for p in sorted(out.iterdir()) if p.name in outputs.RUN_FILES]
+        files = [f for f in files if f.name != outputs.MARKER]
     return RunResult(model, history, scores, files)
+
+
+def _scores(out: Tensor, y: Tensor, loss: Loss, metric_list: list[Any]) -> dict[str, float]:
+    with no_cache():
+        values = {"loss": float(loss(out, y))}
+    for m in metric_list:
+        name, fn = (m, metrics.METRICS[m]) if isinstance(m, str) else (m.__name__, m)
+        values[name] = fn(out, y)
+    return values
 
 
 def _write_outputs(
@@ -281,44 +491,44 @@ def _write_outputs(
     scores: dict[str, Any],
     config: TrainConfig,
     data: datasets.Dataset,
-) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    test_out: Tensor,
+) -> None:
     meta = {
         "task": data.task,
         "dataset": data.name,
         "in_features": data.in_features,
         "input_shape": list(data.X.shape[1:]),
     }
-    files = [io.save(model, out / "model.safetensors", metadata=meta)]
+    io.save(model, out / "model.safetensors", metadata=meta, preprocessing=data.preprocessing)
     for name, text in (
         ("history.json", history.to_json()),
         ("config.json", json.dumps(asdict(config), indent=2)),
         ("scores.json", json.dumps(scores, indent=2)),
     ):
-        files.append(io.atomic_write(out / name, text.encode()))
-    files.append(plot.training_curves(history, out / "curves.png"))
+        io.atomic_write(out / name, text.encode())
+    plot.training_curves(history, out / "curves.png")
     assert data.X_test is not None and data.y_test is not None
-    if data.task == "classification":
-        pred = predict(model, data.X_test).argmax(1)
-        files.append(
-            plot.confusion_matrix_figure(data.y_test, pred, data.num_classes, out / "confusion.png")
+    prep = data.preprocessing
+    if data.task in ("classification", "binary"):
+        pred = (test_out.reshape(-1) > 0).long() if data.task == "binary" else test_out.argmax(1)
+        labels = prep.classes if prep is not None else None
+        num_classes = data.num_classes or (2 if data.task == "binary" else None)
+        plot.confusion_matrix_figure(
+            data.y_test.reshape(-1).long(), pred, num_classes, out / "confusion.png", labels
         )
         if data.X.dim() == 2 and data.X.shape[1] == 2:
-            files.append(plot.decision_boundary(model, data.X, data.y, out / "boundary.png"))
+            plot.decision_boundary(model, data.X, data.y.reshape(-1), out / "boundary.png")
     elif data.X.dim() == 2 and data.X.shape[1] == 1:
         order = data.X[:, 0].argsort()
         X, y = data.X[order], data.y[order]
-        files.append(
-            plot.fit_snapshots(
-                X,
-                y,
-                [predict(model, X)],
-                [history.epochs[-1]],
-                [history["loss"][-1]],
-                path=out / "fit.png",
-            )
+        pred = predict(model, X)
+        if prep is not None:  # draw in the data's own units
+            column = prep.columns[0]
+            X = X * column.std + column.mean
+            y, pred = (t * prep.target_std + prep.target_mean for t in (y, pred))
+        plot.fit_snapshots(
+            X, y, [pred], [history.epochs[-1]], [history["loss"][-1]], path=out / "fit.png"
         )
-    return files
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
