@@ -495,3 +495,27 @@ def test_errors_are_handgrad_errors():
     assert issubclass(TargetIndexError, InputError) and issubclass(TargetIndexError, IndexError)
     with pytest.raises(ArgumentTypeError):
         hg.NLLLoss(weight=[1.0])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: hg.CrossEntropyLoss(torch.tensor([1.0, 2.0, 3.0]), None, 1, None, "sum", 0.1),
+        lambda: hg.NLLLoss(torch.tensor([0.5, 1.0, 2.0])),
+        lambda: hg.BCEWithLogitsLoss(torch.tensor([1.0, 2.0, 3.0]), pos_weight=torch.tensor([2.0])),
+    ],
+)
+def test_a_loss_with_class_weights_saves_and_loads(make, tmp_path):
+    loss = make()
+    hg.save(loss, tmp_path / "loss.safetensors")
+    back = hg.load(tmp_path / "loss.safetensors")
+    assert back.config().keys() == loss.config().keys()
+    for k, t in loss.state_dict().items():
+        assert torch.equal(back.state_dict()[k], t)
+    x = torch.randn(4, 3)
+    t = (
+        torch.tensor([0, 1, 2, 2])
+        if not isinstance(loss, hg.BCEWithLogitsLoss)
+        else torch.rand(4, 3)
+    )
+    assert torch.equal(back(x, t), loss(x, t))

@@ -17,7 +17,6 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,12 @@ def architecture(model: Module) -> dict[str, Any]:
     """The JSON-able description of model that ``build`` turns back into a module:
     ``{"type": <registered name>, **config()}``, module-valued config entries described the
     same way, and a module met again (one module at two places) as ``{"same_as": k}``, the
-    k-th module described (0 is model itself)."""
+    k-th module described (0 is model itself). A tensor argument that the module keeps in its
+    state_dict (a loss's class weights) is ``{"tensor": shape, "dtype": ...}``: its values are
+    saved with the state and loaded into it."""
     seen: dict[int, int] = {}
 
-    def describe(value: Any, owner_state: Sequence[int] = (), where: str = "") -> Any:
+    def describe(value: Any, in_state: bool = False, where: str = "") -> Any:
         if isinstance(value, Module):
             if id(value) in seen:
                 return {"same_as": seen[id(value)]}
@@ -54,17 +55,17 @@ def architecture(model: Module) -> dict[str, Any]:
                     f"save: {type(value).__qualname__} cannot be saved: only classes defined at "
                     "a module's top level can be found again by hg.load"
                 )
-            state = [id(t) for t in value.state_dict().values()]
-            config = {k: describe(v, state, f"{name}.{k}") for k, v in value.config().items()}
+            state = value.state_dict()
+            config = {k: describe(v, k in state, f"{name}.{k}") for k, v in value.config().items()}
             return {"type": name, **config}
         if isinstance(value, Tensor):  # a buffer given to the constructor (a loss's weight)
-            if id(value) not in owner_state:
+            if not in_state:
                 raise ArgumentTypeError(f"save: {where} is a tensor that is not saved with it")
             return {"tensor": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         if isinstance(value, (list, tuple)):
-            return [describe(v, owner_state, where) for v in value]
+            return [describe(v) for v in value]
         if isinstance(value, dict):
-            return {k: describe(v, owner_state, where) for k, v in value.items()}
+            return {k: describe(v) for k, v in value.items()}
         return value
 
     return describe(model)
