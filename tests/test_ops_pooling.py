@@ -178,6 +178,53 @@ def test_constant_pad(padding):
     )
 
 
+def test_max_unpool_puts_values_back_at_the_indices():
+    y, indices = F.max_pool2d(r(2, 3, 6, 5), 2, return_indices=True)
+    check_pair(
+        lambda t: ops.max_unpool_forward(t, indices, (6, 5)),
+        ops.max_unpool_backward,
+        lambda t: F.max_unpool2d(t, indices, 2, output_size=(6, 5)),
+        [y],
+    )
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.5])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_lp_pool(norm_type, ceil_mode):
+    x = r(2, 3, 7, 6).abs() + 0.1
+    check_pair(
+        lambda t: ops.lp_pool_forward(t, norm_type, (3, 2), (2, 2), ceil_mode),
+        ops.lp_pool_backward,
+        lambda t: F.lp_pool2d(t, norm_type, (3, 2), 2, ceil_mode),
+        [x],
+    )
+
+
+def test_pixel_and_channel_shuffles():
+    x = r(2, 3, 8, 4, 5)
+    check_pair(
+        lambda t: ops.pixel_shuffle_forward(t, 2),
+        ops.pixel_shuffle_backward,
+        lambda t: F.pixel_shuffle(t, 2),
+        [x],
+    )
+    x = r(2, 3, 8, 4, 6)
+    check_pair(
+        lambda t: ops.pixel_unshuffle_forward(t, 2),
+        ops.pixel_unshuffle_backward,
+        lambda t: F.pixel_unshuffle(t, 2),
+        [x],
+    )
+    x = r(2, 6, 4, 5)
+    check_pair(
+        lambda t: ops.channel_shuffle_forward(t, 3),
+        ops.channel_shuffle_backward,
+        lambda t: F.channel_shuffle(t, 3),
+        [x],
+    )
+
+
+_, POOLED_INDICES = F.max_pool2d(r(1, 2, 4, 4), 2, return_indices=True)
 GRADCHECK = [  # (op, inputs)
     ("max_pool", (r(1, 2, 5, 6), (2, 3), (2, 1), [(1, 1), (0, 1)], (2, 1), True)),
     ("avg_pool", (r(2, 2, 7), (3,), (2,), [(1, 1)], True, False)),
@@ -188,6 +235,11 @@ GRADCHECK = [  # (op, inputs)
     ("interpolate", (r(1, 2, 4), (7,), "nearest", False, (1.8,))),
     ("interpolate", (r(1, 2, 4, 3), (7, 2), "cubic", True)),
     ("constant_pad", (r(2, 3, 4), (1, -1, 2, 0), 0.5)),
+    ("max_unpool", (r(1, 2, 2, 2), POOLED_INDICES, (4, 4))),
+    ("lp_pool", (r(1, 2, 5, 4).abs() + 0.1, 2.5, (2, 2), (2, 1), True)),
+    ("pixel_shuffle", (r(1, 8, 2, 3), 2)),
+    ("pixel_unshuffle", (r(1, 2, 4, 6), 2)),
+    ("channel_shuffle", (r(2, 6, 3), 2)),
 ]
 
 

@@ -9,6 +9,7 @@ import itertools
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from parity import assert_matches_torch
 
 import handgrad as hg
@@ -314,3 +315,52 @@ def test_edge_padding(kind, nd, padding, shape):
         assert not torch_accepts(getattr(nn, name)(pad), x) or kind == "Circular"
         return
     assert_matches_torch(getattr(nn, name)(pad), [x], hg_module=getattr(hg, name)(pad))
+
+
+# ---- MaxUnpool, LPPool, PixelShuffle/Unshuffle, ChannelShuffle ----------------------------------
+@pytest.mark.parametrize("output_size", [None, "larger"])
+@pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), (3, 3, 1)], ids=ids)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_unpool(nd, k, s, p, output_size):
+    shape = (2, 2, *(7, 6, 5)[:nd])
+    y, indices = getattr(F, f"max_pool{nd}d")(values(shape), k, s, p, return_indices=True)
+    size = None if output_size is None else [d + 1 for d in shape[2:]]
+    unpool, mine = getattr(nn, f"MaxUnpool{nd}d"), getattr(hg, f"MaxUnpool{nd}d")
+    args = [y, indices] if size is None else [y, indices, size]
+    try:
+        unpool(k, s, p)(*args)
+    except (RuntimeError, ValueError):  # an index past the output, an output_size too far
+        with pytest.raises(hg.errors.HandgradError):
+            mine(k, s, p)(*args)
+        return
+    assert_matches_torch(unpool(k, s, p), args, hg_module=mine(k, s, p))
+    assert_matches_torch(unpool(k, s, p), [y[0], indices[0]])  # unbatched
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("stride", [None, 1, 2])
+@pytest.mark.parametrize("norm_type", [1, 2, 3.5])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_lp_pool(nd, norm_type, stride, ceil_mode):
+    x = values((2, 2, *(7, 6, 5)[:nd])).abs() + 0.1
+    args = (norm_type, 3, stride, ceil_mode)
+    cls = getattr(nn, f"LPPool{nd}d")
+    assert_matches_torch(cls(*args), [x], hg_module=getattr(hg, f"LPPool{nd}d")(*args))
+    assert_matches_torch(cls(*args), [x[0]])  # unbatched
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+@pytest.mark.parametrize("lead", [(2,), (), (2, 3)], ids=str)
+def test_pixel_shuffle_and_unshuffle(r, lead):
+    x = values((*lead, 2 * r * r, 3, 2))
+    assert_matches_torch(nn.PixelShuffle(r), [x], hg_module=hg.PixelShuffle(r))
+    x = values((*lead, 2, 3 * r, 2 * r))
+    assert_matches_torch(nn.PixelUnshuffle(r), [x], hg_module=hg.PixelUnshuffle(r))
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 6])
+@pytest.mark.parametrize("shape", [(2, 6, 3, 4), (2, 6, 5), (0, 6, 2, 2), (1, 6, 2, 2, 2)], ids=str)
+def test_channel_shuffle(groups, shape):
+    assert_matches_torch(
+        nn.ChannelShuffle(groups), [values(shape)], hg_module=hg.ChannelShuffle(groups)
+    )

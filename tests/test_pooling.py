@@ -81,6 +81,11 @@ def test_gradcheck_passes(make, shape):
         hg.UpsamplingBilinear2d(scale_factor=2),
         hg.ZeroPad2d((1, 2, -1, 0)),
         hg.ConstantPad1d(2, -0.5),
+        hg.ReflectionPad2d((1, 0, 2, 1)),
+        hg.MaxUnpool2d(3, 2, 1),
+        hg.LPPool2d(2.5, (2, 3), None, True),
+        hg.PixelShuffle(3),
+        hg.ChannelShuffle(2),
     ],
     ids=repr,
 )
@@ -185,6 +190,33 @@ BAD = [  # (constructor or call, error class, message)
     (lambda: hg.ReplicationPad1d(1)(torch.randn(2, 0, 4)), ShapeError, "non-empty"),
     (lambda: hg.CircularPad1d(5)(torch.randn(2, 3, 4)), ShapeError, "wraps around once"),
     (lambda: hg.CircularPad2d((1, 2, 3))(torch.randn(2, 3, 4)), ArgumentTypeError, "4 ints"),
+    (
+        lambda: hg.MaxUnpool2d(2)(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, 2)),
+        ArgumentTypeError,
+        "int64",
+    ),
+    (
+        lambda: hg.MaxUnpool2d(2)(torch.randn(1, 2, 2, 2), torch.zeros(1, 1, 2, 2).long()),
+        ShapeError,
+        "shape",
+    ),
+    (
+        lambda: hg.MaxUnpool2d(2)(torch.randn(1, 2, 2, 2), torch.full((1, 2, 2, 2), 16)),
+        ShapeError,
+        "outside",
+    ),
+    (
+        lambda: hg.MaxUnpool2d(2)(torch.randn(1, 2, 2, 2), torch.zeros(1, 2, 2, 2).long(), (6, 6)),
+        InputError,
+        "invalid output_size",
+    ),
+    (lambda: hg.LPPool2d(0, 2), InputError, "norm_type must not be 0"),
+    (lambda: hg.LPPool1d(2, 3)(torch.randn(1, 2, 2)), ShapeError, "too small"),
+    (lambda: hg.PixelShuffle(0), InputError, "upscale_factor must be positive"),
+    (lambda: hg.PixelShuffle(2)(torch.randn(2, 6, 3, 3)), ShapeError, r"\(\*, C·4, H, W\)"),
+    (lambda: hg.PixelUnshuffle(2)(torch.randn(2, 2, 5, 6)), ShapeError, "H·2"),
+    (lambda: hg.ChannelShuffle(3)(torch.randn(2, 4, 3)), ShapeError, "divisible by 3"),
+    (lambda: hg.ChannelShuffle(2)(torch.randn(2, 4)), ShapeError, r"\(N, C, \*\)"),
 ]
 
 

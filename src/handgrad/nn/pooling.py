@@ -276,3 +276,64 @@ class AvgPool3d(_AvgPoolOverrideNd):
     """Average over windows of (N, C, D, H, W) or (C, D, H, W)."""
 
     nd, torch_name = 3, "AvgPool3d"
+
+
+class _LPPoolNd(_PoolNd):
+    """y = (Σ_window x^p)^(1/p), by torch's formula: (sign(a)·relu(|a|)·K)^(1/p) with a the
+    average of x^p over the window (K its size). p = 1: sum pooling; large p: near max pooling.
+    dL/dx through each step (docs/math.md#lppool)."""
+
+    def __init__(
+        self,
+        norm_type: float,
+        kernel_size: Size,
+        stride: Size | None = None,
+        ceil_mode: bool = False,
+    ) -> None:
+        name = type(self).__name__
+        if not isinstance(norm_type, (int, float)) or isinstance(norm_type, bool):
+            raise ArgumentTypeError(f"{name}: norm_type must be a number, got {norm_type!r}")
+        if norm_type == 0:
+            raise InputError(f"{name}: norm_type must not be 0 (y = (Σ x^p)^(1/p))")
+        self.norm_type = norm_type
+        self._setup(kernel_size, stride, 0)
+        del self._given["padding"]
+        self._given["stride"] = _as_given(stride)  # torch keeps stride=None as None here
+        self.ceil_mode = bool(ceil_mode)
+
+    def config(self) -> dict[str, Any]:
+        return {"norm_type": self.norm_type, **self._given, "ceil_mode": self.ceil_mode}
+
+    def forward(self, x: Tensor) -> Tensor:
+        xb, unbatched = self._batched(x)  # (N, C, *S)
+        self._output_size(x, (1,) * self.nd, self.ceil_mode)
+        y, cache = ops.lp_pool_forward(
+            xb, self.norm_type, self.kernel_size, self.stride, self.ceil_mode
+        )
+        y = y.squeeze(0) if unbatched else y
+        self.push_cache((cache, y.shape, unbatched))
+        return y
+
+    def backward(self, dy: Tensor) -> Tensor:
+        cache, y_shape, unbatched = self.pop_cache()
+        self._check_grad_output(dy, y_shape)
+        dx = ops.lp_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
+        return dx.squeeze(0) if unbatched else dx
+
+
+class LPPool1d(_LPPoolNd):
+    """Power-average pooling over windows of (N, C, L) or (C, L)."""
+
+    nd, torch_name = 1, "LPPool1d"
+
+
+class LPPool2d(_LPPoolNd):
+    """Power-average pooling over windows of (N, C, H, W) or (C, H, W)."""
+
+    nd, torch_name = 2, "LPPool2d"
+
+
+class LPPool3d(_LPPoolNd):
+    """Power-average pooling over windows of (N, C, D, H, W) or (C, D, H, W)."""
+
+    nd, torch_name = 3, "LPPool3d"

@@ -30,6 +30,10 @@ __all__ = [
     "adaptive_avg_pool_backward",
     "adaptive_max_pool_forward",
     "adaptive_max_pool_backward",
+    "max_unpool_forward",
+    "max_unpool_backward",
+    "lp_pool_forward",
+    "lp_pool_backward",
 ]
 
 
@@ -264,3 +268,52 @@ def adaptive_max_pool_forward(x: Tensor, output_size: Sequence[int]) -> tuple[Te
 def adaptive_max_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
     """dL/dx: each dy added at its window's maximum, as max_pool_backward."""
     return max_pool_backward(dy, cache)
+
+
+def max_unpool_forward(
+    x: Tensor, indices: Tensor, output_size: Sequence[int]
+) -> tuple[Tensor, tuple]:
+    """The inverse of max pooling: y (N, C, *output_size) zero but for y[indices] = x (indices
+    as max pooling returns them; of duplicates, the last written stays, as torch's kernel)."""
+    N, C = x.shape[0], x.shape[1]
+    flat = (N, C, math.prod(x.shape[2:]))
+    y = x.new_zeros(N, C, math.prod(output_size))
+    y.scatter_(-1, indices.reshape(flat), x.reshape(flat))  # y[n, c, indices] = x
+    return y.view(N, C, *output_size), (indices, x.shape)
+
+
+def max_unpool_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, None]:
+    """dL/dx = dy read back at the indices; the indices get no gradient."""
+    indices, x_shape = cache
+    N, C = x_shape[0], x_shape[1]
+    flat = (N, C, math.prod(x_shape[2:]))
+    dx = dy.reshape(N, C, -1).gather(-1, indices.reshape(flat))  # dL/dx = dy[indices]
+    return dx.view(x_shape), None
+
+
+def lp_pool_forward(
+    x: Tensor,
+    norm_type: float,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    ceil_mode: bool = False,
+) -> tuple[Tensor, tuple]:
+    """y = (Σ_window x^p)^(1/p), torch's F.lp_pool formula step by step:
+    a = avg_pool(x^p), u = sign(a)·relu(|a|)·K, y = u^(1/p) (K the kernel's size)."""
+    p, K = norm_type, math.prod(kernel_size)
+    t = x.pow(p)  # (N, C, *S)
+    no_padding = [(0, 0)] * len(kernel_size)
+    a, avg_cache = avg_pool_forward(t, kernel_size, stride, no_padding, ceil_mode)
+    u = torch.sign(a) * torch.relu(a.abs()) * K  # (N, C, *out)
+    y = u.pow(1.0 / p)
+    return y, (x, p, K, a, u, avg_cache)
+
+
+def lp_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
+    """dL/dx through each step of the forward, as autograd takes them."""
+    x, p, K, a, u, avg_cache = cache
+    q = 1.0 / p
+    du = dy * q * u.pow(q - 1) if q != 0 else torch.zeros_like(u)  # dy/du = q u^(q-1)
+    da = du * K * (a.abs() > 0)  # d(sign(a) relu(|a|))/da = 1 where a ≠ 0     (N, C, *out)
+    dt = avg_pool_backward(da, avg_cache)  # dL/d(x^p)                          (N, C, *S)
+    return dt * p * x.pow(p - 1) if p != 0 else torch.zeros_like(x)  # d(x^p)/dx = p x^(p-1)

@@ -23,6 +23,12 @@ __all__ = [
     "interpolate_backward",
     "constant_pad_forward",
     "constant_pad_backward",
+    "pixel_shuffle_forward",
+    "pixel_shuffle_backward",
+    "pixel_unshuffle_forward",
+    "pixel_unshuffle_backward",
+    "channel_shuffle_forward",
+    "channel_shuffle_backward",
 ]
 
 Taps = list[tuple[Tensor, Tensor | None]]  # (index (out,), weight (out,) or None for 1)
@@ -218,3 +224,61 @@ def constant_pad_backward(dy: Tensor, cache: tuple) -> Tensor:
     if dy.numel() and dx.numel():
         dx[tuple(src)] = dy[tuple(dst)]
     return dx
+
+
+def _shuffle(x: Tensor, r: int) -> Tensor:
+    """(*, C·r², H, W) -> (*, C, H·r, W·r):
+    y[.., c, h·r + i, w·r + j] = x[.., c·r² + i·r + j, h, w]."""
+    *lead, Cr2, H, W = x.shape
+    C = Cr2 // (r * r)
+    y = x.reshape(*lead, C, r, r, H, W)  # (*, C, i, j, H, W)
+    y = y.permute(*range(len(lead)), -5, -2, -4, -1, -3)  # (*, C, H, i, W, j)
+    return y.reshape(*lead, C, H * r, W * r)
+
+
+def _unshuffle(x: Tensor, r: int) -> Tensor:
+    """(*, C, H·r, W·r) -> (*, C·r², H, W), the inverse of _shuffle."""
+    *lead, C, Hr, Wr = x.shape
+    H, W = Hr // r, Wr // r
+    y = x.reshape(*lead, C, H, r, W, r)  # (*, C, H, i, W, j)
+    y = y.permute(*range(len(lead)), -5, -3, -1, -4, -2)  # (*, C, i, j, H, W)
+    return y.reshape(*lead, C * r * r, H, W)
+
+
+def pixel_shuffle_forward(x: Tensor, upscale_factor: int) -> tuple[Tensor, tuple]:
+    """y (*, C, H·r, W·r): each r×r block gathered from r² channels of x (*, C·r², H, W)."""
+    return _shuffle(x, upscale_factor), (upscale_factor,)
+
+
+def pixel_shuffle_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, None]:
+    """dL/dx = dy moved back: the inverse rearrangement (pixel unshuffle)."""
+    (r,) = cache
+    return _unshuffle(dy, r), None
+
+
+def pixel_unshuffle_forward(x: Tensor, downscale_factor: int) -> tuple[Tensor, tuple]:
+    """y (*, C·r², H, W): each r×r block of x (*, C, H·r, W·r) spread over r² channels."""
+    return _unshuffle(x, downscale_factor), (downscale_factor,)
+
+
+def pixel_unshuffle_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, None]:
+    """dL/dx = dy moved back: the inverse rearrangement (pixel shuffle)."""
+    (r,) = cache
+    return _shuffle(dy, r), None
+
+
+def _channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    N, C = x.shape[0], x.shape[1]
+    y = x.reshape(N, groups, C // groups, *x.shape[2:])  # (N, g, C/g, *)
+    return y.transpose(1, 2).reshape(x.shape)  # channel g·k + i goes to i·groups + g
+
+
+def channel_shuffle_forward(x: Tensor, groups: int) -> tuple[Tensor, tuple]:
+    """y (N, C, *): the channels of x read as (groups, C/groups) and transposed."""
+    return _channel_shuffle(x, groups), (groups, x.shape[1])
+
+
+def channel_shuffle_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, None]:
+    """dL/dx = dy with the inverse permutation: a shuffle with C/groups groups."""
+    groups, C = cache
+    return _channel_shuffle(dy, C // groups), None
