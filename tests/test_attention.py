@@ -197,18 +197,19 @@ def test_encoder_layer_matches_torch(activation, norm_first, batch_first, bias):
     assert_matches_torch(m, [r(1, E, seed=5)], train=train)  # one token
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_encoder_layer_dropout_draws_as_torch(norm_first):
-    ref = nn.TransformerEncoderLayer(E, H, 16, 0.3, norm_first=norm_first).double()
+@pytest.mark.parametrize("norm_first,batch_first", [(False, False), (True, True)])
+def test_encoder_layer_dropout_draws_as_torch(norm_first, batch_first):
+    ref = nn.TransformerEncoderLayer(E, H, 16, 0.3, norm_first=norm_first, batch_first=batch_first)
+    ref = ref.double()
     mine = hg.from_torch(ref)
-    x = r(5, N, E)
+    x = r(N, 5, E) if batch_first else r(5, N, E)
     leaf = x.clone().requires_grad_(True)
     torch.manual_seed(4)
     y = ref(leaf)
     torch.manual_seed(4)
     y2 = mine(x)
     torch.testing.assert_close(y2, y.detach())
-    g = r(5, N, E, seed=7)
+    g = r(*y.shape, seed=7)
     auto = torch.autograd.grad((y * g).sum(), [leaf, *ref.parameters()])
     torch.testing.assert_close(mine.backward(g), auto[0])
     for p, a in zip(mine.parameters(), auto[1:]):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from handgrad.data.text import TextData, text  # noqa: F401  (re-exported: datasets.text)
 from handgrad.errors import InputError
 
 

@@ -118,11 +118,19 @@ class TransformerEncoderLayer(_KeywordCall):
     # ---- the two blocks ---------------------------------------------------------------------
     def _sa(self, x: Tensor, mask: Any, kpm: Any, is_causal: bool) -> Tensor:
         out, _ = self.self_attn(x, x, x, kpm, False, mask, True, is_causal)
+        if self.self_attn.batch_first and out.dim() == 3:
+            # torch's output here is a transposed view of (L, N, E), and torch's dropout draws
+            # its mask in memory order: drop in that layout to draw the same mask
+            return self.dropout1(out.transpose(0, 1)).transpose(0, 1)
         return self.dropout1(out)
 
     def _sa_backward(self, dy: Tensor) -> tuple[Tensor, Any, Any]:
         """(dL/dx: query, key and value are all x, so their gradients add; dkpm; dmask)."""
-        grads = self.self_attn.backward(self.dropout1.backward(dy), None)
+        if self.self_attn.batch_first and dy.dim() == 3:
+            dy = self.dropout1.backward(dy.transpose(0, 1)).transpose(0, 1)
+        else:
+            dy = self.dropout1.backward(dy)
+        grads = self.self_attn.backward(dy, None)
         dkpm, dmask = (grads[3], grads[5]) if len(grads) > 3 else (None, None)
         return grads[0] + grads[1] + grads[2], dkpm, dmask
 
