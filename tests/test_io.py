@@ -10,8 +10,8 @@ import torch
 import torch.nn as nn
 
 import handgrad as hg
-from handgrad.errors import NotSupportedError
 from handgrad import io
+from handgrad.errors import NotSupportedError
 
 
 def _model():

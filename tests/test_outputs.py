@@ -277,3 +277,29 @@ def test_stale_temporaries_of_killed_writes_are_removed(tmp_path):
     io.save_checkpoint(tmp_path / "c.safetensors", model, hg.optim.SGD(model.parameters()), 1)
     assert not stale.exists() and ours.exists() and keep.exists()
     assert io.is_checkpoint(tmp_path / "c.safetensors")
+
+
+def test_check_reports_the_users_errors_in_one_line(tmp_path, capsys):
+    (tmp_path / "l.py").write_text(
+        "class L:\n"
+        "    def __init__(self, n):\n"
+        "        if n < 0: raise ValueError('n must be >= 0')\n"
+        "    def forward(self, x): raise ValueError('boom')\n"
+        "    def backward(self, d): return d\n"
+    )
+    target = f"{tmp_path / 'l.py'}:L"
+    assert main(["check", target, "--args", "x"]) == 1
+    assert "--args: expected comma-separated numbers, got 'x'" in _error(capsys)
+    assert main(["check", target, "--args", "-1"]) == 1
+    assert "cannot build L(-1): ValueError: n must be >= 0" in _error(capsys)
+    assert main(["check", target, "--args", "3"]) == 1
+    assert "L raised ValueError: boom (--debug shows where in l.py)" in _error(capsys)
+
+
+def test_a_symlinked_out_folder_keeps_its_link(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    assert _train(tmp_path / "link") == 0
+    assert (tmp_path / "link").is_symlink() and (real / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]

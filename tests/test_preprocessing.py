@@ -291,3 +291,13 @@ def test_from_table_with_given_test_rows_and_a_dataframe_like_dict():
     assert d.preprocessing.columns[0].mean == pytest.approx(
         float(np.arange(20.0)[d.rows["train"]].mean())
     )
+
+
+def test_an_infinite_target_is_an_error():
+    with pytest.raises(InputError, match="target column 'y' holds an infinite value .data rows 1"):
+        Preprocessing.fit(Table({"a": [1, 2, 3], "y": ["inf", "3", "4"]}), "y")
+
+
+def test_a_loaded_model_without_preprocessing_says_none(tmp_path):
+    path = hg.save(hg.Sequential(hg.Linear(2, 2)), tmp_path / "m.safetensors")
+    assert hg.load(path).preprocessing is None

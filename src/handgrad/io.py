@@ -326,8 +326,8 @@ def save(
     }
     if tied:
         meta["tied"] = json.dumps(tied)
-    if preprocessing is None:
-        preprocessing = getattr(model, "preprocessing", None)
+    if preprocessing is None and isinstance(getattr(model, "preprocessing", None), Preprocessing):
+        preprocessing = model.preprocessing  # type: ignore[attr-defined]
     if preprocessing is not None:
         prep_tensors, prep_meta = preprocessing.state()
         tensors = {**tensors, **prep_tensors}
@@ -365,15 +365,17 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None)
     """Rebuild the model saved at `path`, in eval mode (fit() switches to training itself).
 
     The weights keep their saved dtype; `device` moves them. Every tensor's shape is checked
-    against the architecture before any is allocated. A file saved with preprocessing gives
-    the network with ``model.preprocessing`` set (its ``predict(model, table)`` applies it).
+    against the architecture before any is allocated. ``model.preprocessing`` is the
+    preprocessing saved with it (``model.preprocessing.predict(model, table)`` applies it),
+    or None.
     """
     tensors, meta = _read(path, "model")
     p = Path(path)
     tensors, prep = _split_preprocessing(tensors, meta, p)
     model = _rebuild(_architecture_from(meta, p, "architecture"), tensors, _tied_from(meta, p), p)
-    if prep is not None:
-        # not a Module: not a child, not in state_dict, not seen by to_torch
+    # None, or a Preprocessing: not a Module, so not a child, not in state_dict, not in to_torch
+    # (a model with a child of that name keeps its child)
+    if not isinstance(getattr(model, "preprocessing", None), Module):
         model.preprocessing = prep  # type: ignore[attr-defined]
     model.eval()
     return model.to(device) if device is not None else model

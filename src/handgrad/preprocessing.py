@@ -287,6 +287,12 @@ class Preprocessing:
                 f"target column {self.target!r} has {int(miss.sum())} missing value(s) "
                 f"(data rows {_rows_where(miss)}); drop those rows or choose another target"
             )
+        if values.dtype != object and not np.isfinite(values).all():
+            bad = ~np.isfinite(values)
+            raise InputError(
+                f"target column {self.target!r} holds an infinite value (data rows "
+                f"{_rows_where(bad)})"
+            )
         self.task = guess_task(values)[0] if task == "auto" else task
         if self.task in ("classification", "binary"):
             self.classes = _sorted_labels(values)  # every label in the file, train or not

@@ -26,19 +26,34 @@ TRAIN_EXAMPLES = """examples:
   handgrad train --data parabola --hidden 10 --optimizer sgd --lr 0.02 --batch-size 0 \\
       --epochs 2000 --out runs/parabola          (batch size 0 = full batch)
   handgrad train --data my.csv --target label --out runs/mine
+  handgrad train --data houses.csv --target price --task regression --impute median \\
+      --categorical rooms --drop id --out runs/houses
+  handgrad train --data digits --epochs 60 --checkpoint-every 10 --out runs/long
+  handgrad train --data digits --epochs 60 --resume runs/long.checkpoint.safetensors \\
+      --out runs/long                             (continue a run that was stopped)
   handgrad train --data mnist1d --arch cnn --optimizer adam --lr 0.01 --epochs 150 \\
       --batch-size 100 --out runs/mnist1d-cnn
 
+splits: training, validation (--val-fraction of the training data: the val_ numbers,
+--patience) and test (the dataset's own, or --test-fraction), scored once at the end.
+a CSV's numeric columns are standardised and its text columns one-hot, with statistics of
+the training split, saved in the model file; the task is guessed (and printed) or --task.
+
 writes into --out: model.safetensors, history.json, config.json, scores.json, curves.png,
-and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression)
+and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression).
+The run is written beside --out and replaces the previous run whole when complete; a folder
+holding other files is refused unless --force (which keeps them).
 """
 
 PREDICT_EXAMPLES = """examples:
   handgrad predict runs/digits/model.safetensors features.csv
   handgrad predict runs/digits/model.safetensors features.csv --out predictions.csv
 
-FILE is a CSV with a header row and one column per input feature (a column named by
---drop, such as the label, is ignored). Classification prints the class and its probability.
+FILE is a CSV with a header row. For a model trained on a CSV, its columns are matched by
+name (any order; others, such as the label, are ignored), the saved preprocessing is applied
+and classes come back as their own labels; otherwise the columns are the features in order
+(--drop leaves one out). Classification prints the class and its probability, regression
+the value in the target's units. --out never overwrites the model or FILE.
 """
 
 BENCH_EXAMPLES = """examples:
@@ -344,22 +359,40 @@ def _check(args: argparse.Namespace) -> int:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise InputError(f"{path} defines no {class_name}")
-    ctor_args = [float(a) if "." in a else int(a) for a in args.args.split(",") if a.strip()]
+    try:
+        ctor_args = [float(a) if "." in a else int(a) for a in args.args.split(",") if a.strip()]
+    except ValueError:
+        raise InputError(f"--args: expected comma-separated numbers, got {args.args!r}") from None
     try:
         obj = cls(*ctor_args)
-    except TypeError as exc:
+    except Exception as exc:  # noqa: BLE001 the user's constructor
         raise InputError(
-            f"cannot build {class_name}({', '.join(map(str, ctor_args))}): {exc}; "
-            "pass its arguments with --args"
-        ) from None
+            f"cannot build {class_name}({', '.join(map(str, ctor_args))}): "
+            f"{type(exc).__name__}: {exc}; pass its arguments with --args"
+        ) from exc
     torch.manual_seed(args.seed)
     x = torch.randn(args.input_shape, dtype=torch.float64)
     from handgrad.check import _is_loss
 
     inputs = [x, torch.rand(args.input_shape, dtype=torch.float64)] if _is_loss(obj) else [x]
-    report = gradcheck(obj, *inputs)
+    try:
+        report = gradcheck(obj, *inputs)
+    except Exception as exc:
+        if not _raised_in(exc, path):
+            raise  # a bug in handgrad: its traceback
+        raise InputError(
+            f"{class_name} raised {type(exc).__name__}: {exc} (--debug shows where in {path.name})"
+        ) from exc
     print(report)
     return 0 if report.ok else 1
+
+
+def _raised_in(exc: BaseException, path: Path) -> bool:
+    """Whether the exception came out of the user's file (its innermost frames are there)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(Path(f.filename).resolve() == path.resolve() for f in frames[-3:])
 
 
 def build_parser() -> argparse.ArgumentParser:

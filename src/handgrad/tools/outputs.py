@@ -101,9 +101,11 @@ def check_run_folder(
     inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """The --out FOLDER of a run, checked before training; returns it as a Path."""
-    folder = Path(out)
     if str(out) == "":
         raise InputError("--out: give a folder name")
+    folder = Path(out)
+    if folder.is_symlink():  # replace the folder it points to, keep the link
+        folder = folder.resolve()
     if _is_device(folder):
         raise InputError(f"--out: {out} is not a folder (a device or pipe)")
     if folder.exists() and not folder.is_dir():
