@@ -18,6 +18,15 @@ F64 = torch.float64
 INF = float("inf")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: torch's thread pool costs more than it gives on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def values(shape: tuple[int, ...], kind: str = "normal", seed: int = 0) -> torch.Tensor:
     """normal; ties (small integers: many equal maxima); -inf (some elements -inf, one window
     all -inf); constant (every element equal)."""
@@ -237,7 +246,7 @@ MODES = [  # mode, align_corners, spatial dims
     ("bicubic", True, 2),
 ]
 SIZES = [1, 4, 7, (2, 5, 3), (9, 6, 5)]
-SCALES = [0.6, 1.3, 1.7, 2.5, (1.7, 0.6, 2.0), (2, 1.3, 1)]
+SCALES = [0.6, 1.7, 2.5, (2, 1.3, 1)]
 
 
 def _size(value, nd):
@@ -300,7 +309,7 @@ def test_padding(nd, padding, shape):
 EDGE_PADS = [1, 3, -1, (2, -3, 1, 0, 0, 1), (-3, 2, 0, 1, 1, 0), (0, 4, -1, -1, 1, 0)]
 
 
-@pytest.mark.parametrize("shape", [(2, 2, 4, 3, 4), (2, 4, 3, 4), (0, 2, 4, 3, 4)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 2, 4, 3, 4), (2, 4, 3, 4)], ids=str)
 @pytest.mark.parametrize("padding", EDGE_PADS, ids=str)
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("kind", ["Reflection", "Replication", "Circular"])
@@ -315,6 +324,8 @@ def test_edge_padding(kind, nd, padding, shape):
         assert not torch_accepts(getattr(nn, name)(pad), x) or kind == "Circular"
         return
     assert_matches_torch(getattr(nn, name)(pad), [x], hg_module=getattr(hg, name)(pad))
+    if padding == 1:  # an empty batch
+        assert_matches_torch(getattr(nn, name)(pad), [values((0, *shape[-nd - 1 :]))])
 
 
 # ---- MaxUnpool, LPPool, PixelShuffle/Unshuffle, ChannelShuffle ----------------------------------

@@ -18,6 +18,15 @@ F64 = torch.float64
 NAN = float("nan")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: torch's thread pool costs more than it gives on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_max_pool_return_indices_and_backward_takes_dy_and_none():
     x = torch.randint(-2, 3, (2, 3, 7, 6)).to(F64)
     pool = hg.MaxPool2d(3, 2, 1, return_indices=True, ceil_mode=True)
@@ -55,11 +64,11 @@ def test_nan_propagates_and_its_index_is_torchs(torch_module):
 @pytest.mark.parametrize(
     "make,shape",
     [
-        (lambda: hg.MaxPool2d(3, 2, 1, 2, ceil_mode=True), (2, 2, 7, 7)),
+        (lambda: hg.MaxPool2d(3, 2, 1, 2, ceil_mode=True), (1, 2, 5, 5)),
         (lambda: hg.AvgPool1d(3, 2, 1, True, False), (2, 3, 8)),
         (lambda: hg.AvgPool2d(3, 2, 1, True, True, 5), (2, 2, 7, 6)),
         (lambda: hg.AdaptiveAvgPool2d((3, None)), (2, 2, 7, 5)),
-        (lambda: hg.AdaptiveMaxPool1d(4), (2, 2, 9)),
+        (lambda: hg.AdaptiveMaxPool1d(4), (1, 2, 7)),
         (lambda: hg.Upsample(scale_factor=1.7, mode="bilinear"), (1, 2, 3, 4)),
         (lambda: hg.Upsample((5, 2, 3), mode="trilinear", align_corners=True), (1, 2, 3, 4, 2)),
         (lambda: hg.ConstantPad2d((1, -1, 2, 0), 3.0), (2, 3, 4)),
