@@ -303,3 +303,14 @@ def test_a_symlinked_out_folder_keeps_its_link(tmp_path):
     assert _train(tmp_path / "link") == 0
     assert (tmp_path / "link").is_symlink() and (real / "model.safetensors").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_model_too_large_for_memory_is_refused_before_allocation(capsys, tmp_path):
+    argv = ["train", "--data", "digits", "--quiet", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--hidden", "100000,100000"]) == 1
+    assert "the model would have 10,007,600,010 parameters" in _error(capsys)
+    assert main([*argv, "--arch", "cnn", "--channels", "100000"]) == 1
+    assert "choose smaller --hidden or --channels" in _error(capsys)
+    (tmp_path / "l.py").write_text("class L:\n    pass\n")
+    assert main(["check", f"{tmp_path / 'l.py'}:L", "--input-shape", "100000,100000"]) == 1
+    assert "10,000,000,000 elements; a gradient check needs only a few" in _error(capsys)

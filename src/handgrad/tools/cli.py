@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -323,6 +324,9 @@ def _check_output_path(path: str, flag: str) -> None:
     check_output_file(path, flag)
 
 
+MAX_CHECK_ELEMENTS = 1_000_000  # float64 input and its copies: tens of MB, not the machine
+
+
 def _check(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -339,6 +343,11 @@ def _check(args: argparse.Namespace) -> int:
     if any(n < 1 for n in args.input_shape) or not args.input_shape:
         raise InputError(
             f"--input-shape: every size must be >= 1, got {','.join(map(str, args.input_shape))}"
+        )
+    if math.prod(args.input_shape) > MAX_CHECK_ELEMENTS:
+        raise InputError(
+            f"--input-shape: {math.prod(args.input_shape):,} elements; a gradient check needs "
+            f"only a few (at most {MAX_CHECK_ELEMENTS:,})"
         )
     spec = importlib.util.spec_from_file_location(path.stem, path)
     if spec is None or spec.loader is None:

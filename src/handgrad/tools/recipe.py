@@ -215,13 +215,25 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
     with activations, then Linear. For (C, H, W): two 3×3 Conv2d, 2×2 max pooling, two Linear.
     """
     act = ACTIVATIONS[config.activation]
-    ch = config.channels
 
     def drop() -> list[Module]:
         return [Dropout(config.dropout)] if config.dropout else []
 
+    convs, channels = _convs(input_shape, config)
+    head_in = channels * _per_channel(input_shape, config)
     if len(input_shape) == 2:
-        convs: list[Module] = [
+        return Sequential(*convs, *drop(), Linear(head_in, out_features))
+    return Sequential(
+        *convs, *drop(), Linear(head_in, 128), act(), *drop(), Linear(128, out_features)
+    )
+
+
+def _convs(input_shape: tuple[int, ...], config: TrainConfig) -> tuple[list[Module], int]:
+    """The convolution part of build_cnn, ending in Flatten, and its last channel count."""
+    act = ACTIVATIONS[config.activation]
+    ch = config.channels
+    if len(input_shape) == 2:
+        return [
             Conv1d(input_shape[0], ch, 5, stride=2, padding=1),
             act(),
             Conv1d(ch, ch, 3, stride=2, padding=1),
@@ -229,22 +241,16 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
             Conv1d(ch, ch, 3, stride=2, padding=1),
             act(),
             Flatten(),
-        ]
-        head_in = _flat_size(convs, input_shape)
-        return Sequential(*convs, *drop(), Linear(head_in, out_features))
+        ], ch
     if len(input_shape) == 3:
-        convs = [
+        return [
             Conv2d(input_shape[0], ch, 3, padding=1, algorithm=config.conv_algorithm),
             act(),
             Conv2d(ch, 2 * ch, 3, padding=1, algorithm=config.conv_algorithm),
             act(),
             MaxPool2d(2),
             Flatten(),
-        ]
-        head_in = _flat_size(convs, input_shape)
-        return Sequential(
-            *convs, *drop(), Linear(head_in, 128), act(), *drop(), Linear(128, out_features)
-        )
+        ], 2 * ch
     raise InputError(
         f"--arch cnn needs image-shaped inputs (C, L) or (C, H, W), got "
         f"{input_shape}; digits and mnist1d give them, CSV files do not"
@@ -252,11 +258,41 @@ def build_cnn(input_shape: tuple[int, ...], out_features: int, config: TrainConf
 
 
 @no_cache()
-def _flat_size(layers: list[Module], input_shape: tuple[int, ...]) -> int:
-    x = torch.zeros(1, *input_shape)
-    for layer in layers:
-        x = layer(x)
-    return int(x.shape[1])
+def _per_channel(input_shape: tuple[int, ...], config: TrainConfig) -> int:
+    """Outputs per channel of the convolutions: a one-channel twin run on the CPU (so it works
+    while the model is built on the meta device), drawing nothing from the global RNG."""
+    with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+        layers, channels = _convs(input_shape, replace(config, channels=1))
+        x = torch.zeros(1, *input_shape)
+        for layer in layers:
+            x = layer(x)
+    return int(x.shape[1]) // channels
+
+
+def build_model(config: TrainConfig, data: datasets.Dataset) -> Sequential:
+    """The configured network for data's input shape and outputs."""
+    if config.arch == "cnn":
+        return build_cnn(tuple(data.X.shape[1:]), data.out_features, config)
+    return build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
+
+
+BYTES_PER_PARAMETER = 16  # float32 weight, gradient and two Adam moments
+
+
+def _check_size(model: Module) -> None:
+    """Refuse a model whose weights, gradients and optimizer state would take more than half
+    of this machine's memory (counted on the meta device, so nothing is allocated)."""
+    n = sum(p.numel() for p in model.parameters())
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if n * BYTES_PER_PARAMETER > memory / 2:
+        raise InputError(
+            f"the model would have {n:,} parameters, about {n * BYTES_PER_PARAMETER / 2**30:.0f} "
+            f"GiB to train, more than half of this machine's {memory / 2**30:.0f} GiB; "
+            "choose smaller --hidden or --channels"
+        )
 
 
 def _loss(config: TrainConfig, task: str) -> Loss:
@@ -421,11 +457,10 @@ def run(config: TrainConfig) -> RunResult:
     assert data.X_test is not None and data.y_test is not None
     if rank == 0:
         print(describe(data), flush=True)
+    with torch.device("meta"):  # the size first, without memory: a model that cannot fit
+        _check_size(build_model(config, data))  # is refused, not killed by the system
     torch.manual_seed(config.seed)
-    if config.arch == "cnn":
-        model = build_cnn(tuple(data.X.shape[1:]), data.out_features, config)
-    else:
-        model = build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
+    model = build_model(config, data)
     loss = _loss(config, data.task)
     opt, scheduler = _optimizer_and_schedule(model, config)
     metric_list = _metrics(data)
