@@ -116,6 +116,19 @@ def test_a_module_called_twice_is_backpropagated_in_reverse():
         pool.backward(upstream((1, 2, 3)))
 
 
+@pytest.mark.parametrize("scale", [0.6, 1.3, 1.7, 2.2, 1 / 3])
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "bilinear", "bicubic"])
+def test_upsample_in_float32_picks_torchs_elements(mode, scale):
+    """torch computes the source index in float32 for float32 input: the same elements."""
+    x = torch.randn(2, 3, 7, 10)
+    ref = nn.Upsample(scale_factor=scale, mode=mode)
+    mine = hg.Upsample(scale_factor=scale, mode=mode)
+    if mode.startswith("nearest"):
+        assert torch.equal(mine(x), ref(x))
+    else:
+        assert_close(mine(x), ref(x), rtol=1e-5, atol=1e-5)  # the sums in another order
+
+
 def test_integer_inputs_where_torch_takes_them():
     x = torch.randint(-9, 9, (2, 3, 7, 6))
     for dtype in (torch.int8, torch.int32, torch.int64):
