@@ -326,3 +326,17 @@ def test_train_cnn_with_winograd_convolutions(tmp_path):
 def test_unknown_conv_algorithm_is_refused():
     with pytest.raises(ValueError, match="unknown conv_algorithm 'fft'"):
         TrainConfig(arch="cnn", conv_algorithm="fft").check()
+
+
+def test_validation_numbers_come_from_the_validation_split(tmp_path, capsys, monkeypatch):
+    import json
+
+    monkeypatch.delenv("HANDGRAD_DEBUG", raising=False)
+    assert _train_spiral(tmp_path / "run", "--val-fraction", "0.25", "--patience", "2") == 0
+    assert "split: train 180, validation 60, test 60 examples" in capsys.readouterr().out
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
+    assert min(history["val_loss"]) == pytest.approx(scores["val"]["loss"])  # best epoch kept
+    assert scores["test"]["loss"] != pytest.approx(scores["val"]["loss"])
+    assert _train_spiral(tmp_path / "r2", "--val-fraction", "0", "--patience", "3") == 1
+    assert "--patience needs a validation split" in capsys.readouterr().err

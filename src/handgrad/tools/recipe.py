@@ -122,6 +122,8 @@ class TrainConfig:
             raise InputError(f"need dropout in [0, 1), got {self.dropout}")
         if self.patience is not None and self.patience < 0:
             raise InputError(f"--patience must be >= 0, got {self.patience}")
+        if self.patience and self.val_fraction == 0:
+            raise InputError("--patience needs a validation split: --val-fraction above 0")
         if any(h < 1 for h in self.hidden):
             raise InputError(f"hidden widths must be >= 1, got {self.hidden}")
         if not 0 <= self.val_fraction < 1 or not 0 < self.test_fraction < 1:
