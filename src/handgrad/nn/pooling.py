@@ -65,6 +65,7 @@ class _PoolNd(Module):
     """Shared by max and average pooling: the window geometry and the input checks."""
 
     nd = 2
+    integers: tuple[torch.dtype, ...] = ()  # the integer dtypes torch's kernel takes too
 
     def _setup(self, kernel_size: Size, stride: Size | None, padding: Size) -> None:
         name, nd = type(self).__name__, self.nd
@@ -98,8 +99,6 @@ class _PoolNd(Module):
                 f"of {tuple(out)}: too small"
             )
         return out
-
-    integers: tuple[torch.dtype, ...] = ()  # the integer dtypes torch's kernel takes too
 
     def _batched(self, x: Tensor) -> tuple[Tensor, bool]:
         unbatched = check_spatial_input(self, x, self.nd, integers=self.integers)
