@@ -10,6 +10,10 @@ from torch import Tensor
 
 from handgrad import ops
 
+# The tests' tensors are small: one thread is as fast as two, and never waits for a core that
+# another process holds (docs/benchmarks.md#threads). Tests of the thread policy set their own.
+torch.set_num_threads(1)
+
 SHAPES = [(5,), (4, 3), (2, 3, 4)]
 
 

@@ -101,7 +101,7 @@ def test_residual_equals_autograd_and_round_trips(tmp_path):
     assert isinstance(loaded, hg.Residual) and torch.equal(loaded(x), block.eval()(x))
     with pytest.raises(ValueError, match="Residual: fn must keep the input's shape"):
         hg.Residual(hg.Linear(4, 2))(torch.randn(3, 4))
-    with pytest.raises(TypeError, match="no equivalent of Residual"):
+    with pytest.raises(TypeError, match="not supported: Residual"):
         hg.to_torch(block)
 
 

@@ -22,15 +22,6 @@ CONV_ARGS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Hundreds of tiny products: one thread is faster than two contending for a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 ALGORITHMS = {
     "reference": "reference",
     "auto": "auto",

@@ -19,16 +19,6 @@ from handgrad.kernels import Im2col
 MODES = ["zeros", "reflect", "replicate", "circular"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Thousands of tiny products: one thread is several times faster than two threads
-    contending on a shared machine (and gives the same numbers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPATIAL = {1: (7,), 2: (6, 5)}
 
 

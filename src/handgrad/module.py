@@ -83,8 +83,8 @@ class Module:
     def backward(self, *grads: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must implement backward()")
 
-    def __call__(self, *inputs: Any) -> Any:
-        out = self.forward(*inputs)
+    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
+        out = self.forward(*inputs, **kwargs)  # keyword options too, as torch's forward takes
         if _mode.calls is not None:
             _mode.calls.append((self, out))
         return out

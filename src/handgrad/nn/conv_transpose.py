@@ -90,9 +90,6 @@ class _ConvTransposeNd(Module):
             "padding_mode": self.padding_mode,
         }
 
-    def __call__(self, input: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
-        return super().__call__(input, output_size)  # output_size by keyword too, as torch
-
     def _output_padding(self, x: Tensor, output_size: Sequence[int] | None) -> tuple[int, ...]:
         """output_padding, or the one that gives output_size (torch's rule: any size from the
         smallest output up to stride - 1 more)."""
