@@ -10,11 +10,13 @@ from conftest import (
     assert_close,
     autograd_grads,
     check_pair,
+    pair,
     r,
     upstream,
 )
 
 from handgrad import ops
+from handgrad.check import gradcheck
 
 F64 = torch.float64
 
@@ -164,3 +166,21 @@ def test_sum_to_is_the_adjoint_of_broadcasting(shape, to):
     g = r(*shape)
     _, (expected,) = autograd_grads(lambda t: t.expand(shape), [torch.zeros(to, dtype=F64)], g)
     assert_close(ops.sum_to(g, torch.Size(to)), expected)
+
+
+# ---- gradcheck of every pair (autograd and finite differences) ----------------------------------
+@pytest.mark.parametrize(
+    "op,inputs",
+    [
+        ("conv", (r(2, 4, 6, 5), r(4, 2, 3, 2), r(4), (1, 2), ((1, 1), (0, 1)), (1, 1), 2)),
+        ("edge_pad", (r(2, 3, 5, 4), ((2, 1), (1, 3)), "reflect")),
+        ("edge_pad", (r(2, 3, 5), ((3, 2),), "circular")),
+        ("edge_pad", (r(1, 2, 3, 3), ((1, 2), (2, 0)), "replicate")),
+        ("conv_transpose", (r(2, 4, 3, 4), r(4, 3, 3, 2), r(6), (2, 1), (1, 0), (1, 0), (1, 2), 2)),
+        ("conv_transpose", (r(1, 2, 5), r(2, 3, 3), None, (3,), (1,), (2,), (1,), 1)),
+    ],
+)
+def test_gradcheck(op, inputs):
+    report = gradcheck(pair(op), *inputs)
+    assert report.ok, str(report)
+    assert {c.reference for c in report.comparisons} == {"autograd", "finite differences"}
