@@ -7,6 +7,7 @@ place, so code written against torch catches them unchanged:
     InputError(ValueError)              a value is wrong: p=2 for Dropout, reduction="avg"
     ShapeError(InputError, RuntimeError) a tensor's shape or dtype does not fit the module
                                         (torch raises RuntimeError from inside its kernels)
+    DimensionError(ShapeError, IndexError) a dim out of range for the input (torch: IndexError)
     ArgumentTypeError(TypeError)        an argument of the wrong type: a list where a tensor goes
     NotSupportedError(InputError, TypeError) a torch option handgrad does not reproduce;
                                         the message reads "not supported: <option>"
@@ -35,6 +36,10 @@ class InputError(HandgradError, ValueError):
 
 class ShapeError(InputError, RuntimeError):
     """A tensor whose shape or dtype the module cannot take."""
+
+
+class DimensionError(ShapeError, IndexError):
+    """A dim argument out of range for the input (torch's IndexError)."""
 
 
 class ArgumentTypeError(HandgradError, TypeError):
@@ -72,6 +77,7 @@ __all__ = [
     "HandgradError",
     "InputError",
     "ShapeError",
+    "DimensionError",
     "ArgumentTypeError",
     "NotSupportedError",
     "TargetIndexError",

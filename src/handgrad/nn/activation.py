@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
+from handgrad.errors import ArgumentTypeError, DimensionError, InputError, ShapeError, UsageError
 from handgrad.module import Module
 
 
@@ -374,7 +374,7 @@ class _AlongDim(Activation):
             dim = 0 if x.dim() in (0, 1, 3) else 1
         ndim = max(x.dim(), 1)
         if not -ndim <= dim < ndim:
-            raise ShapeError(
+            raise DimensionError(
                 f"{self._short_name()}: dim {dim} is out of range for an input of shape "
                 f"{tuple(x.shape)} (expected -{ndim} <= dim < {ndim})"
             )

@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from handgrad import ops
-from handgrad.errors import ArgumentTypeError, NotSupportedError, ShapeError
+from handgrad.errors import ArgumentTypeError, DimensionError, NotSupportedError, ShapeError
 from handgrad.module import Module
 
 
@@ -40,7 +40,7 @@ class Flatten(Module):
         ndim = max(x.dim(), 1)
         for d in (self.start_dim, self.end_dim):
             if not -ndim <= d < ndim:
-                raise ShapeError(
+                raise DimensionError(
                     f"{self._short_name()}: dim {d} is out of range for an input of shape "
                     f"{tuple(x.shape)}"
                 )
