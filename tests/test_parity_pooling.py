@@ -375,3 +375,21 @@ def test_channel_shuffle(groups, shape):
     assert_matches_torch(
         nn.ChannelShuffle(groups), [values(shape)], hg_module=hg.ChannelShuffle(groups)
     )
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 3, 4), (2, 2, 3, 4)], ids=str)
+@pytest.mark.parametrize("padding", [(1, 1), (1, 0, 0, 1, 1, 1), ()], ids=str)
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["Zero", "Constant", "Reflection", "Replication", "Circular"])
+def test_a_padding_tuple_pads_its_own_number_of_dims(kind, nd, padding, shape):
+    """torch keeps a tuple as given: ZeroPad2d((1, 1)) pads the last dim only, and the input
+    dims each mode takes follow from the tuple's length."""
+    name, x = f"{kind}Pad{nd}d", values(shape)
+    args = (padding,) if kind != "Constant" else (padding, 1.5)
+    try:
+        getattr(nn, name)(*args)(x)
+    except (RuntimeError, ValueError, NotImplementedError):
+        with pytest.raises(hg.errors.HandgradError):
+            getattr(hg, name)(*args)(x)
+        return
+    assert_matches_torch(getattr(nn, name)(*args), [x], hg_module=getattr(hg, name)(*args))

@@ -21,14 +21,26 @@ class _PadNd(Module):
     """Shared by the padding modules: padding, torch's flat (left, right, top, bottom, ...)."""
 
     nd = 1
+    max_length = 1 << 30  # F.pad's constant mode pads any number of dims
     padding: tuple[int, ...]
 
     def _set_padding(self, padding: Padding) -> None:
+        """An int pads the class's nd dims on both sides; a tuple, as torch keeps it, pads
+        len/2 last dims, whatever nd (torch's ZeroPad2d((1, 1)) pads the last dim only)."""
         name, n = type(self).__name__, 2 * self.nd
         t = tuple(padding) if isinstance(padding, (tuple, list)) else (padding,) * n
-        if len(t) != n or not all(isinstance(p, int) and not isinstance(p, bool) for p in t):
-            raise ArgumentTypeError(f"{name}: padding must be an int or {n} ints, got {padding!r}")
+        if (
+            (not t and self.max_length <= 6)  # F.pad's other modes need a padding
+            or len(t) % 2
+            or len(t) > self.max_length
+            or not all(isinstance(p, int) and not isinstance(p, bool) for p in t)
+        ):
+            raise ArgumentTypeError(
+                f"{name}: padding must be an int or {n} ints (an even number of ints, "
+                f"(left, right, top, bottom, ...)), got {padding!r}"
+            )
         self.padding = t
+        self.padded_dims = len(t) // 2
 
 
 class _ConstantPadNd(_PadNd):
@@ -45,11 +57,12 @@ class _ConstantPadNd(_PadNd):
         name = self._short_name()
         if not isinstance(x, Tensor):
             raise ArgumentTypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-        if x.dim() < self.nd:
+        if x.dim() < self.padded_dims:
             raise ShapeError(
-                f"{name}: expected an input with at least {self.nd} dims, got {tuple(x.shape)}"
+                f"{name}: expected an input with at least {self.padded_dims} dims, got "
+                f"{tuple(x.shape)}"
             )
-        for j in range(self.nd):
+        for j in range(self.padded_dims):
             size, before, after = x.shape[-1 - j], *self.padding[2 * j : 2 * j + 2]
             if size + min(before, 0) + min(after, 0) < 0:
                 raise ShapeError(
@@ -125,6 +138,7 @@ class _EdgePadNd(_PadNd):
     padding with a negative side crops first and wraps the rest, as torch."""
 
     mode = "reflect"
+    max_length = 6  # F.pad's other modes pad 1, 2 or 3 dims
 
     def __init__(self, padding: Padding) -> None:
         self._set_padding(padding)
@@ -133,11 +147,14 @@ class _EdgePadNd(_PadNd):
         return {"padding": self.padding}
 
     def _check(self, x: Any) -> None:
-        name, nd = self._short_name(), self.nd
+        name, nd = self._short_name(), self.padded_dims
         if not isinstance(x, Tensor):
             raise ArgumentTypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
         empty_ok = 1 if self.mode == "circular" else 0  # torch's circular takes C = 0
-        if x.dim() not in (nd + 1, nd + 2) or 0 in x.shape[x.dim() - nd - 1 + empty_ok :]:
+        dims: tuple[int, ...] = (nd + 1, nd + 2)
+        if self.mode == "circular":  # torch's CircularPadNd checks its own dims as well
+            dims = tuple(d for d in dims if d in (self.nd + 1, self.nd + 2))
+        if x.dim() not in dims or 0 in x.shape[x.dim() - nd - 1 + empty_ok :]:
             raise ShapeError(
                 f"{name}: expected input (N, C, *S) or (C, *S) with {nd} non-empty spatial "
                 f"dims, got shape {tuple(x.shape)}"
@@ -162,14 +179,15 @@ class _EdgePadNd(_PadNd):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        unbatched = x.dim() == self.nd + 1
+        nd = self.padded_dims
+        unbatched = x.dim() == nd + 1
         xb = x.unsqueeze(0) if unbatched else x  # (N, C, *S)
         crop_cache = None
         padding = self.padding
         if self.mode == "circular" and min(padding) < 0:  # torch crops first, then wraps
             xb, crop_cache = ops.constant_pad_forward(xb, [min(p, 0) for p in padding])
             padding = tuple(max(p, 0) for p in padding)
-        pairs = [(padding[2 * j], padding[2 * j + 1]) for j in reversed(range(self.nd))]
+        pairs = [(padding[2 * j], padding[2 * j + 1]) for j in reversed(range(nd))]
         y, cache = ops.edge_pad_forward(xb, pairs, self.mode)  # pairs: first spatial dim first
         y = y.squeeze(0) if unbatched else y
         self.push_cache((cache, crop_cache, y.shape, unbatched))
