@@ -179,6 +179,8 @@ BAD = [  # (constructor or call, error class, message)
     (lambda: hg.MaxPool2d(2)([[1.0]]), ArgumentTypeError, "expected a torch.Tensor"),
     (lambda: hg.AdaptiveAvgPool1d(None), ArgumentTypeError, "output_size must be an int"),
     (lambda: hg.AdaptiveAvgPool1d((2, 2)), ArgumentTypeError, "output_size"),
+    (lambda: hg.AdaptiveAvgPool2d(None), ArgumentTypeError, "output_size"),
+    (lambda: hg.AdaptiveMaxPool2d((2,)), ArgumentTypeError, "a tuple of 2 ints or Nones"),
     (lambda: hg.AdaptiveMaxPool2d((2, 2, 2)), ArgumentTypeError, "output_size"),
     (lambda: hg.AdaptiveAvgPool2d(-1), InputError, "output_size must be >= 0"),
     (lambda: hg.AdaptiveAvgPool2d(2)(torch.randn(1, 1, 0, 3)), ShapeError, "non-empty"),

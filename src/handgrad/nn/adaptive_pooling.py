@@ -21,13 +21,13 @@ class _AdaptivePoolNd(Module):
     """Shared by the adaptive pools: output_size and the input checks."""
 
     nd = 2
-    empty_channels = True  # torch's adaptive max pooling refuses C = 0, its average does not
+    empty_channels = True  # torch's adaptive max pooling refuses C = 0, its 1-D/2-D average not
 
     def _set_output_size(self, output_size: OutputSize) -> None:
         name, nd = type(self).__name__, self.nd
-        sizes = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,)
-        sizes = sizes * nd if len(sizes) == 1 else sizes
-        none_ok = nd > 1  # torch: None keeps that dim's size, 2-D only
+        given_tuple = isinstance(output_size, (tuple, list))
+        sizes = tuple(output_size) if given_tuple else (output_size,) * nd  # an int: all dims
+        none_ok = nd > 1 and given_tuple  # torch: a None in a tuple keeps that dim's size
         if len(sizes) != nd or not all(
             (s is None and none_ok) or (isinstance(s, int) and not isinstance(s, bool))
             for s in sizes
