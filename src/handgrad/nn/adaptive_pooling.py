@@ -26,7 +26,9 @@ class _AdaptivePoolNd(Module):
     def _set_output_size(self, output_size: OutputSize) -> None:
         name, nd = type(self).__name__, self.nd
         given_tuple = isinstance(output_size, (tuple, list))
-        sizes = tuple(output_size) if given_tuple else (output_size,) * nd  # an int: all dims
+        sizes: tuple[Any, ...] = (
+            tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * nd
+        )  # an int: every dim
         none_ok = nd > 1 and given_tuple  # torch: a None in a tuple keeps that dim's size
         if len(sizes) != nd or not all(
             (s is None and none_ok) or (isinstance(s, int) and not isinstance(s, bool))
