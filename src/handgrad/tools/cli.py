@@ -108,7 +108,7 @@ def _lab(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}")
     if not args.no_figure and (not args.task or "4.4" in args.task):
-        _check_output_path(args.figure, "--figure")
+        _check_output_path(args.figure, "--figure", make_folders=True)
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
     figure = None if args.no_figure else args.figure
@@ -317,11 +317,11 @@ def _announce(i: int, cases: Sequence[Any]) -> Any:
     return cases[i]
 
 
-def _check_output_path(path: str, flag: str) -> None:
+def _check_output_path(path: str, flag: str, make_folders: bool = False) -> None:
     """Refuse an output file path that cannot be written, before any work is done."""
     from handgrad.tools.outputs import check_output_file
 
-    check_output_file(path, flag)
+    check_output_file(path, flag, make_folders=make_folders)
 
 
 MAX_CHECK_ELEMENTS = 1_000_000  # float64 input and its copies: tens of MB, not the machine

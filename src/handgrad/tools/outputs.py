@@ -70,10 +70,13 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 
 def check_output_file(
-    path: str | os.PathLike[str], flag: str, inputs: Iterable[str | os.PathLike[str]] = ()
+    path: str | os.PathLike[str],
+    flag: str,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    make_folders: bool = True,
 ) -> Path:
-    """An output FILE path: not a folder, not a device, in a folder that exists (or can be
-    made) and can be written, and not the same file as any of `inputs`."""
+    """An output FILE path: not a folder, not a device, in a folder that exists (or, with
+    `make_folders`, can be made) and can be written, and not the same file as any of `inputs`."""
     target = Path(path)
     if str(path) == "" or target.is_dir():
         raise InputError(f"{flag}: {path} is a folder; give a file name")
@@ -82,6 +85,8 @@ def check_output_file(
     for other in inputs:
         if same_file(target, other) or target.absolute() == Path(other).absolute():
             raise InputError(f"{flag}: {path} is also an input ({other}); it would be overwritten")
+    if not make_folders and not target.absolute().parent.is_dir():
+        raise InputError(f"{flag}: folder {target.parent} does not exist")
     parent = _nearest_existing(target.parent)
     if not parent.is_dir():
         raise InputError(f"{flag}: {parent} is a file, not a folder")
