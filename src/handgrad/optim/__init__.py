@@ -2,25 +2,16 @@
 and torch.optim.lr_scheduler name them."""
 
 from handgrad.optim import lr_scheduler
-from handgrad.optim.compose import ChainedScheduler, SequentialLR
-from handgrad.optim.cyclic import CosineAnnealingWarmRestarts, CyclicLR
-from handgrad.optim.onecycle import OneCycleLR
-from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.optimizers import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, RMSprop
-from handgrad.optim.plateau import ReduceLROnPlateau
-from handgrad.optim.schedule import (
-    ConstantLR,
+from handgrad.optim.lr_scheduler import *  # noqa: F403 (every schedule, as torch.optim has them)
+from handgrad.optim.lr_scheduler import (
     CosineAnnealingLR,
     ExponentialLR,
     InverseTimeDecay,
-    LambdaLR,
-    LinearLR,
     LRScheduler,
-    MultiplicativeLR,
-    MultiStepLR,
-    PolynomialLR,
     StepLR,
 )
+from handgrad.optim.optimizer import Optimizer
+from handgrad.optim.optimizers import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, RMSprop
 
 SCHEDULES: dict[str, type[LRScheduler]] = {
     "step": StepLR,
@@ -38,23 +29,7 @@ __all__ = [
     "AdamW",
     "Optimizer",
     "OPTIMIZERS",
-    "LRScheduler",
-    "LambdaLR",
-    "MultiplicativeLR",
-    "StepLR",
-    "MultiStepLR",
-    "ConstantLR",
-    "LinearLR",
-    "ExponentialLR",
-    "PolynomialLR",
-    "CosineAnnealingLR",
-    "InverseTimeDecay",
-    "SequentialLR",
-    "ChainedScheduler",
-    "OneCycleLR",
-    "CyclicLR",
-    "CosineAnnealingWarmRestarts",
-    "ReduceLROnPlateau",
+    *lr_scheduler.__all__,
     "SCHEDULES",
     "lr_scheduler",
 ]
