@@ -235,7 +235,8 @@ def _fit(
             logs.update({f"val_{k}": v for k, v in scores.items()})
         if scheduler is not None and getattr(scheduler, "interval", "epoch") == "epoch":
             if getattr(scheduler, "needs_metric", False):  # ReduceLROnPlateau
-                scheduler.step(logs.get("val_loss", logs["loss"]))
+                plateau: Any = scheduler  # its step takes the metric
+                plateau.step(logs.get("val_loss", logs["loss"]))
             else:
                 scheduler.step()
         history.append(epoch, logs)
