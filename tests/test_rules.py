@@ -106,3 +106,31 @@ def test_every_package_file_is_scanned_or_deliberately_exempt():
     scanned = {p.relative_to(PACKAGE).as_posix() for p in COMPUTE_PATH}
     assert REFERENCE_SIDE <= files and files == scanned | REFERENCE_SIDE
     assert {"module.py", "ops/linear.py", "nn/linear.py", "kernels/im2col.py"} <= scanned
+
+
+# ---- errors: every check raises a handgrad.errors class (docs/design.md#errors) ----------------
+BARE = ("ValueError", "TypeError", "KeyError", "IndexError")
+
+
+def bare_raises(source: str) -> list[str]:
+    """`raise ValueError(...)` and friends: a user's mistake must be a HandgradError, so the
+    command line can tell it from a bug."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            func = node.exc.func
+            if isinstance(func, ast.Name) and func.id in BARE:
+                found.append(f"line {node.lineno}: raise {func.id}")
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_checks_raise_handgrad_errors(path):
+    assert not bare_raises(path.read_text()), bare_raises(path.read_text())
+
+
+def test_the_error_scanner_catches_a_bare_raise():
+    assert bare_raises("def f():\n    raise ValueError('x')\n") == ["line 2: raise ValueError"]
+    assert not bare_raises("def f():\n    raise InputError('x')\n")
