@@ -67,8 +67,8 @@ def torch_twin(model: hg.GPT, dropout: float):
 
         def forward(self, idx: torch.Tensor) -> torch.Tensor:
             T = idx.shape[1]
-            x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T)))
-            mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+            x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device)))
+            mask = torch.ones(T, T, dtype=torch.bool, device=idx.device).triu(1)
             for block in self.blocks:
                 x = block(x, mask, None, True)
             return self.head(self.ln_f(x))

@@ -34,8 +34,8 @@ class TorchGPT(nn.Module):
 
     def forward(self, idx):
         T = idx.shape[1]
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T)))
-        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device)))
+        mask = torch.ones(T, T, dtype=torch.bool, device=idx.device).triu(1)
         for block in self.blocks:
             x = block(x, mask, None, True)
         return self.head(self.ln_f(x))

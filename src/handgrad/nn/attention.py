@@ -7,7 +7,9 @@ in_proj_bias (3E,); out_proj.weight, out_proj.bias; bias_k, bias_v (1, 1, E) wit
 add_bias_kv. forward(query, key, value, key_padding_mask=None, need_weights=True,
 attn_mask=None, average_attn_weights=True, is_causal=False) -> (attn_output, attn_weights);
 backward(d_attn_output, d_attn_weights=None) -> (dquery, dkey, dvalue), followed by the
-gradients of floating masks when any were given.
+gradients of floating masks when any were given. Self-attention on one tensor (query is key
+is value) runs one packed projection, as torch does, and reports that tensor's whole gradient
+as dquery (dkey and dvalue are zeros): dquery + dkey + dvalue is dL/dx either way.
 """
 
 from __future__ import annotations
@@ -241,16 +243,17 @@ class MultiheadAttention(_KeywordCall):
         causal = is_causal and kpm is None and not need_weights
         if causal:
             mask, float_masks[1] = None, False  # (so attn_mask gets no gradient)
-        # to (L, N, E) as torch's functional form works
+        # batch-major (N, L, E) inside: each head's rows stay contiguous for the products
+        self_attention = query is key and key is value and self.in_proj_weight is not None
         if not batched:
-            q_in, k_in, v_in = query.unsqueeze(1), key.unsqueeze(1), value.unsqueeze(1)
+            q_in, k_in, v_in = query.unsqueeze(0), key.unsqueeze(0), value.unsqueeze(0)
             kpm = None if kpm is None else kpm.unsqueeze(0)
         elif self.batch_first:
-            q_in, k_in, v_in = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
-        else:
             q_in, k_in, v_in = query, key, value
-        L, N, E = q_in.shape
-        S, H, d = k_in.shape[0], self.num_heads, self.head_dim
+        else:
+            q_in, k_in, v_in = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+        N, L, E = q_in.shape
+        S, H, d = k_in.shape[1], self.num_heads, self.head_dim
         if kpm is not None and tuple(kpm.shape) != (N, S):
             raise ShapeError(
                 f"{owner}: expected key_padding_mask of shape {(N, S) if batched else (S,)}, "
@@ -269,56 +272,59 @@ class MultiheadAttention(_KeywordCall):
                 )
             if mask.dim() not in (2, 3):
                 raise ShapeError(f"{owner}: attn_mask's dimension {mask.dim()} is not supported")
-            mask = mask.unsqueeze(0) if mask.dim() == 2 else mask  # (1 or N·H, L, S)
-        W_q, W_k, W_v = self._projections()
-        b_q, b_k, b_v = (
-            (None, None, None) if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
-        )
-        q, cq = ops.linear_forward(q_in, W_q, b_q)  # (L, N, E)
-        k, ck = ops.linear_forward(k_in, W_k, b_k)  # (S, N, E)
-        v, cv = ops.linear_forward(v_in, W_v, b_v)  # (S, N, E)
+            mask = mask.view(N, H, L, S) if mask.dim() == 3 else mask  # (L, S) broadcasts
+        if self_attention:  # one product for q, k and v: x [W_q; W_k; W_v]ᵀ, as torch packs it
+            assert self.in_proj_weight is not None
+            qkv, cqkv = ops.linear_forward(q_in, self.in_proj_weight, self.in_proj_bias)
+            q, k, v = qkv.chunk(3, -1)  # (N, L, E) each
+            caches: tuple = (cqkv,)
+        else:
+            W_q, W_k, W_v = self._projections()
+            b_q, b_k, b_v = (
+                (None, None, None) if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
+            )
+            q, cq = ops.linear_forward(q_in, W_q, b_q)  # (N, L, E)
+            k, ck = ops.linear_forward(k_in, W_k, b_k)  # (N, S, E)
+            v, cv = ops.linear_forward(v_in, W_v, b_v)  # (N, S, E)
+            caches = (cq, ck, cv)
         if self.bias_k is not None and self.bias_v is not None:  # one more key and value
-            k = torch.cat([k, self.bias_k.expand(1, N, E)])  # (S+1, N, E)
-            v = torch.cat([v, self.bias_v.expand(1, N, E)])
+            k = torch.cat([k, self.bias_k.expand(N, 1, E)], 1)  # (N, S+1, E)
+            v = torch.cat([v, self.bias_v.expand(N, 1, E)], 1)
             mask, kpm = _pad_column(mask), _pad_column(kpm)
-        # heads: (L, N, E) -> (N·H, L, d), as torch splits them
-        qh = q.reshape(L, N * H, d).transpose(0, 1)
-        kh = k.reshape(k.shape[0], N * H, d).transpose(0, 1)
-        vh = v.reshape(v.shape[0], N * H, d).transpose(0, 1)
+        # heads: (N, L, E) -> (N, H, L, d), E split as torch splits it
+        qh = q.reshape(N, L, H, d).transpose(1, 2)
+        kh = k.reshape(N, k.shape[1], H, d).transpose(1, 2)
+        vh = v.reshape(N, v.shape[1], H, d).transpose(1, 2)
         if self.add_zero_attn:  # one more key and value, all zeros
-            kh = torch.cat([kh, kh.new_zeros(N * H, 1, d)], 1)
-            vh = torch.cat([vh, vh.new_zeros(N * H, 1, d)], 1)
+            kh = torch.cat([kh, kh.new_zeros(N, H, 1, d)], 2)
+            vh = torch.cat([vh, vh.new_zeros(N, H, 1, d)], 2)
             mask, kpm = _pad_column(mask), _pad_column(kpm)
-        S_all = kh.shape[1]
+        S_all = kh.shape[2]
         full = mask
-        if kpm is not None:  # (N, S) -> (N·H, 1, S), added to attn_mask
-            kpm_h = kpm.view(N, 1, 1, S_all).expand(-1, H, -1, -1).reshape(N * H, 1, S_all)
-            full = kpm_h if full is None else full + kpm_h
+        if kpm is not None:  # (N, S) -> (N, 1, 1, S), added to attn_mask
+            kpm4 = kpm.view(N, 1, 1, S_all)
+            full = kpm4 if full is None else full + kpm4
         if causal:
             full = ops.causal_mask(L, S_all, qh)
         (yh, P), ca = ops.attention_forward(
             qh, kh, vh, full, self.dropout, self.training, safe=not need_weights
         )  # torch: need_weights=False runs scaled_dot_product_attention
-        y_cat = yh.transpose(0, 1).reshape(L, N, E)  # the heads side by side
-        out = self.out_proj(y_cat)  # (L, N, E)
+        y_cat = yh.transpose(1, 2).reshape(N, L, E)  # the heads side by side
+        out = self.out_proj(y_cat)  # (N, L, E)
         weights = None
-        if need_weights:
-            weights = P.view(N, H, L, S_all)
-            weights = weights.mean(1) if average_attn_weights else weights
+        if need_weights:  # P: (N, H, L, S)
+            weights = P.mean(1) if average_attn_weights else P
             weights = weights if batched else weights.squeeze(0)
-        out = out if batched else out.squeeze(1)
-        out = out.transpose(0, 1) if batched and self.batch_first else out
+        out = out if batched else out.squeeze(0)
+        out = out.transpose(0, 1) if batched and not self.batch_first else out
         self.push_cache(
             (
-                cq,
-                ck,
-                cv,
+                caches,
                 ca,
-                (L, N, S, S_all),
+                (N, L, S, S_all),
                 batched,
                 float_masks,
-                mask is not None and mask.shape[0] == 1,
-                need_weights,
+                mask is not None and mask.dim() == 2,
                 average_attn_weights,
                 out.shape,
                 None if weights is None else weights.shape,
@@ -329,15 +335,12 @@ class MultiheadAttention(_KeywordCall):
     # ---- backward -------------------------------------------------------------------------
     def backward(self, dout: Tensor | None, dweights: Tensor | None = None) -> tuple[Any, ...]:
         (
-            cq,
-            ck,
-            cv,
+            caches,
             ca,
-            (L, N, S, S_all),
+            (N, L, S, S_all),
             batched,
             float_masks,
             mask_2d,
-            need_weights,
             average,
             out_shape,
             w_shape,
@@ -356,51 +359,60 @@ class MultiheadAttention(_KeywordCall):
             dout = torch.zeros(
                 out_shape, dtype=self.out_proj.weight.dtype, device=self.out_proj.weight.device
             )
-        dout = dout.transpose(0, 1) if batched and self.batch_first else dout
-        dout = dout if batched else dout.unsqueeze(1)  # (L, N, E)
-        dy_cat = self.out_proj.backward(dout)  # (L, N, E)
-        dyh = dy_cat.reshape(L, N * H, d).transpose(0, 1)  # (N·H, L, d)
+        dout = dout.transpose(0, 1) if batched and not self.batch_first else dout
+        dout = dout if batched else dout.unsqueeze(0)  # (N, L, E)
+        dy_cat = self.out_proj.backward(dout)  # (N, L, E)
+        dyh = dy_cat.reshape(N, L, H, d).transpose(1, 2)  # (N, H, L, d)
         dP = None
         if dweights is not None:
             dw = dweights if batched else dweights.unsqueeze(0)
-            dw = dw.unsqueeze(1).expand(N, H, L, S_all) / H if average else dw  # mean over heads
-            dP = dw.reshape(N * H, L, S_all)
-        dqh, dkh, dvh, dS, _, _ = ops.attention_backward((dyh, dP), ca)
+            dP = dw.unsqueeze(1).expand(N, H, L, S_all) / H if average else dw  # mean over heads
+        dqh, dkh, dvh, dS, *_ = ops.attention_backward((dyh, dP), ca)  # dS: the mask's
         if self.add_zero_attn:
-            dkh, dvh = dkh[:, :-1], dvh[:, :-1]  # the zero key and value are constants
-        dk = dkh.transpose(0, 1).reshape(dkh.shape[1], N, E)  # (S or S+1, N, E)
-        dv = dvh.transpose(0, 1).reshape(dvh.shape[1], N, E)
-        dq = dqh.transpose(0, 1).reshape(L, N, E)
+            dkh, dvh = dkh[:, :, :-1], dvh[:, :, :-1]  # the zero key and value are constants
+        dk = dkh.transpose(1, 2).reshape(N, dkh.shape[2], E)  # (N, S or S+1, E)
+        dv = dvh.transpose(1, 2).reshape(N, dvh.shape[2], E)
+        dq = dqh.transpose(1, 2).reshape(N, L, E)
         if self.bias_k is not None and self.bias_v is not None:
-            self.add_grad(self.bias_k, dk[S:].sum(1, keepdim=True))  # used by every example: Σₙ
-            self.add_grad(self.bias_v, dv[S:].sum(1, keepdim=True))
-            dk, dv = dk[:S], dv[:S]
-        dq_in, dW_q, db_q = ops.linear_backward(dq, cq)
-        dk_in, dW_k, db_k = ops.linear_backward(dk, ck)
-        dv_in, dW_v, db_v = ops.linear_backward(dv, cv)
-        if self.in_proj_weight is not None:
-            self.add_grad(self.in_proj_weight, torch.cat([dW_q, dW_k, dW_v]))  # (3E, E)
+            self.add_grad(self.bias_k, dk[:, S:].sum(0, keepdim=True))  # every example's: Σₙ
+            self.add_grad(self.bias_v, dv[:, S:].sum(0, keepdim=True))
+            dk, dv = dk[:, :S], dv[:, :S]
+        if len(caches) == 1:  # self-attention: the packed product's backward
+            dx, dW, db = ops.linear_backward(torch.cat([dq, dk, dv], -1), caches[0])
+            self.add_grad(self.in_proj_weight, dW)  # (3E, E)
+            self.add_grad(self.in_proj_bias, db)
+            assert dx is not None
+            zeros = dx.new_zeros(()).expand_as(dx)  # query, key and value are one tensor: its
+            ins: list[Tensor | None] = [dx, zeros, zeros]  # whole gradient is reported once
         else:
-            self.add_grad(self.q_proj_weight, dW_q)
-            self.add_grad(self.k_proj_weight, dW_k)
-            self.add_grad(self.v_proj_weight, dW_v)
-        if self.in_proj_bias is not None:
-            assert db_q is not None and db_k is not None and db_v is not None
-            self.add_grad(self.in_proj_bias, torch.cat([db_q, db_k, db_v]))
+            dq_in, dW_q, db_q = ops.linear_backward(dq, caches[0])
+            dk_in, dW_k, db_k = ops.linear_backward(dk, caches[1])
+            dv_in, dW_v, db_v = ops.linear_backward(dv, caches[2])
+            if self.in_proj_weight is not None:
+                self.add_grad(self.in_proj_weight, torch.cat([dW_q, dW_k, dW_v]))  # (3E, E)
+            else:
+                self.add_grad(self.q_proj_weight, dW_q)
+                self.add_grad(self.k_proj_weight, dW_k)
+                self.add_grad(self.v_proj_weight, dW_v)
+            if self.in_proj_bias is not None:
+                assert db_q is not None and db_k is not None and db_v is not None
+                self.add_grad(self.in_proj_bias, torch.cat([db_q, db_k, db_v]))
+            ins = [dq_in, dk_in, dv_in]
         grads = []
-        for g in (dq_in, dk_in, dv_in):
+        for g in ins:
             assert g is not None
-            g = g if batched else g.squeeze(1)
-            grads.append(g.transpose(0, 1) if batched and self.batch_first else g)
+            g = g if batched else g.squeeze(0)
+            grads.append(g.transpose(0, 1) if batched and not self.batch_first else g)
         if not any(float_masks):
             return tuple(grads)
         # a floating mask was added to the scores: its gradient is dS summed where it broadcast
-        dS_keys = dS[..., :S]  # the extra bias/zero keys' columns were padding
+        assert dS is not None
+        dS_keys = dS[..., :S]  # (N, H, L, S) as broadcast: the extra keys' columns were padding
         dkpm = None
         if float_masks[0]:
-            dkpm = dS_keys.reshape(N, H, L, S).sum((1, 2))  # (N, S)
+            dkpm = dS_keys.sum((1, 2))  # (N, S)
             dkpm = dkpm if batched else dkpm.squeeze(0)
         dmask = None
-        if float_masks[1]:
-            dmask = dS_keys.sum(0) if mask_2d else dS_keys.clone()  # (L, S) or (N·H, L, S)
+        if float_masks[1]:  # (L, S), or (N·H, L, S)
+            dmask = dS_keys.sum((0, 1)) if mask_2d else dS_keys.reshape(N * H, L, S)
         return (*grads, dkpm, None, dmask)

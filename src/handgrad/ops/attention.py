@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from handgrad.ops.dropout import dropout_backward, dropout_forward
+from handgrad.ops.tensor import sum_to
 
 __all__ = ["attention_forward", "attention_backward", "causal_mask"]
 
@@ -50,7 +51,7 @@ def attention_forward(
     blocked = None
     if safe and mask is not None and scores.numel():
         blocked = (scores == -math.inf).all(-1, keepdim=True)  # a query that may see no key
-    if scores.numel():
+    if scores.numel():  # (out of place: gradcheck differentiates this forward with autograd)
         scores = scores - scores.amax(-1, keepdim=True)  # softmax is shift-invariant: e^{≤0}
     e = torch.exp(scores)
     P = e / e.sum(-1, keepdim=True)  # (B, L, S) rows sum to 1
@@ -58,24 +59,26 @@ def attention_forward(
         P = P.masked_fill(blocked, 0.0)  # attends to nothing: y = 0, and no gradient
     P_dropped, keep = dropout_forward(P, dropout_p, training)
     y = P_dropped @ v  # (B, L, d_v)
-    return (y, P_dropped), (q_scaled, k, v, P, P_dropped, keep, scale)
+    mask_shape = None if mask is None else mask.shape
+    return (y, P_dropped), (q_scaled, k, v, P, P_dropped, keep, scale, mask_shape)
 
 
 def attention_backward(
     dys: tuple[Tensor | None, Tensor | None] | list[Tensor | None], cache: tuple
-) -> tuple[Tensor, Tensor, Tensor, Tensor, None, None]:
-    """From (dL/dy, dL/dP_dropped) (None for an unused one): (dL/dq, dL/dk, dL/dv, dL/dS
-    (the gradient of the additive mask, before any broadcasting is summed), None, None)."""
-    q_scaled, k, v, P, P_dropped, keep, scale = cache
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, None, None, None]:
+    """From (dL/dy, dL/dP_dropped) (None for an unused one): (dL/dq, dL/dk, dL/dv, dL/dmask
+    (None without a mask), then None for dropout_p, training and safe)."""
+    q_scaled, k, v, P, P_dropped, keep, scale, mask_shape = cache
     dy, dweights = dys
     dP_dropped = torch.zeros_like(P) if dy is None else dy @ v.transpose(-2, -1)  # dy vᵀ (B, L, S)
     if dweights is not None:
-        dP_dropped = dP_dropped + dweights  # the weights were also an output
+        dP_dropped = dP_dropped.add_(dweights)  # the weights were also an output
     dv = (
         P_dropped.new_zeros(v.shape) if dy is None else P_dropped.transpose(-2, -1) @ dy
     )  # dL/dv = Pᵀ dy  (B, S, d_v)
-    dP = dropout_backward(dP_dropped, keep)  # through the same mask
-    dS = P * (dP - (dP * P).sum(-1, keepdim=True))  # softmax: P ⊙ (dP - Σⱼ dPⱼ Pⱼ)  (B, L, S)
-    dq = (dS @ k) * scale  # dL/dq = dS k / √d   (B, L, d)
+    dP = dropout_backward(dP_dropped, keep)  # through the same mask (a new tensor either way)
+    dS = dP.sub_((dP * P).sum(-1, keepdim=True)).mul_(P)  # softmax: P ⊙ (dP - Σⱼ dPⱼ Pⱼ)
+    dq = (dS @ k).mul_(scale)  # dL/dq = dS k / √d   (B, L, d)
     dk = dS.transpose(-2, -1) @ q_scaled  # dL/dk = dSᵀ q / √d  (B, S, d)
-    return dq, dk, dv, dS, None, None
+    dmask = None if mask_shape is None else sum_to(dS, mask_shape)  # dS, summed where it broadcast
+    return dq, dk, dv, dmask, None, None, None
