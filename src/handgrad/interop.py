@@ -88,7 +88,10 @@ def from_torch(module: Any) -> Module:
             config = cls.config_from_torch(m)  # type: ignore[attr-defined]
             try:
                 mine = cls.from_config(config)  # type: ignore[attr-defined]
-            except HandgradError as exc:  # an option the handgrad class refuses
+            except NotSupportedError as exc:  # an option the handgrad class refuses
+                refused = str(exc).split("not supported: ", 1)[-1]
+                raise NotSupportedError(f"from_torch: {name}", refused) from None
+            except HandgradError as exc:  # a value the handgrad class refuses
                 raise NotSupportedError(f"from_torch: {name}", str(exc)) from None
             _check_same(m, _build(getattr(nn, name), mine.config(), "from_torch"))
             _copy_state(m, mine)
