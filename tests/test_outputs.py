@@ -314,3 +314,10 @@ def test_a_model_too_large_for_memory_is_refused_before_allocation(capsys, tmp_p
     (tmp_path / "l.py").write_text("class L:\n    pass\n")
     assert main(["check", f"{tmp_path / 'l.py'}:L", "--input-shape", "100000,100000"]) == 1
     assert "10,000,000,000 elements; a gradient check needs only a few" in _error(capsys)
+
+
+def test_out_holding_the_current_folder_is_refused(tmp_path, capsys, monkeypatch, no_training):
+    monkeypatch.chdir(tmp_path)
+    for out in (".", str(tmp_path.parent)):
+        assert _train(out) == 1
+        assert "holds the current folder" in _error(capsys)

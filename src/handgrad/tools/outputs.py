@@ -111,6 +111,10 @@ def check_run_folder(
     folder = Path(out)
     if folder.is_symlink():  # replace the folder it points to, keep the link
         folder = folder.resolve()
+    folder = Path(os.path.abspath(folder))  # "." and "runs/x/.." by their real names
+    cwd = Path.cwd()
+    if folder == cwd or folder in cwd.parents:
+        raise InputError(f"--out: {out} holds the current folder; name a folder inside it")
     if _is_device(folder):
         raise InputError(f"--out: {out} is not a folder (a device or pipe)")
     if folder.exists() and not folder.is_dir():
