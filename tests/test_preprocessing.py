@@ -301,3 +301,16 @@ def test_an_infinite_target_is_an_error():
 def test_a_loaded_model_without_preprocessing_says_none(tmp_path):
     path = hg.save(hg.Sequential(hg.Linear(2, 2)), tmp_path / "m.safetensors")
     assert hg.load(path).preprocessing is None
+
+
+def test_the_tabular_example_runs_on_iris(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "tabular.py"
+    spec = importlib.util.spec_from_file_location("tabular_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    csv_path = example.write_csv("iris", tmp_path)
+    hg_score, same_rows, more_rows = example.one_seed("iris", csv_path, 0, tmp_path)
+    assert hg_score >= same_rows - 0.01 and 0.9 <= more_rows <= 1
