@@ -314,3 +314,14 @@ def test_the_tabular_example_runs_on_iris(tmp_path):
     csv_path = example.write_csv("iris", tmp_path)
     hg_score, same_rows, more_rows = example.one_seed("iris", csv_path, 0, tmp_path)
     assert hg_score >= same_rows - 0.01 and 0.9 <= more_rows <= 1
+
+
+def test_a_damaged_preprocessing_record_is_refused():
+    _, prep, _ = _fitted()
+    tensors, meta = prep.state()
+    meta["columns"][0]["kind"] = "weird"
+    with pytest.raises(InputError, match="damaged preprocessing record .unknown column kind"):
+        Preprocessing.from_state(tensors, meta)
+    del tensors["__preprocessing__.std"]
+    with pytest.raises(InputError, match="damaged preprocessing record"):
+        Preprocessing.from_state(tensors, prep.state()[1])

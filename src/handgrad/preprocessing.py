@@ -425,10 +425,10 @@ class Preprocessing:
                     f.mean, f.std, f.fill = mean[k], std[k], fill[k]
                     k += 1
                 elif f.kind != "categorical":
-                    raise ValueError(f"unknown column kind {f.kind!r}")
+                    raise InputError(f"unknown column kind {f.kind!r}")
                 features.append(f)
             if k != len(mean):
-                raise ValueError("statistics do not fit the columns")
+                raise InputError("statistics do not fit the columns")
             return cls(
                 features,
                 target=meta["target"],
