@@ -8,6 +8,11 @@ Run:  .venv/bin/python examples/gpt.py                  (a quick CPU run on the 
 
 The default corpus is the standard library's pydoc_data.topics (Python's help texts): no
 download. Prints the validation loss in nats per character and a sample of generated text.
+
+Measured (--device cuda on an H200, Python 3.12's corpus, the issue's model: 4 layers, 4 heads,
+width 128, context 128, batch 32, 823,040 parameters, 2000 steps): validation loss 1.2286
+nats/char by hand, 1.2289 in torch from the same init and batches (-0.02%); handgrad ran at
+about 0.6x torch's tokens per second there.
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ def torch_twin(model: hg.GPT, dropout: float):
             return self.head(self.ln_f(x))
 
     twin = TorchGPT()
+    twin.to(next(iter(model.parameters())).device)
     twin.load_state_dict({k: v.clone() for k, v in model.state_dict().items()})
     return twin
 
@@ -94,20 +100,28 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=300, help="characters to generate")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare-torch", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, ...")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     data = hg.datasets.text(args.data, block_size=args.context)
     model = hg.GPT(data.vocab_size, args.context, args.layers, args.heads, args.width, args.dropout)
+    model.to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"{data.name}: {len(data.train):,} training and {len(data.val):,} validation "
         f"characters, vocabulary {data.vocab_size}; GPT with {n_params:,} parameters"
     )
     gen = torch.Generator().manual_seed(args.seed + 1)
-    batches = [data.batch("train", args.batch, gen) for _ in range(args.steps)]
+    batches = [
+        tuple(t.to(args.device) for t in data.batch("train", args.batch, gen))
+        for _ in range(args.steps)
+    ]
     val_gen = torch.Generator().manual_seed(args.seed + 2)
-    val_batches = [data.batch("val", args.batch, val_gen) for _ in range(args.eval_batches)]
+    val_batches = [
+        tuple(t.to(args.device) for t in data.batch("val", args.batch, val_gen))
+        for _ in range(args.eval_batches)
+    ]
     twin = torch_twin(model, args.dropout) if args.compare_torch else None
 
     opt = hg.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
@@ -135,13 +149,13 @@ def main() -> None:
             )
     hg_val = val_loss_hg(model, data, val_batches)
 
-    prompt = data.encode("\n")[None]
+    prompt = data.encode("\n")[None].to(args.device)
     out = model.generate(
         prompt,
         args.sample,
         temperature=0.8,
         top_k=10,
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=torch.Generator(device=args.device).manual_seed(args.seed),
     )
     print("\n--- sample (temperature 0.8, top-k 10) ---")
     print(data.decode(out[0]))
