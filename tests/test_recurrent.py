@@ -393,3 +393,16 @@ def test_backward_checks():
     m(torch.randn(5, 2, 3))
     with pytest.raises(ShapeError, match="gradient of the output's shape"):
         m.backward(torch.zeros(5, 2, 3))
+
+
+def test_keyword_arguments_as_torch():
+    torch.manual_seed(0)
+    ref = nn.LSTM(H_IN, H, batch_first=True).double()
+    mine = hg.from_torch(ref)
+    x, hx = r(2, 5, H_IN), state("lstm", 1, 1, 2)
+    out, (h, c) = mine(x, hx=hx)
+    out_ref, (h_ref, c_ref) = ref(x, hx=hx)
+    torch.testing.assert_close(out, out_ref.detach())
+    torch.testing.assert_close(c, c_ref.detach())
+    cell = hg.GRUCell(H_IN, H)
+    assert cell(input=torch.randn(2, H_IN), hx=torch.zeros(2, H)).shape == (2, H)

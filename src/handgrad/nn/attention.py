@@ -14,7 +14,6 @@ as dquery (dkey and dvalue are zeros): dquery + dkey + dvalue is dL/dx either wa
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from typing import Any
@@ -25,7 +24,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
 from handgrad.init import xavier_normal_, xavier_uniform_
-from handgrad.module import Module
+from handgrad.nn.keywords import _KeywordCall
 from handgrad.nn.linear import Linear, positive_int
 
 
@@ -50,19 +49,6 @@ def _additive(mask: Tensor | None, name: str, owner: str, like: Tensor) -> Tenso
 def _pad_column(mask: Tensor | None) -> Tensor | None:
     """One more key, allowed (F.pad(mask, (0, 1)))."""
     return None if mask is None else torch.cat([mask, mask.new_zeros(*mask.shape[:-1], 1)], -1)
-
-
-class _KeywordCall(Module):
-    """A module whose forward takes keyword arguments as torch's does
-    (``mha(q, k, v, need_weights=False)``): they are bound to forward's positions, then the
-    call goes through Module.__call__ as usual."""
-
-    def __call__(self, *inputs: Any, **kwargs: Any) -> Any:
-        if kwargs:
-            bound = inspect.signature(self.forward).bind(*inputs, **kwargs)
-            bound.apply_defaults()  # the arguments skipped before a keyword take their defaults
-            inputs = bound.args
-        return super().__call__(*inputs)
 
 
 class MultiheadAttention(_KeywordCall):
