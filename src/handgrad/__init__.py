@@ -7,7 +7,20 @@ The math is in ``handgrad.ops`` (op pairs) and ``handgrad.nn`` (modules); every 
 import importlib
 from typing import Any
 
-from handgrad import check, data, init, kernels, nn, ops, optim, registry, training
+from handgrad import (
+    check,
+    data,
+    errors,
+    init,
+    kernels,
+    nn,
+    ops,
+    optim,
+    preprocessing,
+    registry,
+    threads,
+    training,
+)
 from handgrad.data import datasets
 from handgrad.interop import from_torch, to_torch
 from handgrad.io import load, load_checkpoint, save, save_checkpoint
@@ -63,4 +76,7 @@ __all__ = [
     "ops",
     "optim",
     "training",
+    "errors",
+    "preprocessing",
+    "threads",
 ]

@@ -155,9 +155,10 @@ def fit(
     `train`/`val` are (X, y) tensors, a Dataset or a DataLoader (whose own batch_size wins).
     `scheduler.step()` runs after every epoch, or after every optimizer step for a schedule
     whose `interval` is "batch" (OneCycleLR, CyclicLR); ReduceLROnPlateau steps on the
-    epoch's val_loss (the train loss without validation data). A non-finite loss or gradient stops training
-    with NonFiniteLossError naming the epoch and batch; both are checked before the optimizer
-    step, so the model keeps its weights from before that step (nothing is copied).
+    epoch's val_loss (the train loss without validation data). A non-finite loss or gradient
+    stops training with NonFiniteLossError naming the epoch and batch; both are checked before
+    the optimizer step, so the model keeps its weights from before that step (nothing is
+    copied).
     `initial_epoch` resumes a run (see hg.io.save_checkpoint). With `distributed`, inside a
     torch.distributed process group, each process trains on its shard of (X, y) and the
     gradients are averaged before every step (handgrad.distributed); the logged train loss is
