@@ -100,6 +100,16 @@ def test_signature_is_torchs():
     assert _signature(hg.Embedding) == _signature(nn.Embedding)
 
 
+def test_op_pair_gradcheck():
+    """The table's gradient against autograd and finite differences (the ids are skipped).
+    padding_idx and scale_grad_by_freq change the gradient on purpose (torch's definition, not
+    the derivative): test_op_pair_against_autograd compares those with torch's embedding."""
+    ids = torch.tensor([[5, 0, 5], [2, 2, 1]])
+    w = torch.randn(6, 3, dtype=F64)
+    report = hg.check.gradcheck((ops.embedding_forward, ops.embedding_backward), ids, w)
+    assert report.ok, str(report)
+
+
 def test_op_pair_against_autograd():
     w = torch.randn(6, 3, dtype=F64)
     ids = torch.tensor([[5, 0, 5], [2, 2, 2]])

@@ -245,9 +245,16 @@ def test_op_pairs_against_autograd_and_finite_differences():
     assert gradcheck(ops_pair("rnn_cell"), x, h, W1, U1, b1, b1 * 2).ok
     assert gradcheck(ops_pair("gru_cell"), x, h, W3, U3, b3, b3 * 2).ok
     xs = r(4, 3, H_IN, seed=7)
+    rnn = first_output(ops.rnn_sequence_forward, ops.rnn_sequence_backward, 2)
+    gru = first_output(ops.gru_sequence_forward, ops.gru_sequence_backward, 2)
+    lstm = first_output(ops.lstm_sequence_forward, ops.lstm_sequence_backward, 3)
+    lstm_cell = first_output(ops.lstm_cell_forward, ops.lstm_cell_backward, 2)
     for reverse in (False, True):
-        assert gradcheck((seq("rnn"), seq_back("rnn")), xs, h, W1, U1, b1, b1, "tanh", reverse).ok
-        assert gradcheck((seq("gru"), seq_back("gru")), xs, h, W3, U3, b3, b3, reverse).ok
+        for nonlinearity in ("tanh", "relu"):
+            assert gradcheck(rnn, xs, h, W1, U1, b1, b1, nonlinearity, reverse).ok
+        assert gradcheck(gru, xs, h, W3, U3, b3, b3, reverse).ok
+        assert gradcheck(lstm, xs, h, c, W4, U4, b4, b4, None, reverse).ok
+    assert gradcheck(lstm_cell, x, h, c, W4, U4, b4, b4).ok
     # LSTM: several outputs; backward against autograd through the same forward
     Wr = r(2, H, seed=8)
     for fwd, bwd, args in [
@@ -278,19 +285,18 @@ def ops_pair(name):
     return getattr(ops, f"{name}_forward"), getattr(ops, f"{name}_backward")
 
 
-def seq(name):
-    forward = getattr(ops, f"{name}_sequence_forward")
+def first_output(forward, backward, n_outputs):
+    """A pair with several outputs as gradcheck takes it: the first output (y, or h'), the
+    others given no gradient."""
 
     def run(*args):
-        (y, _), cache = forward(*args)
-        return y, cache  # y only: h_n is y's last step
+        outputs, cache = forward(*args)
+        return outputs[0], cache
 
-    return run
+    def back(dy, cache):
+        return backward((dy, *[None] * (n_outputs - 1)), cache)
 
-
-def seq_back(name):
-    backward = getattr(ops, f"{name}_sequence_backward")
-    return lambda dy, cache: backward((dy, None), cache)
+    return run, back
 
 
 def test_save_load_and_to_torch(tmp_path):
