@@ -412,3 +412,12 @@ def test_keyword_arguments_as_torch():
     torch.testing.assert_close(c, c_ref.detach())
     cell = hg.GRUCell(H_IN, H)
     assert cell(input=torch.randn(2, H_IN), hx=torch.zeros(2, H)).shape == (2, H)
+
+
+def test_flatten_parameters_and_all_weights_as_torch():
+    ref = build("lstm_proj", 2, bidirectional=True)
+    mine = hg.from_torch(ref)
+    mine.flatten_parameters()  # a no-op, as code written for cuDNN calls it
+    assert [[tuple(t.shape) for t in group] for group in mine.all_weights] == [
+        [tuple(t.shape) for t in group] for group in ref.all_weights
+    ]

@@ -168,6 +168,16 @@ class _RNNBase(_KeywordCall):
         config["bias"] = bool(m.bias)  # a bool attribute in torch's RNNs, not a tensor
         return config
 
+    def flatten_parameters(self) -> None:
+        """torch's call to pack the weights for cuDNN: nothing to do here (the weights are
+        plain tensors), kept so that torch code runs unchanged."""
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """The tensors of each layer and direction, in torch's order (as torch's all_weights)."""
+        D = 2 if self.bidirectional else 1
+        return [[t for t in self._weights(k) if t is not None] for k in range(self.num_layers * D)]
+
     def _weights(
         self, k: int
     ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None]:
