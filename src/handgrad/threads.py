@@ -38,7 +38,7 @@ Threads = int | str | None
 
 # Multiply-adds of one training step (forward + backward) below which one thread is as fast
 # as all of them on an idle machine; measured by benchmarks/threads.py (docs/benchmarks.md).
-SMALL_WORK = 20_000_000
+SMALL_WORK = 15_000_000
 
 _STARTING_THREADS = torch.get_num_threads()  # torch's count when handgrad was imported
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")

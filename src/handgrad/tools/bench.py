@@ -282,14 +282,18 @@ def _threads(n: int | None) -> Iterator[None]:
 
 # ---- a busy machine: K processes that want the cores, started and stopped here -----------------
 def _spin(seconds: float) -> None:
+    """Another training process: small torch products on torch's default thread count, back
+    to back (what a second experiment or a test run does to the machine)."""
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        sum(range(10_000))  # pure Python: holds a core, touches little memory
+        for _ in range(100):
+            torch.mm(a, b).relu_()
 
 
 @contextlib.contextmanager
 def busy(k: int, limit_seconds: float = 900.0) -> Iterator[None]:
-    """K processes, each spinning on a core, for the block (and never past limit_seconds)."""
+    """K processes that keep the cores busy for the block (and never past limit_seconds)."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
