@@ -3,6 +3,7 @@ handgrad.threads.SMALL_WORK.
 
     .venv/bin/python benchmarks/threads.py            # idle machine
     .venv/bin/python benchmarks/threads.py --busy 2   # with two busy processes beside it
+    .venv/bin/python benchmarks/threads.py --table    # README's table: the digits step, Adam
 
 Times one handgrad training step (SGD, cross-entropy, as fit runs it) of MLPs of growing
 size on one thread and on every physical core, alternating, and prints each step's work
@@ -31,11 +32,63 @@ CASES = [
 ]
 
 
+def digits_steps() -> dict[str, bench.Step]:
+    """One digits step (64-128-10, batch 64, Adam, cross-entropy) in torch and in handgrad,
+    each on one thread and on two."""
+    import torch.nn as nn
+
+    import handgrad as hg
+
+    case = bench.Case("digits", "mlp", (64, 128, 10), 64)
+    X, y = bench._data(case)
+    steps: dict[str, bench.Step] = {}
+    for threads_ in (2, 1):
+        ref = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+        ref_loss, ref_opt = nn.CrossEntropyLoss(), torch.optim.Adam(ref.parameters(), 1e-3)
+
+        def torch_step(ref=ref, ref_loss=ref_loss, ref_opt=ref_opt) -> None:
+            ref_opt.zero_grad()
+            ref_loss(ref(X), y).backward()
+            ref_opt.step()
+
+        mine = hg.from_torch(ref)
+        loss, opt = hg.CrossEntropyLoss(), hg.optim.Adam(mine.parameters(), 1e-3)
+
+        def hg_step(mine=mine, loss=loss, opt=opt) -> None:
+            opt.zero_grad()
+            loss(mine(X), y)
+            mine.backward_params(loss.backward())
+            opt.step()
+
+        torch_step.threads = hg_step.threads = threads_  # type: ignore[attr-defined]
+        steps[f"torch, {threads_} thread{'s' if threads_ > 1 else ''}"] = torch_step
+        steps[f"handgrad, {threads_} thread{'s' if threads_ > 1 else ''}"] = hg_step
+    return steps
+
+
+def table(rounds: int) -> None:
+    """README's table: the digits step, idle and beside two busy processes."""
+    rows = {}
+    for k, label in ((0, "machine otherwise idle"), (2, "two other processes busy")):
+        with bench.busy(k):
+            rows[label] = bench.measure(digits_steps(), rounds=rounds)
+    names = list(next(iter(rows.values())))
+    print("| | " + " | ".join(names) + " |")
+    print("| --- |" + " ---: |" * len(names))
+    for label, t in rows.items():
+        print(f"| {label} | " + " | ".join(f"{t[n] * 1e3:.2f} ms" for n in names) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--busy", type=int, default=0, help="busy processes beside the timing")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--table", action="store_true", help="README's table, then stop")
     args = parser.parse_args()
+    if args.table:
+        print(bench.machine())
+        table(args.rounds)
+        return
     cores = threads.physical_cores()
     print(f"{bench.machine()}; {cores} physical cores; {args.busy} busy processes")
     print(

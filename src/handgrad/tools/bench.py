@@ -28,14 +28,15 @@ Step = Callable[[], Any]
 
 @dataclass
 class Case:
-    """One benchmark: an MLP training step (widths, batch) or a conv layer's forward+backward."""
+    """One benchmark: an MLP, GRU or GPT training step, or a conv layer's forward+backward."""
 
     name: str
-    kind: str  # "mlp", "conv1d" or "conv2d"
+    kind: str  # "mlp", "conv1d", "conv2d", "gru" or "gpt"
     sizes: tuple[int, ...] = ()  # mlp: widths from input to output
     batch: int = 64
     loss: str = "ce"  # mlp: "ce" (classes) or "mse"
     conv: dict[str, Any] = field(default_factory=dict)  # conv: in/out channels, kernel, shape
+    seq: dict[str, Any] = field(default_factory=dict)  # gru, gpt: the model's sizes
 
 
 MLP_CASES = [
@@ -85,6 +86,28 @@ CONV_CASES = [
         "conv2d",
         batch=32,
         conv=dict(cin=32, cout=64, k=3, stride=1, padding=1, size=(28, 28), algorithm="winograd"),
+    ),
+]
+
+
+SEQUENCE_CASES = [
+    Case(  # the MNIST-1D paper's GRU row: bidirectional, hidden 6, 40 steps, Linear on all
+        "GRU bi 1->6, 40 steps (MNIST-1D), b100",
+        "gru",
+        batch=100,
+        seq=dict(input_size=1, hidden=6, steps=40, classes=10, bidirectional=True),
+    ),
+    Case(
+        "GRU 32->128, 64 steps, batch 32",
+        "gru",
+        batch=32,
+        seq=dict(input_size=32, hidden=128, steps=64, classes=10, bidirectional=False),
+    ),
+    Case(  # the issue's ~0.8M-parameter character model, one AdamW step
+        "GPT 4x128, 4 heads, context 128, b32",
+        "gpt",
+        batch=32,
+        seq=dict(vocab=96, layers=4, heads=4, width=128, context=128),
     ),
 ]
 
@@ -228,6 +251,110 @@ def torch_conv_step(case: Case) -> Step:
     return step
 
 
+# ---- sequence models: a whole training step (forward, loss, backward, optimizer) -------------
+def _sequence_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    g, c = torch.Generator().manual_seed(0), case.seq
+    if case.kind == "gpt":
+        ids = torch.randint(0, c["vocab"], (case.batch, c["context"] + 1), generator=g)
+        return ids[:, :-1], ids[:, 1:]
+    X = torch.randn(case.batch, c["steps"], c["input_size"], generator=g)
+    return X, torch.randint(0, c["classes"], (case.batch,), generator=g)
+
+
+def handgrad_sequence_step(case: Case) -> Step:
+    """hg.RecurrentClassifier with Adam, or hg.GPT with AdamW, as `handgrad train` runs them."""
+    c = case.seq
+    X, y = _sequence_data(case)
+    loss = hg.CrossEntropyLoss()
+    if case.kind == "gpt":
+        model: Any = hg.GPT(c["vocab"], c["context"], c["layers"], c["heads"], c["width"])
+        opt: Any = hg.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+
+        def step() -> None:
+            opt.zero_grad()
+            logits = model(X)  # (B, T, V)
+            loss(logits.reshape(-1, c["vocab"]), y.reshape(-1))
+            model.backward(loss.backward().reshape(logits.shape))
+            opt.step()
+
+        return step
+    model = hg.RecurrentClassifier(
+        "gru",
+        c["input_size"],
+        c["hidden"],
+        c["steps"],
+        c["classes"],
+        bidirectional=c["bidirectional"],
+    )
+    opt = hg.optim.Adam(model.parameters(), lr=1e-2)
+
+    def rnn_step() -> None:  # as fit does it: no gradient for the data
+        opt.zero_grad()
+        loss(model(X), y)
+        model.backward_params(loss.backward())
+        opt.step()
+
+    return rnn_step
+
+
+class TorchGPT(nn.Module):
+    """hg.GPT written with torch.nn modules (the same keys), as examples/gpt.py has it."""
+
+    def __init__(self, vocab: int, context: int, layers: int, heads: int, width: int) -> None:
+        super().__init__()
+        self.tok_emb, self.pos_emb = nn.Embedding(vocab, width), nn.Embedding(context, width)
+        self.drop = nn.Dropout(0.0)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                width, heads, 4 * width, 0.0, "gelu", batch_first=True, norm_first=True
+            )
+            for _ in range(layers)
+        )
+        self.ln_f, self.head = nn.LayerNorm(width), nn.Linear(width, vocab, bias=False)
+        self.head.weight = self.tok_emb.weight  # tied, as hg.GPT's default
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(T, device=idx.device)))
+        mask = torch.ones(T, T, dtype=torch.bool, device=idx.device).triu(1)
+        for block in self.blocks:
+            x = block(x, mask, None, True)
+        return self.head(self.ln_f(x))
+
+
+class TorchGRUClassifier(nn.Module):
+    def __init__(self, input_size: int, hidden: int, steps: int, classes: int, bi: bool) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(input_size, hidden, batch_first=True, bidirectional=bi)
+        self.linear = nn.Linear(steps * hidden * (2 if bi else 1), classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(x)
+        return self.linear(h.flatten(1))
+
+
+def torch_sequence_step(case: Case) -> Step:
+    c = case.seq
+    X, y = _sequence_data(case)
+    model: nn.Module
+    if case.kind == "gpt":
+        model = TorchGPT(c["vocab"], c["context"], c["layers"], c["heads"], c["width"])
+        opt: Any = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    else:
+        model = TorchGRUClassifier(
+            c["input_size"], c["hidden"], c["steps"], c["classes"], c["bidirectional"]
+        )
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def step() -> None:
+        opt.zero_grad()
+        out = model(X)
+        nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)).backward()
+        opt.step()
+
+    return step
+
+
 # ---- timing ----------------------------------------------------------------------------------
 def measure(
     steps: dict[str, Step],
@@ -282,8 +409,9 @@ def _threads(n: int | None) -> Iterator[None]:
 
 # ---- a busy machine: K processes that want the cores, started and stopped here -----------------
 def _spin(seconds: float) -> None:
-    """Another training process: small torch products on torch's default thread count, back
-    to back (what a second experiment or a test run does to the machine)."""
+    """Another training process holding one core: torch products back to back on one thread
+    (K of them and this benchmark share the cores fairly at (K + 1) / cores each)."""
+    torch.set_num_threads(1)
     a, b = torch.randn(256, 256), torch.randn(256, 256)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -408,7 +536,9 @@ def run(cases: list[Case], rounds: int = 7, memory: bool = True) -> list[Row]:
     """Time every case; with `memory`, also each MLP step's peak memory (fresh processes)."""
     rows = []
     for case in cases:
-        if case.kind == "mlp":
+        if case.kind in ("gru", "gpt"):
+            steps = {"handgrad": handgrad_sequence_step(case), "torch": torch_sequence_step(case)}
+        elif case.kind == "mlp":
             steps = {
                 "handgrad": handgrad_step(case),
                 "torch": torch_step(case),
@@ -467,4 +597,9 @@ def to_json(rows: list[Row]) -> str:
     )
 
 
-SUITES = {"mlp": MLP_CASES, "scaling": SCALING_CASES, "conv": CONV_CASES}
+SUITES = {
+    "mlp": MLP_CASES,
+    "scaling": SCALING_CASES,
+    "conv": CONV_CASES,
+    "sequence": SEQUENCE_CASES,
+}
