@@ -24,7 +24,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
 from handgrad.init import xavier_normal_, xavier_uniform_
-from handgrad.nn.keywords import _KeywordCall
+from handgrad.module import Module
 from handgrad.nn.linear import Linear, positive_int
 
 
@@ -51,7 +51,7 @@ def _pad_column(mask: Tensor | None) -> Tensor | None:
     return None if mask is None else torch.cat([mask, mask.new_zeros(*mask.shape[:-1], 1)], -1)
 
 
-class MultiheadAttention(_KeywordCall):
+class MultiheadAttention(Module):
     """Multi-head attention (Vaswani et al., 2017), torch.nn.MultiheadAttention's math:
     heads hᵢ = softmax(q Wᵢ^Q (k Wᵢ^K)ᵀ / √d + mask) v Wᵢ^V, output [h₁ … h_H] W_outᵀ + b.
     Init as torch: out_proj as a Linear, then xavier_uniform in_proj, zero biases,

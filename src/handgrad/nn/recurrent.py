@@ -22,7 +22,7 @@ from torch import Tensor
 
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError, ShapeError
-from handgrad.nn.keywords import _KeywordCall
+from handgrad.module import Module
 
 _MODES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # gates stacked in each weight
 
@@ -66,7 +66,7 @@ def _check_tensor(owner: str, name: str, t: Any) -> Tensor:
     return t
 
 
-class _RNNBase(_KeywordCall):
+class _RNNBase(Module):
     """The multi-layer, optionally bidirectional loop shared by RNN, GRU and LSTM."""
 
     mode: str = "RNN"

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, ShapeError
-from handgrad.nn.keywords import _KeywordCall
+from handgrad.module import Module
 from handgrad.nn.recurrent import (
     _check_bool,
     _check_nonlinearity,
@@ -26,7 +26,7 @@ from handgrad.nn.recurrent import (
 )
 
 
-class _CellBase(_KeywordCall):
+class _CellBase(Module):
     """One step: input (N, H_in) or unbatched (H_in,), hx (N, H) or (H,), zeros if None."""
 
     gates = 1

@@ -15,7 +15,7 @@ from torch import Tensor
 from handgrad.errors import InputError, NotSupportedError
 from handgrad.module import Module
 from handgrad.nn.activation import GELU, ReLU
-from handgrad.nn.attention import MultiheadAttention, _additive, _KeywordCall
+from handgrad.nn.attention import MultiheadAttention, _additive
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.linear import Linear
 from handgrad.nn.normalization import LayerNorm
@@ -45,7 +45,7 @@ def _activation(activation: Any) -> tuple[str | None, Module]:
     )
 
 
-class TransformerEncoderLayer(_KeywordCall):
+class TransformerEncoderLayer(Module):
     """torch.nn.TransformerEncoderLayer:
 
         norm_first=False:  x = norm1(x + sa(x));   x = norm2(x + ff(x))
