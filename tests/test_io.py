@@ -299,3 +299,12 @@ def test_a_class_defined_in_a_function_cannot_be_saved(tmp_path):
     with pytest.raises(TypeError, match="Local cannot be saved"):
         hg.save(hg.Sequential(Local()), tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_frozen_layer_stays_frozen_both_ways():
+    ref = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    ref[0].requires_grad_(False)
+    mine = hg.from_torch(ref)
+    assert [m.frozen for _, m in mine.children()] == [True, False]
+    back = hg.to_torch(mine)
+    assert [p.requires_grad for p in back.parameters()] == [False, False, True, True]

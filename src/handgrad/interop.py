@@ -55,6 +55,9 @@ def to_torch(model: Module) -> Any:
         p = next(iter(m.state_dict().values()), None)
         if p is not None and p.is_floating_point():
             ref = ref.to(device=p.device, dtype=p.dtype)
+        if m.frozen and m.parameter_names:  # a frozen layer's twin gets no gradients either
+            for t in ref.parameters(recurse=False):
+                t.requires_grad_(False)
         twins[id(m)] = ref.train(m.training)
         return twins[id(m)]
 
@@ -95,6 +98,9 @@ def from_torch(module: Any) -> Module:
                 raise NotSupportedError(f"from_torch: {name}", str(exc)) from None
             _check_same(m, _build(getattr(nn, name), mine.config(), "from_torch"))
             _copy_state(m, mine)
+            own = list(m.parameters(recurse=False))
+            if own and not any(t.requires_grad for t in own):  # frozen in torch: frozen here
+                mine.freeze()
         twins[id(m)] = mine.train(m.training)
         return mine
 
