@@ -195,3 +195,18 @@ def test_parameters_in_lists_and_dicts_are_checked(bug):
     assert report.ok is not bug
     if bug:
         assert {c.name for c in report.failures} == {"params.0"}
+
+
+def test_nested_outputs_are_checked():
+    """LSTM returns (y, (h, c)): each of the three gets its own upstream gradient."""
+    report = gradcheck(hg.LSTM(3, 4, 2, bidirectional=True), torch.randn(5, 2, 3))
+    assert report.ok, str(report)
+    assert report.compared > 2 * (5 * 2 * 3)  # the input and every weight, against both
+
+
+def test_a_module_of_integer_inputs_checks_its_parameters():
+    report = gradcheck(hg.Embedding(6, 3), torch.tensor([[0, 2, 2], [5, 1, 0]]))
+    assert report.ok and {c.name for c in report.comparisons} == {"weight"}
+    # padding_idx: the row gets no gradient by torch's convention, not by the math
+    padded = gradcheck(hg.Embedding(6, 3, padding_idx=0), torch.tensor([[0, 2], [5, 0]]))
+    assert not padded.ok and {c.worst_index[0] for c in padded.failures} == {0}

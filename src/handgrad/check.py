@@ -87,22 +87,31 @@ def _as_tuple(v: Any) -> tuple[Any, ...]:
     return v if isinstance(v, tuple) else (v,)
 
 
-def _objective(out: Any, g: tuple[Tensor | None, ...] | None) -> Tensor:
+def _leaves(v: Any) -> list[Any]:
+    """The items of a nested tuple output, in order (LSTM's (y, (h, c)) gives y, h, c)."""
+    return [x for item in v for x in _leaves(item)] if isinstance(v, tuple) else [v]
+
+
+def _objective(out: Any, g: tuple[Any, ...] | None) -> Tensor:
     """Σ g ⊙ out over the outputs (out.sum() for a loss): its gradient is backward's."""
-    outs = _as_tuple(out)
+    outs = _leaves(_as_tuple(out))
     if g is None:
         return sum(o.sum() for o in outs)
-    return sum((o * gi).sum() for o, gi in zip(outs, g) if gi is not None)
+    return sum((o * gi).sum() for o, gi in zip(outs, _leaves(g)) if gi is not None)
 
 
-def _upstream(out: Any, seed: int) -> tuple[Tensor | None, ...]:
+def _upstream(out: Any, seed: int) -> tuple[Any, ...]:
+    """A random gradient for each floating output, in the output's (nested) structure."""
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-    return tuple(
-        torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device)
-        if _is_float(o)
-        else None
-        for o in _as_tuple(out)
-    )
+
+    def draw(o: Any) -> Any:
+        if isinstance(o, tuple):
+            return tuple(draw(x) for x in o)
+        if _is_float(o):
+            return torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.device)
+        return None
+
+    return tuple(draw(o) for o in _as_tuple(out))
 
 
 # ---- parameters of a module-like object ---------------------------------------------------------
@@ -241,7 +250,8 @@ def gradcheck(
     ):
         raise ArgumentTypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
     xs = [_float64(x) for x in inputs]
-    if not any(_tensors_of(x) for x in xs):
+    has_params = params or callable(getattr(obj, "named_parameters", None))
+    if not any(_tensors_of(x) for x in xs) and not has_params:  # an Embedding checks its weight
         raise ArgumentTypeError("gradcheck: expected at least one floating-point tensor input")
     if pair:
         subject, hand = _pair_subject(obj, seed), _hand_pair(obj, xs, seed)
@@ -296,7 +306,7 @@ def _hand_module(work: Any, xs: list[Any], names: list[str], seed: int) -> _Hand
     for n in names:
         _get(work, n).grad = None
     out = _run(work, xs, seed)
-    if not all(_is_float(o) for o in _as_tuple(out)):
+    if not all(_is_float(o) for o in _leaves(_as_tuple(out))):
         raise ArgumentTypeError(f"gradcheck: forward returned {type(out).__name__}, not tensors")
     g = None if _is_loss(work) else _upstream(out, seed)
     dx = work.backward() if g is None else work.backward(*g)
