@@ -250,7 +250,8 @@ def gradcheck(
     ):
         raise ArgumentTypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
     xs = [_float64(x) for x in inputs]
-    has_params = params or callable(getattr(obj, "named_parameters", None))
+    named = getattr(obj, "named_parameters", None)
+    has_params = bool(params) or (callable(named) and any(True for _ in named()))
     if not any(_tensors_of(x) for x in xs) and not has_params:  # an Embedding checks its weight
         raise ArgumentTypeError("gradcheck: expected at least one floating-point tensor input")
     if pair:
