@@ -27,6 +27,7 @@ from handgrad.io import load, load_checkpoint, save, save_checkpoint
 from handgrad.mode import is_caching, no_cache
 from handgrad.module import Module
 from handgrad.nn.penalty import L2, L1Penalty
+from handgrad.optim.clip import clip_grad_norm
 from handgrad.training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ __all__ = [
     "load_checkpoint",
     "to_torch",
     "from_torch",
+    "clip_grad_norm",
     "check",
     "data",
     "datasets",

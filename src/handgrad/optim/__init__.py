@@ -2,6 +2,7 @@
 and torch.optim.lr_scheduler name them."""
 
 from handgrad.optim import lr_scheduler
+from handgrad.optim.clip import clip_grad_norm
 from handgrad.optim.lr_scheduler import *  # noqa: F403 (every schedule, as torch.optim has them)
 from handgrad.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -32,4 +33,5 @@ __all__ = [
     *lr_scheduler.__all__,
     "SCHEDULES",
     "lr_scheduler",
+    "clip_grad_norm",
 ]

@@ -19,6 +19,7 @@ from handgrad.errors import ArgumentTypeError, HandgradError, InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
+from handgrad.optim.clip import clip_grad_norm as clip_gradients
 from handgrad.optim.optimizers import Optimizer
 from handgrad.optim.schedule import LRScheduler
 from handgrad.threads import Threads, policy, step_work
@@ -149,6 +150,7 @@ def fit(
     initial_epoch: int = 0,
     distributed: bool = False,
     threads: Threads = "auto",
+    clip_grad_norm: float | None = None,
 ) -> History:
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
@@ -164,10 +166,15 @@ def fit(
     gradients are averaged before every step (handgrad.distributed); the logged train loss is
     the average over processes. `threads` (handgrad.threads): "auto" runs a small model's
     steps on one thread, so another busy process cannot stall them; torch's setting is
-    restored on return.
+    restored on return. `clip_grad_norm`: after each backward, the gradients are scaled to a
+    total 2-norm of at most this (hg.clip_grad_norm, as torch.nn.utils.clip_grad_norm_).
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    if clip_grad_norm is not None and not (
+        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0
+    ):
+        raise InputError(f"fit: clip_grad_norm must be a number > 0, got {clip_grad_norm!r}")
     sync: Callable[[Module], None] | None = None
     loader = _loader(train, batch_size, shuffle, seed, "train")
     if distributed:
@@ -201,6 +208,7 @@ def fit(
             progress,
             initial_epoch,
             sync,
+            clip_grad_norm,
         )
 
 
@@ -217,6 +225,7 @@ def _fit(
     progress: bool,
     initial_epoch: int,
     sync: Callable[[Module], None] | None,
+    clip: float | None = None,
 ) -> History:
     named = [_metric(m) for m in metrics]
     history = History()
@@ -227,7 +236,7 @@ def _fit(
         loader.set_epoch(epoch)
         per_batch = scheduler if getattr(scheduler, "interval", "epoch") == "batch" else None
         logs = _train_epoch(
-            model, loss, optimizer, loader, named, epoch, epochs, progress, sync, per_batch
+            model, loss, optimizer, loader, named, epoch, epochs, progress, sync, per_batch, clip
         )
         if sync is not None:
             logs["loss"] = _average_over_processes(logs["loss"])
@@ -295,6 +304,7 @@ def _train_epoch(
     progress: bool,
     sync: Callable[[Module], None] | None = None,
     scheduler: LRScheduler | None = None,
+    clip: float | None = None,
 ) -> dict[str, float]:
     model.train()
     params = model.parameters()
@@ -314,6 +324,8 @@ def _train_epoch(
                 sync(model)  # data parallel: every process steps with the averaged gradient
             if not _finite_gradients(params):
                 _stop(model, loss, f"a gradient became inf or NaN at epoch {epoch}, batch {batch}")
+            if clip is not None:  # scale the whole gradient to a 2-norm of at most clip
+                clip_gradients(params, clip)
             optimizer.step()
             if scheduler is not None:  # a per-batch schedule (OneCycleLR, CyclicLR)
                 scheduler.step()
