@@ -205,15 +205,21 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return d["x"], d["y"], d["x_test"], d["y_test"]
 
 
-def mnist1d(image: bool = False) -> Dataset:
+def mnist1d(image: bool = False, sequence: bool = False) -> Dataset:
     """MNIST-1D from the mnist1d package's make_dataset (seed 42), its 4000/1000 split.
 
-    X (4000, 40) float32, or (4000, 1, 40) with image=True; y int64 in 0..9.
+    X (4000, 40) float32; (4000, 1, 40) with image=True (one channel, for Conv1d); or
+    (4000, 40, 1) with sequence=True (40 time steps of one feature, for RNN/GRU/LSTM with
+    batch_first=True). y int64 in 0..9.
     """
+    if image and sequence:
+        raise InputError("mnist1d: image=True and sequence=True exclude each other; pick one")
     x, y, x_test, y_test = _mnist1d_arrays()
     X, X_test = torch.tensor(x, dtype=torch.float32), torch.tensor(x_test, dtype=torch.float32)
     if image:
         X, X_test = X.unsqueeze(1), X_test.unsqueeze(1)
+    if sequence:
+        X, X_test = X.unsqueeze(2), X_test.unsqueeze(2)
     return Dataset(
         "mnist1d",
         X,

@@ -1,5 +1,5 @@
-"""The `handgrad` command: lab, train, predict, check, bench. A user's mistake prints one line;
-an unexpected error inside handgrad shows its traceback (always, with --debug)."""
+"""The `handgrad` command: lab, train, predict, generate, check, bench. A user's mistake prints
+one line; an unexpected error inside handgrad shows its traceback (always, with --debug)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ TRAIN_EXAMPLES = """examples:
       --out runs/long                             (continue a run that was stopped)
   handgrad train --data mnist1d --arch cnn --optimizer adam --lr 0.01 --epochs 150 \\
       --batch-size 100 --out runs/mnist1d-cnn
+  handgrad train --data mnist1d --arch gru --width 6 --optimizer adam --lr 0.01 \\
+      --epochs 150 --batch-size 100 --val-fraction 0 --out runs/mnist1d-gru
+                                                  (the MNIST-1D paper's bidirectional GRU)
+  handgrad train --arch gpt --data text --layers 4 --heads 4 --width 128 --context 128 \\
+      --optimizer adamw --lr 3e-3 --weight-decay 0.1 --schedule cosine --clip-grad-norm 1 \\
+      --steps 2000 --out runs/gpt                  (a character-level GPT on Python's help texts)
 
 splits: training, validation (--val-fraction of the training data: the val_ numbers,
 --patience) and test (the dataset's own, or --test-fraction), scored once at the end.
@@ -64,6 +70,15 @@ BENCH_EXAMPLES = """examples:
 
 each implementation runs the same step in alternation, round by round; the table shows
 median milliseconds per step and handgrad's time divided by torch's and NumPy's
+"""
+
+GENERATE_EXAMPLES = """examples:
+  handgrad generate runs/gpt/model.safetensors --prompt "The " --tokens 300
+  handgrad generate runs/gpt/model.safetensors --prompt "def" --temperature 0.8 --top-k 10 \\
+      --seed 1 --progress
+
+MODEL is a model.safetensors written by `handgrad train --arch gpt`; its vocabulary is stored
+in it, and a prompt character outside it is an error. Prints the prompt and the sampled text.
 """
 
 CHECK_EXAMPLES = """examples:
@@ -130,11 +145,19 @@ def _train(args: argparse.Namespace) -> int:
     from handgrad.tools.recipe import TrainConfig, format_scores, run
 
     config = TrainConfig(
-        data=args.data,
+        data=args.data or ("text" if args.arch == "gpt" else "digits"),
         target=args.target,
         arch=args.arch,
         channels=args.channels,
         conv_algorithm=args.conv_algorithm,
+        width=args.width,
+        layers=args.layers,
+        bidirectional=not args.unidirectional,
+        heads=args.heads,
+        context=args.context,
+        steps=args.steps,
+        eval_every=args.eval_every,
+        clip_grad_norm=args.clip_grad_norm,
         hidden=args.hidden,
         activation=args.activation,
         dropout=args.dropout,
@@ -270,6 +293,26 @@ def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -
         conf, cls = probs.max(1)
         return ["class,probability"] + [f"{int(c)},{float(q):.4f}" for c, q in zip(cls, conf)]
     return ["prediction"] + [",".join(f"{float(v):.6g}" for v in row.reshape(-1)) for row in out]
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from handgrad.threads import policy
+    from handgrad.tools.text_recipe import generate_text, load_text_model
+
+    model, vocab = load_text_model(args.model)
+    with policy(args.threads, work=0):  # one sequence, token by token: small products
+        text = generate_text(
+            model,
+            vocab,
+            args.prompt,
+            args.tokens,
+            args.temperature,
+            args.top_k,
+            args.seed,
+            progress=args.progress,
+        )
+    print(text)
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -445,18 +488,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from handgrad.nn.conv import Conv2d
     from handgrad.optim import OPTIMIZERS, SCHEDULES
-    from handgrad.tools.recipe import ACTIVATIONS, LOSSES
+    from handgrad.tools.recipe import ACTIVATIONS, ARCHS, LOSSES
 
     p = sub.add_parser(
         "train",
-        help="train an MLP on a bundled dataset or a CSV file",
+        help="train an MLP, CNN, RNN/GRU/LSTM on a dataset or CSV file, or a GPT on text",
         epilog=TRAIN_EXAMPLES,
         formatter_class=raw,
     )
     p.add_argument(
         "--data",
-        default="digits",
-        help="digits, mnist1d, spiral, parabola, regression, or FILE.csv",
+        help="digits, mnist1d, spiral, parabola, regression, or FILE.csv (default: digits); "
+        "with --arch gpt: text (Python's help texts, the default) or a UTF-8 FILE.txt",
     )
     p.add_argument(
         "--target",
@@ -495,9 +538,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--arch",
-        choices=["mlp", "cnn"],
+        choices=list(ARCHS),
         default="mlp",
-        help="cnn: three Conv1d for 1-D signals (mnist1d), two Conv2d for images",
+        help="cnn: three Conv1d for 1-D signals (mnist1d), two Conv2d for images; gru, lstm, "
+        "rnn: a recurrent layer over the steps of mnist1d (40 of 1 value) or digits (8 rows of "
+        "8), then a Linear on every step's output; gpt: a character-level GPT on text",
+    )
+    p.add_argument(
+        "--width",
+        type=int,
+        help="gru/lstm/rnn: hidden size (default 6, the MNIST-1D paper's); gpt: embedding "
+        "width (default 128)",
+    )
+    p.add_argument(
+        "--layers", type=int, help="gru/lstm/rnn: stacked layers (default 1); gpt: blocks (4)"
+    )
+    p.add_argument(
+        "--unidirectional",
+        action="store_true",
+        help="gru/lstm/rnn: one direction only (default: both, as the paper's GRU)",
+    )
+    p.add_argument("--heads", type=int, default=4, help="gpt: attention heads (default: 4)")
+    p.add_argument(
+        "--context", type=int, default=128, help="gpt: characters per window (default: 128)"
+    )
+    p.add_argument(
+        "--steps", type=int, help="gpt: optimizer steps (default: 1000; --epochs does not apply)"
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=100,
+        metavar="N",
+        help="gpt: log the training and validation loss every N steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--clip-grad-norm",
+        type=float,
+        metavar="MAX",
+        help="scale each step's gradients to a total 2-norm of at most MAX "
+        "(torch.nn.utils.clip_grad_norm_; default: off)",
     )
     p.add_argument("--channels", type=int, default=25, help="cnn channels (default: %(default)s)")
     p.add_argument(
@@ -603,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="mlp, scaling or conv (repeatable; default: all)",
+        help="mlp, scaling, conv or sequence (repeatable; default: all)",
     )
     p.add_argument("--rounds", type=int, default=7, help="timing rounds (default: %(default)s)")
     p.add_argument("--json", help="also write the numbers here as JSON")
@@ -615,6 +695,30 @@ def build_parser() -> argparse.ArgumentParser:
         "policy, handgrad at torch's thread count, torch eager)",
     )
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "generate",
+        help="sample text from a GPT trained with handgrad train --arch gpt",
+        epilog=GENERATE_EXAMPLES,
+        formatter_class=raw,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model.safetensors of a text run")
+    p.add_argument(
+        "--prompt",
+        help="the text to continue (default: a newline, or the vocabulary's first character)",
+    )
+    p.add_argument("--tokens", type=int, default=200, help="characters to sample (default: 200)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="divides the logits: below 1 more predictable, above 1 more varied (default: 1)",
+    )
+    p.add_argument("--top-k", type=int, help="sample only among the K likeliest characters")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.add_argument("--threads", type=_threads, default="auto", help=threads_help)
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser(
         "check",

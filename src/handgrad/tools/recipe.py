@@ -25,6 +25,7 @@ from handgrad.nn.linear import Linear
 from handgrad.nn.loss import BCEWithLogitsLoss, Loss
 from handgrad.nn.normalization import BatchNorm1d
 from handgrad.nn.pooling import MaxPool2d
+from handgrad.nn.recurrent_classifier import RecurrentClassifier
 from handgrad.nn.shape import Flatten
 from handgrad.optim import (
     OPTIMIZERS,
@@ -54,6 +55,10 @@ RECIPES: dict[str, dict[str, int]] = {
 }
 
 
+RECURRENT_ARCHS = ("gru", "lstm", "rnn")  # RecurrentClassifier on (N, L, F) sequences
+ARCHS = ("mlp", "cnn", *RECURRENT_ARCHS, "gpt")  # gpt: a character-level GPT on text
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; `handgrad train` maps its flags onto these fields."""
@@ -63,6 +68,15 @@ class TrainConfig:
     arch: str = "mlp"  # mlp, or cnn: three Conv1d (1-D signals) or two Conv2d (images)
     channels: int = 25  # cnn: channels per convolution (the MNIST-1D paper's 25)
     conv_algorithm: str = "auto"  # cnn: Conv2d's auto, reference, im2col or winograd
+    # sequence models: gru/lstm/rnn (RECURRENT_ARCHS) on mnist1d or digits, gpt on text
+    width: int | None = None  # recurrent hidden size (6) or the GPT's embedding width (128)
+    layers: int | None = None  # recurrent layers (1) or transformer blocks (4)
+    bidirectional: bool = True  # gru/lstm/rnn: both directions (the MNIST-1D paper's GRU)
+    heads: int = 4  # gpt: attention heads
+    context: int = 128  # gpt: tokens per window (block_size)
+    steps: int | None = None  # gpt: optimizer steps (default 1000); --epochs does not apply
+    eval_every: int = 100  # gpt: steps between validation losses
+    clip_grad_norm: float | None = None  # scale gradients to this total 2-norm; None = off
     hidden: tuple[int, ...] = (128,)  # hidden layer widths; () is a linear model
     activation: str = "relu"  # the cli_name of an Activation (ACTIVATIONS)
     dropout: float = 0.0  # after every hidden activation; 0 = none
@@ -101,8 +115,9 @@ class TrainConfig:
                 raise InputError(
                     f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(table)}"
                 )
-        if self.arch not in ("mlp", "cnn"):
-            raise InputError(f"unknown arch {self.arch!r}; choose from mlp, cnn")
+        if self.arch not in ARCHS:
+            raise InputError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
+        _check_sequence_options(self)
         if self.conv_algorithm not in Conv2d.ALGORITHMS:
             raise InputError(
                 f"unknown conv_algorithm {self.conv_algorithm!r}; "
@@ -141,9 +156,15 @@ class TrainConfig:
     def resolved(self) -> TrainConfig:
         """A copy with the recipe's epochs, batch size and patience where they are None."""
         recipe = RECIPES["table" if self.is_table() else "bundled"]
+        if self.arch == "gpt":  # counts --steps; epochs stay None
+            recipe = {"batch_size": 32, "patience": 0}
+        recurrent = self.arch in RECURRENT_ARCHS
         return replace(
             self,
-            epochs=recipe["epochs"] if self.epochs is None else self.epochs,
+            width=self.width or (6 if recurrent else 128 if self.arch == "gpt" else None),
+            layers=self.layers or (1 if recurrent else 4 if self.arch == "gpt" else None),
+            steps=self.steps or (1000 if self.arch == "gpt" else None),
+            epochs=recipe.get("epochs") if self.epochs is None else self.epochs,
             batch_size=recipe["batch_size"] if self.batch_size is None else self.batch_size,
             patience=recipe["patience"] if self.patience is None else self.patience,
         )
@@ -158,6 +179,8 @@ class TrainConfig:
         return out.absolute().parent / f"{out.name}.checkpoint.safetensors"
 
     def is_table(self) -> bool:
+        if self.arch == "gpt":  # text: "text" (the default corpus) or a text file
+            return False
         return self.data not in datasets.DATASETS and (
             self.data.endswith(".csv") or os.path.isfile(self.data)
         )
@@ -167,7 +190,12 @@ def load_dataset(config: TrainConfig) -> datasets.Dataset:
     """The named dataset or CSV file, split three ways: training, validation (`val_fraction`
     of the training data; none when 0) and test (the dataset's own test split, or
     `test_fraction` of the examples). A CSV's preprocessing is fitted on the training rows."""
-    if config.data in ("digits", "mnist1d"):
+    if config.data == "mnist1d" and config.arch in RECURRENT_ARCHS:
+        d = datasets.mnist1d(sequence=True)  # (N, 40, 1): 40 time steps of one value
+    elif config.data == "digits" and config.arch in RECURRENT_ARCHS:
+        d = datasets.digits()
+        d = replace(d, X=d.X.view(-1, 8, 8), X_test=_rows(d.X_test))  # 8 steps: the rows
+    elif config.data in ("digits", "mnist1d"):
         d = datasets.DATASETS[config.data](image=config.arch == "cnn")  # (N, 1, 8, 8) / (N, 1, 40)
     elif config.data in datasets.DATASETS:
         d = datasets.DATASETS[config.data]()
@@ -259,6 +287,66 @@ def _convs(input_shape: tuple[int, ...], config: TrainConfig) -> tuple[list[Modu
     )
 
 
+def build_recurrent(
+    input_shape: tuple[int, ...], out_features: int, config: TrainConfig
+) -> RecurrentClassifier:
+    """The MNIST-1D paper's recurrent model for (L, F) sequences: a GRU, LSTM or RNN of
+    --width units (both directions unless --unidirectional, --layers deep), then a Linear on
+    the flattened outputs of every step."""
+    if len(input_shape) != 2:
+        raise InputError(
+            f"--arch {config.arch} needs sequences (N, steps, features), got inputs of shape "
+            f"{input_shape}; mnist1d (40 steps of 1) and digits (8 rows of 8) give them"
+        )
+    assert config.width is not None and config.layers is not None
+    return RecurrentClassifier(
+        config.arch,
+        input_shape[1],
+        config.width,
+        input_shape[0],
+        out_features,
+        config.layers,
+        config.bidirectional,
+        config.dropout,
+    )
+
+
+def _rows(X: Tensor | None) -> Tensor | None:
+    """8×8 digits as sequences of their 8 rows."""
+    return None if X is None else X.view(-1, 8, 8)
+
+
+def _check_sequence_options(config: TrainConfig) -> None:
+    """The sequence models' numbers, and the options a text run does not take."""
+    for name in ("width", "layers", "steps"):
+        v = getattr(config, name)
+        if v is not None and v < 1:
+            raise InputError(f"--{name} must be >= 1, got {v}")
+    for name in ("heads", "context", "eval_every"):
+        if getattr(config, name) < 1:
+            raise InputError(
+                f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}"
+            )
+    if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
+        raise InputError(f"--clip-grad-norm must be > 0, got {config.clip_grad_norm}")
+    if config.arch != "gpt":
+        return
+    width = config.width or 128
+    if width % config.heads:
+        raise InputError(
+            f"--arch gpt: --width ({width}) must be divisible by --heads ({config.heads})"
+        )
+    for flag, used in (
+        ("--distributed", config.distributed),
+        ("--resume", config.resume is not None),
+        ("--checkpoint-every", config.checkpoint_every > 0),
+        ("--patience", bool(config.patience)),
+        ("--epochs", config.epochs is not None),
+    ):
+        if used:
+            raise InputError(f"--arch gpt does not take {flag} (a text run counts --steps)")
+
+
 @no_cache()
 def _per_channel(input_shape: tuple[int, ...], config: TrainConfig) -> int:
     """Outputs per channel of the convolutions: a one-channel twin run on the CPU (so it works
@@ -271,8 +359,10 @@ def _per_channel(input_shape: tuple[int, ...], config: TrainConfig) -> int:
     return int(x.shape[1]) // channels
 
 
-def build_model(config: TrainConfig, data: datasets.Dataset) -> Sequential:
+def build_model(config: TrainConfig, data: datasets.Dataset) -> Module:
     """The configured network for data's input shape and outputs."""
+    if config.arch in RECURRENT_ARCHS:
+        return build_recurrent(tuple(data.X.shape[1:]), data.out_features, config)
     if config.arch == "cnn":
         return build_cnn(tuple(data.X.shape[1:]), data.out_features, config)
     return build_mlp(data.in_features, data.out_features, config, flatten=data.X.dim() > 2)
@@ -448,6 +538,10 @@ def run(config: TrainConfig) -> RunResult:
     new folder beside config.out, which replaces the old run only when all are written."""
     config.check()
     config = config.resolved()
+    if config.arch == "gpt":
+        from handgrad.tools.text_recipe import run_text
+
+        return run_text(config)
     assert config.epochs is not None
     rank = 0
     if config.distributed:
@@ -493,6 +587,7 @@ def run(config: TrainConfig) -> RunResult:
         initial_epoch=start,
         distributed=config.distributed,
         threads=config.threads,
+        clip_grad_norm=config.clip_grad_norm,
     )
     history = _joined(past, history)  # the epochs before a resume, then this run's
     scores = {"train": evaluate(model, (data.X, data.y), loss, metric_list, threads=config.threads)}
