@@ -9,15 +9,42 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import torch
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Mode(threading.local):
     caching = True  # False inside no_cache()
+    host_reads = True  # False inside capture_safe()
     calls: list[tuple[Any, Any]] | None = None  # (module, output) of every call, in summary()
 
 
 _mode = _Mode()
+
+
+@contextlib.contextmanager
+def capture_safe() -> Iterator[None]:
+    """Nothing inside reads a tensor's value on the host (no device sync): input checks that
+    would (class-index range, probabilities in [0, 1]) are skipped, and fast paths chosen by a
+    value (max pooling's NaN check) take their general branch. A training step that a CUDA
+    graph captures runs under it, after the data were checked once (handgrad.training.graph)."""
+    before = _mode.host_reads
+    _mode.host_reads = False
+    try:
+        yield
+    finally:
+        _mode.host_reads = before
+
+
+def autocasting(device_type: str) -> bool:
+    """Whether torch.autocast is on for this device type (fit's precision="bf16"): then an
+    input's dtype may differ from a layer's float32 weights, as in torch."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: one function per device type
+        cpu = torch.is_autocast_cpu_enabled()  # type: ignore[attr-defined,unused-ignore]
+        return bool(torch.is_autocast_enabled() if device_type == "cuda" else cpu)
 
 
 def is_caching() -> bool:

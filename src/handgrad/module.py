@@ -29,7 +29,7 @@ from handgrad.errors import (
     StateDictError,
     UsageError,
 )
-from handgrad.mode import _mode, no_cache
+from handgrad.mode import _mode, autocasting, no_cache
 
 __all__ = ["Module", "accumulate_grad", "no_cache", "zero_grads"]
 
@@ -368,7 +368,8 @@ class Module:
         self._check_like(x, weight)
 
     def _check_like(self, x: Tensor, weight: Tensor) -> None:
-        if x.dtype != weight.dtype or x.device != weight.device:
+        mixed = x.dtype != weight.dtype and not autocasting(x.device.type)  # bf16 under autocast
+        if mixed or x.device != weight.device:
             raise ShapeError(
                 f"{self._short_name()}: input is {x.dtype} on {x.device}, but the layer is "
                 f"{weight.dtype} on {weight.device}; move one with .to()"

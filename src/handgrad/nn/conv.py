@@ -16,6 +16,7 @@ from handgrad import ops
 from handgrad.errors import InputError, NotSupportedError, ShapeError
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.kernels import F4x4_3x3, Im2col, Winograd, Workspace
+from handgrad.mode import autocasting
 from handgrad.module import Module
 from handgrad.nn.linear import positive_int
 
@@ -202,6 +203,8 @@ class _ConvNd(_Windows):
     def _kernel(self, x: Tensor, pads: Pairs) -> Kernel | None:
         """The tuned kernel for this input, or None for the reference ops."""
         self._check_algorithm()
+        if autocasting(x.device.type):  # fit's bf16: the reference ops' products autocast
+            return None
         a = self.algorithm
         if isinstance(a, (Im2col, Winograd)):
             kernel: Kernel | None = a

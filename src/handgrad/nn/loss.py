@@ -26,6 +26,7 @@ from torch import Tensor
 
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.mode import _mode
 from handgrad.module import Module
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -163,6 +164,8 @@ def check_device(owner: Loss, pred: Tensor, other: Tensor) -> None:
 
 
 def check_probabilities(owner: Loss, p: Tensor, what: str = "prediction") -> None:
+    if not _mode.host_reads:  # a capture-safe step (handgrad.mode.capture_safe)
+        return
     if bool(((p < 0) | (p > 1) | p.isnan()).any()):
         raise ShapeError(
             f"{owner!r}: expected {what} probabilities in [0, 1], got values in "

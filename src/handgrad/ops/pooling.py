@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from handgrad.mode import _mode
 from handgrad.ops.conv import Pairs, col2im, crop, pad, windows
 
 __all__ = [
@@ -97,7 +98,9 @@ def _pick(win: Tensor, positions: Tensor, has_padding: bool) -> tuple[Tensor, Te
     """y and torch's indices from windows win (N, C, *out, K) whose elements sit at the flat
     input positions `positions` (broadcastable to win; -1 in the padding)."""
     y, k = win.max(-1)  # the first maximum: torch's pick unless a NaN or an all -inf window
-    odd = y.isnan().any() or (has_padding and bool((y == _lowest(win)).any()))
+    odd = not _mode.host_reads or (  # capture_safe(): always the general branch, no sync
+        y.isnan().any() or (has_padding and bool((y == _lowest(win)).any()))
+    )
     if odd:
         k = _torch_argmax(win, positions.expand(win.shape) >= 0)
         y = win.gather(-1, k.unsqueeze(-1)).squeeze(-1)  # (N, C, *out)

@@ -18,7 +18,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import chain
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import Tensor
@@ -39,10 +39,34 @@ def value(x: float | Tensor) -> float:
     return float(x)
 
 
+Scalar = Union[float, Tensor]  # noqa: UP007 (runtime alias): a Python number or a 0-d tensor
+
+
+def axpy(x: Tensor, a: Scalar, y: Tensor) -> Tensor:
+    """x ← x + a·y in place; a is a Python number (torch's fused kernel) or a 0-d tensor."""
+    return x.add_(y, alpha=a) if not isinstance(a, Tensor) else x.add_(y * a)
+
+
+def addcdiv(x: Tensor, a: Scalar, num: Tensor, den: Tensor) -> Tensor:
+    """x ← x + a·num/den in place (torch's addcdiv_ order: (a·num)/den)."""
+    if not isinstance(a, Tensor):
+        return x.addcdiv_(num, den, value=a)
+    return x.add_((num * a).div_(den))
+
+
+def capturing() -> bool:
+    """Whether a CUDA graph is being captured on the current stream."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 class Optimizer:
     """Holds param_groups (a list of dicts) and state (a dict keyed by parameter)."""
 
     positional: tuple[str, ...] = ()  # the constructor's hyperparameters, in its order
+
+    # The capture-safe step (see step()): off by default; training/graph.py turns it on.
+    _device_scalars = False
+    _mask: Tensor | None = None  # graph mode: a device 0/1 flag that multiplies every lr
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -58,6 +82,8 @@ class Optimizer:
             )
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
+        self._counts: dict[Tensor, int] = {}  # each state["step"], mirrored on the host
+        self._hyper: list[dict[str, Tensor]] = []  # graph mode: each group's scalars on device
         groups = list(params)
         if not groups:
             raise InputError(f"{self._name}: optimizer got an empty parameter list")
@@ -162,15 +188,89 @@ class Optimizer:
     # ---- the step ----------------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a .grad (the others are skipped, as torch
-        does); `closure` re-evaluates the loss first and its value is returned."""
+        does); `closure` re-evaluates the loss first and its value is returned.
+
+        No step reads a tensor's value on the host (no device sync). By default the
+        hyperparameters are Python numbers and each parameter's step count is mirrored on the
+        host, so the numbers are torch.optim's exactly. In graph mode (``device_scalars``) the
+        learning rate, momentum / betas and the bias corrections are 0-d tensors on the
+        parameters' device, so that a captured step replays with the current values:
+        ``load_hyperparameters()`` writes group["lr"] & co. into them before each replay.
+        """
         self._opt_called = True  # a schedule stepped before this warns, as torch's does
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            self._step_group(group)
+        if self._device_scalars and not capturing():
+            self.load_hyperparameters()
+        for i, group in enumerate(self.param_groups):
+            self._step_group(group, self._scalars(i) if self._device_scalars else None)
         return loss
 
-    def _step_group(self, group: dict[str, Any]) -> None:
+    def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        """Update the group's parameters; `h`: the group's scalars as tensors (graph mode),
+        or None (Python numbers from the group)."""
         raise NotImplementedError
+
+    # ---- graph mode: hyperparameters and step counts as device tensors ------------------------
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The group values a schedule may change, by name (a subclass adds momentum/betas)."""
+        return {"lr": group["lr"]}
+
+    def _scalars(self, i: int) -> dict[str, Tensor]:
+        """Group i's device tensors (float64, 0-d), made once: their addresses stay fixed."""
+        while len(self._hyper) <= i:
+            group = self.param_groups[len(self._hyper)]
+            device = group["params"][0].device
+            self._hyper.append(
+                {
+                    k: torch.zeros((), dtype=torch.float64, device=device)
+                    for k in self._hyperparameters(group)
+                }
+            )
+            self._fill(len(self._hyper) - 1)
+        h = self._hyper[i]
+        if self._mask is not None:  # a masked step: lr·0 (the non-finite guard)
+            h = dict(h, lr=h["lr"] * self._mask)
+        return h
+
+    def _fill(self, i: int) -> None:
+        for k, v in self._hyperparameters(self.param_groups[i]).items():
+            t = self._hyper[i][k]
+            t.copy_(v) if isinstance(v, Tensor) else t.fill_(v)  # a launch, not a sync
+
+    def load_hyperparameters(self) -> None:
+        """Write every group's lr (and momentum / betas) into its device tensors."""
+        for i in range(len(self.param_groups)):
+            if i < len(self._hyper):
+                self._fill(i)
+            else:
+                self._scalars(i)
+
+    def device_scalars(self, on: bool = True) -> None:
+        """Graph mode on: step counts move to their parameter's device and the update reads
+        its scalars from device tensors (a captured step replays with the current lr). Off:
+        back to Python numbers (the host's step counts are read again once)."""
+        self._device_scalars = on
+        self._counts.clear()
+        if on:
+            for p, s in self.state.items():
+                if isinstance(s.get("step"), Tensor):
+                    s["step"] = s["step"].to(p.device)
+            self.load_hyperparameters()
+
+    def _new_step(self, p: Tensor) -> Tensor:
+        """A step count of 0 (torch keeps it on the CPU; graph mode on p's device)."""
+        self._counts[p] = 0
+        device = p.device if self._device_scalars else None
+        return torch.zeros((), dtype=scalar_dtype(), device=device)
+
+    def _count(self, p: Tensor, state: dict[str, Any]) -> int:
+        """state["step"] += 1 on its device; the new count from the host's mirror (read
+        from the tensor once, after load_state_dict)."""
+        state["step"] += 1
+        n = self._counts.get(p)
+        n = int(state["step"]) if n is None else n + 1
+        self._counts[p] = n
+        return n
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's .grad: to None (torch's default), or to zeros in place."""
@@ -241,6 +341,8 @@ class Optimizer:
                 saved["betas"] = tuple(saved["betas"])  # a state that went through JSON
         self.state = state
         self.param_groups = saved_groups
+        self._counts.clear()
+        self._hyper = []
 
     def _check_same_class(self, saved: dict[str, Any]) -> None:
         """A state saved by another optimizer class lacks this one's hyperparameters: refuse it

@@ -20,7 +20,14 @@ import torch
 from torch import Tensor
 
 from handgrad.errors import InputError, NotSupportedError
-from handgrad.optim.optimizer import Optimizer, check_lr, check_nonnegative, scalar_dtype, value
+from handgrad.optim.optimizer import (
+    Optimizer,
+    addcdiv,
+    axpy,
+    check_lr,
+    check_nonnegative,
+    value,
+)
 
 Params = Iterable[Any]  # tensors, (name, tensor) pairs, or dicts {'params': [...], 'lr': ...}
 
@@ -91,21 +98,26 @@ class SGD(Optimizer):
             raise InputError("SGD: Nesterov momentum requires a momentum and zero dampening")
         _refuse_switches("SGD", group)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        lr, momentum, dampening = value(group["lr"]), group["momentum"], group["dampening"]
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {"lr": group["lr"], "momentum": group["momentum"]}
+
+    def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        dampening = group["dampening"]
+        lr = value(group["lr"]) if h is None else h["lr"]
+        momentum = group["momentum"] if h is None else h["momentum"]
         for p in group["params"]:
             if p.grad is None:
                 continue
             g = _gradient(p, group)
-            if momentum != 0:
+            if group["momentum"] != 0:
                 state = self.state[p]
                 b = state.get("momentum_buffer")
                 if b is None:
                     b = state["momentum_buffer"] = g.clone()
                 else:
                     b.mul_(momentum).add_(g, alpha=1 - dampening)
-                g = g.add(b, alpha=momentum) if group["nesterov"] else b
-            p.add_(g, alpha=-lr)
+                g = axpy(g.clone(), momentum, b) if group["nesterov"] else b  # g + μb
+            axpy(p, -lr, g)  # p ← p - lr·v
 
 
 class Adagrad(Optimizer):
@@ -161,13 +173,10 @@ class Adagrad(Optimizer):
 
     def _init_state(self, p: Tensor, s0: float) -> None:
         init = complex(s0, s0) if torch.is_complex(p) else s0
-        self.state[p] = {
-            "step": torch.tensor(0.0, dtype=scalar_dtype()),
-            "sum": torch.full_like(p, init),
-        }
+        self.state[p] = {"step": self._new_step(p), "sum": torch.full_like(p, init)}
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        lr, eps, lr_decay = value(group["lr"]), group["eps"], group["lr_decay"]
+    def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        eps, lr_decay = group["eps"], group["lr_decay"]
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -175,12 +184,15 @@ class Adagrad(Optimizer):
             if not state:  # a group added after construction
                 self._init_state(p, group["initial_accumulator_value"])
                 state = self.state[p]
-            state["step"] += 1
-            t = float(state["step"])
+            n = self._count(p, state)
             g, s, x = _real(_gradient(p, group)), _real(state["sum"]), _real(p)
-            lr_t = lr / (1 + (t - 1) * lr_decay)
+            if h is None:
+                lr_t: float | Tensor = value(group["lr"]) / (1 + (n - 1) * lr_decay)
+            else:  # the same on the device, from the step tensor
+                t = state["step"].to(h["lr"].dtype)  # float64, as the host's numbers
+                lr_t = h["lr"] / (1 + (t - 1) * lr_decay)
             s.addcmul_(g, g, value=1)  # s ← s + g²
-            x.addcdiv_(g, s.sqrt().add_(eps), value=-lr_t)
+            addcdiv(x, -lr_t, g, s.sqrt().add_(eps))  # p ← p - lr_t·g/(√s + eps)
 
 
 class RMSprop(Optimizer):
@@ -231,26 +243,26 @@ class RMSprop(Optimizer):
         )
         _refuse_switches("RMSprop", group)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        lr, alpha, eps, momentum = (
-            value(group["lr"]),
-            group["alpha"],
-            group["eps"],
-            group["momentum"],
-        )
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {"lr": group["lr"], "momentum": group["momentum"]}
+
+    def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        alpha, eps = group["alpha"], group["eps"]
+        lr = value(group["lr"]) if h is None else h["lr"]
+        momentum = group["momentum"] if h is None else h["momentum"]
         for p in group["params"]:
             if p.grad is None:
                 continue
             state = self.state[p]
             if "square_avg" not in state:
                 state["square_avg"] = torch.zeros_like(p)
-                if momentum > 0:
+                if group["momentum"] > 0:
                     state["momentum_buffer"] = torch.zeros_like(p)
                 if group["centered"]:
                     state["grad_avg"] = torch.zeros_like(p)
             if "step" not in state:  # also a state saved before handgrad counted the steps
-                state["step"] = torch.zeros((), dtype=scalar_dtype())
-            state["step"] += 1
+                state["step"] = self._new_step(p)
+            self._count(p, state)
             g, x = _real(_gradient(p, group)), _real(p)
             v = _real(state["square_avg"]).mul_(alpha).addcmul_(g, g, value=1 - alpha)
             if group["centered"]:
@@ -259,11 +271,11 @@ class RMSprop(Optimizer):
             else:
                 avg = v.sqrt()
             avg = avg.add_(eps)
-            if momentum > 0:
+            if group["momentum"] > 0:
                 b = _real(state["momentum_buffer"]).mul_(momentum).addcdiv_(g, avg)
-                x.add_(b, alpha=-lr)
+                axpy(x, -lr, b)
             else:
-                x.addcdiv_(g, avg, value=-lr)
+                addcdiv(x, -lr, g, avg)
 
 
 class Adam(Optimizer):
@@ -327,35 +339,51 @@ class Adam(Optimizer):
             raise InputError(f"{name}: betas must be either both floats or both Tensors")
         _refuse_switches(name, group)
 
-    def _step_group(self, group: dict[str, Any]) -> None:
-        lr, eps, wd = value(group["lr"]), group["eps"], value(group["weight_decay"])
-        beta1, beta2 = (value(b) for b in group["betas"])
+    def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
+        beta1, beta2 = group["betas"]
+        return {"lr": group["lr"], "beta1": beta1, "beta2": beta2}
+
+    def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        eps, wd = group["eps"], value(group["weight_decay"])
+        lr: float | Tensor
+        beta1: float | Tensor
+        beta2: float | Tensor
+        if h is None:
+            lr = value(group["lr"])
+            beta1, beta2 = (value(b) for b in group["betas"])
+        else:
+            lr, beta1, beta2 = h["lr"], h["beta1"], h["beta2"]
         for p in group["params"]:
             if p.grad is None:
                 continue
             state = self.state[p]
             if not state:
-                state["step"] = torch.tensor(0.0, dtype=scalar_dtype())
+                state["step"] = self._new_step(p)
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
                 if group["amsgrad"]:
                     state["max_exp_avg_sq"] = torch.zeros_like(p)
-            state["step"] += 1
+            n = self._count(p, state)
             g = -p.grad if group["maximize"] else p.grad
             if wd != 0 and group["decoupled_weight_decay"]:
                 p.mul_(1 - lr * wd)  # p ← p(1 - lr·λ): decay the weights directly
             elif wd != 0:
                 g = g.add(p, alpha=wd)  # g + λp: L2 folded into the gradient
             g, x = _real(g), _real(p)
-            m = _real(state["exp_avg"]).lerp_(g, 1 - beta1)  # m ← β₁m + (1 - β₁)g
-            v = _real(state["exp_avg_sq"]).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            m, v = _real(state["exp_avg"]), _real(state["exp_avg_sq"])
+            if h is None:
+                m.lerp_(g, 1 - value(beta1))  # m ← β₁m + (1 - β₁)g
+                v.mul_(beta2).addcmul_(g, g, value=1 - value(beta2))  # v ← β₂v + (1 - β₂)g²
+            else:  # the same with device scalars (lerp's weight in m's dtype)
+                m.lerp_(g, (1 - h["beta1"]).to(m.dtype))
+                v.mul_(h["beta2"]).addcmul_(g * (1 - h["beta2"]), g)
             if group["amsgrad"]:
                 v_max = _real(state["max_exp_avg_sq"])
                 v = torch.maximum(v_max, v, out=v_max)  # v̂ ← max(v̂, v)
-            t = float(state["step"])
+            t: int | Tensor = n if h is None else state["step"]  # the device's count in graphs
             step_size = lr / (1 - beta1**t)
             denom = (v.sqrt() / (1 - beta2**t) ** 0.5).add_(eps)  # √v / √(1 - β₂ᵗ) + eps
-            x.addcdiv_(m, denom, value=-step_size)
+            addcdiv(x, -step_size, m, denom)
 
 
 class AdamW(Adam):

@@ -24,6 +24,9 @@ from handgrad.optim.optimizers import Optimizer
 from handgrad.optim.schedule import LRScheduler
 from handgrad.threads import Threads, policy, step_work
 from handgrad.training.callbacks import Callback, History
+from handgrad.training.graph import GraphStep, Step
+from handgrad.training.graph import check_options as check_gpu_options
+from handgrad.training.graph import train_epoch as graph_epoch
 from handgrad.training.metrics import Metric, _metric
 
 Data = Union[tuple[Tensor, Tensor], DataLoader, Dataset]  # noqa: UP007 (runtime alias)
@@ -151,6 +154,8 @@ def fit(
     distributed: bool = False,
     threads: Threads = "auto",
     clip_grad_norm: float | None = None,
+    cuda_graph: bool = False,
+    precision: str = "float32",
 ) -> History:
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
@@ -168,6 +173,12 @@ def fit(
     steps on one thread, so another busy process cannot stall them; torch's setting is
     restored on return. `clip_grad_norm`: after each backward, the gradients are scaled to a
     total 2-norm of at most this (hg.clip_grad_norm, as torch.nn.utils.clip_grad_norm_).
+    `cuda_graph=True` (a model and data on CUDA): the whole step is captured once in a CUDA
+    graph and replayed per batch; `precision="bf16"`: bf16 forward and backward with float32
+    master weights and optimizer state (CPU too). Either trains with handgrad.training.graph's
+    step, which never syncs with the host: the loss and the inf/NaN check are read once per
+    epoch, and an inf/NaN masks that step and the rest of the epoch (the weights stay those
+    from before it) before NonFiniteLossError is raised.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"fit: epochs must be an int >= 0, got {epochs!r}")
@@ -194,6 +205,7 @@ def fit(
         hd.prepare(model)
         sync = hd.average_gradients
     val_loader = None if val is None else _loader(val, 1024, False, None, "val")
+    check_gpu_options(model, loader, cuda_graph, precision, distributed)
     with policy(threads, _batch_work(model, loader, backward=True)):
         return _fit(
             model,
@@ -209,6 +221,8 @@ def fit(
             initial_epoch,
             sync,
             clip_grad_norm,
+            cuda_graph,
+            precision,
         )
 
 
@@ -226,8 +240,15 @@ def _fit(
     initial_epoch: int,
     sync: Callable[[Module], None] | None,
     clip: float | None = None,
+    cuda_graph: bool = False,
+    precision: str = "float32",
 ) -> History:
     named = [_metric(m) for m in metrics]
+    device_step, graph = None, None
+    if cuda_graph or precision != "float32":  # handgrad.training.graph: no host syncs
+        _check_all_labels(model, loader)
+        device_step = Step(model, loss, optimizer, clip, precision, sync)
+        graph = GraphStep(device_step) if cuda_graph else None
     history = History()
     model.clear_cache()  # a stray forward before fit would otherwise sit under every step's
     for cb in callbacks:
@@ -235,9 +256,24 @@ def _fit(
     for epoch in range(initial_epoch + 1, epochs + 1):
         loader.set_epoch(epoch)
         per_batch = scheduler if getattr(scheduler, "interval", "epoch") == "batch" else None
-        logs = _train_epoch(
-            model, loss, optimizer, loader, named, epoch, epochs, progress, sync, per_batch, clip
-        )
+        if device_step is not None:
+            logs = _graph_epoch(
+                device_step, graph, loader, named, epoch, epochs, progress, per_batch
+            )
+        else:
+            logs = _train_epoch(
+                model,
+                loss,
+                optimizer,
+                loader,
+                named,
+                epoch,
+                epochs,
+                progress,
+                sync,
+                per_batch,
+                clip,
+            )
         if sync is not None:
             logs["loss"] = _average_over_processes(logs["loss"])
         if val_loader is not None:
@@ -259,7 +295,45 @@ def _fit(
             break
     for cb in callbacks:
         cb.on_train_end(model)
+    if device_step is not None:
+        device_step.close()
     return history
+
+
+def _check_all_labels(model: Module, loader: DataLoader) -> None:
+    """The label check, once on every label before training (a captured step cannot)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_cache():
+            out = model(loader.X[:1].to(loader.device) if loader.device else loader.X[:1])
+    finally:
+        model.train(was_training)
+    _check_labels(out, loader.y, "train")
+
+
+def _graph_epoch(
+    step: Step,
+    graph: GraphStep | None,
+    loader: DataLoader,
+    metrics: Sequence[tuple[str, Metric]],
+    epoch: int,
+    epochs: int,
+    progress: bool,
+    scheduler: LRScheduler | None,
+) -> dict[str, float]:
+    """An epoch of handgrad.training.graph's step; inf/NaN is read (and raised) at its end."""
+    with _progress(len(loader), epoch, epochs, progress) as bar:
+        value, bad, outs, ys = graph_epoch(step, graph, loader, bool(metrics), scheduler, bar)
+    if bad:
+        step.close()
+        what = f"the loss or a gradient became inf or NaN at epoch {epoch}, batch {bad}"
+        _stop(step.model, step.loss, what)
+    logs = {"loss": value}
+    if metrics:
+        pred, target = torch.cat(outs), torch.cat(ys)
+        logs.update({name: fn(pred, target) for name, fn in metrics})
+    return logs
 
 
 def _batch_work(model: Module, loader: DataLoader, backward: bool) -> int:

@@ -1,0 +1,254 @@
+"""The GPU path of fit: a training step that never syncs with the host, captured in a CUDA graph.
+
+``fit(..., cuda_graph=True)`` or ``fit(..., precision="bf16")`` trains with ``Step``:
+
+    forward → loss → zero_grad (in place) → backward → finite? → clip → optimizer step
+
+No line of it reads a tensor's value on the host, and every tensor that lives across steps
+keeps its address (parameters, gradients, optimizer state, the flags below), so the whole step
+can be recorded once in a CUDA graph and replayed per batch (``GraphStep``):
+
+- warm-up: the first ``WARMUP`` batches run eagerly on a side stream (cuBLAS and the optimizer
+  state are set up there), then the next batch is captured and replayed; every later batch is
+  copied into the captured input buffers and the graph replayed. A last batch of another size
+  runs eagerly (the same tensors, no graph); pass a DataLoader with drop_last=True to drop it.
+- the learning rate: the optimizer runs in graph mode (Optimizer.device_scalars): lr, momentum
+  / betas and the bias corrections are device tensors; before each replay the current
+  group["lr"] & co. are written into them, so a per-batch schedule stepped on the host between
+  replays keeps working.
+- the non-finite guard: ``ok`` is a device flag, cleared (for the rest of the epoch) by the
+  first inf/NaN loss or gradient; a cleared flag zeroes the gradients and multiplies every lr
+  by 0, so the weights stay those from before that step (the optimizer's moments still decay).
+  fit reads the flag, the first bad batch and the epoch's loss sum once per epoch.
+
+``precision="bf16"``: the forward and backward run under torch.autocast(bfloat16) — the matrix
+products and convolutions in bf16 — with the float32 parameters as master weights, float32
+gradients (accumulated into float32 .grad) and float32 optimizer state; the loss is computed
+in float32 from the bf16 output. bf16 works on the CPU too (without a graph).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from handgrad.data.loader import DataLoader
+from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError, ShapeError, UsageError
+from handgrad.mode import capture_safe
+from handgrad.module import Module
+from handgrad.nn.loss import Loss
+from handgrad.optim.clip import clip_grad_norm
+from handgrad.optim.optimizer import Optimizer
+
+__all__ = ["PRECISIONS", "WARMUP", "GraphStep", "Step", "check_options", "precision_context"]
+
+PRECISIONS = ("float32", "bf16")
+WARMUP = 3  # eager steps on a side stream before the capture (torch's recipe)
+
+
+def check_options(
+    model: Module, loader: DataLoader, cuda_graph: Any, precision: Any, distributed: bool
+) -> None:
+    """fit's GPU options, checked before any CUDA call can fail."""
+    if not isinstance(cuda_graph, bool):
+        raise ArgumentTypeError(
+            f"fit: cuda_graph must be True or False, got {type(cuda_graph).__name__}"
+        )
+    if precision not in PRECISIONS:
+        raise InputError(f"fit: precision must be 'float32' or 'bf16', got {precision!r}")
+    params = model.parameters()
+    device = params[0].device if params else None
+    X = loader.X
+    data_device = torch.device(loader.device) if loader.device is not None else X.device
+    if device is not None and device != data_device:
+        raise InputError(
+            f"fit: the model is on {device} but the data is on {data_device}: move both to "
+            "the same device (model.to(device), X.to(device))"
+        )
+    if not cuda_graph:
+        return
+    if not torch.cuda.is_available():
+        raise UsageError(
+            "fit: cuda_graph=True needs CUDA, and torch.cuda.is_available() is False "
+            "(train with cuda_graph=False)"
+        )
+    if device is None or device.type != "cuda":
+        raise UsageError(
+            f"fit: cuda_graph=True needs the model and the data on a CUDA device, got "
+            f"{device}: move them with model.to('cuda') and X.to('cuda')"
+        )
+    if distributed:
+        raise NotSupportedError("fit", "cuda_graph=True with distributed=True")
+
+
+def precision_context(
+    precision: str, device: torch.device
+) -> contextlib.AbstractContextManager[Any]:
+    """torch.autocast to bf16 on `device` for "bf16" (no cast cache: safe in a graph)."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+    return contextlib.nullcontext()
+
+
+class Step:
+    """One training step with no host sync: ``step(xb, yb)`` returns the model's output.
+
+    Keeps on the model's device: ``ok`` (no inf/NaN seen yet), ``total`` (the sum of
+    loss × batch size over the epoch's good steps), ``batch`` and ``first_bad`` (the batch
+    where ok was first cleared).
+    """
+
+    def __init__(
+        self,
+        model: Module,
+        loss: Loss,
+        optimizer: Optimizer,
+        clip: float | None = None,
+        precision: str = "float32",
+        sync: Callable[[Module], None] | None = None,
+    ) -> None:
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.clip, self.precision, self.sync = clip, precision, sync
+        self.params = model.parameters()
+        if not self.params:
+            raise InputError("fit: the model has no parameters to train")
+        self.device = self.params[0].device
+        zero = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.ok = torch.ones((), dtype=torch.bool, device=self.device)
+        self.total = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.batch, self.first_bad = zero, zero.clone()
+        optimizer.device_scalars(True)
+        optimizer._mask = self.ok
+        if precision != "float32":  # bf16 gradients accumulate into float32 .grad
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+
+    def close(self) -> None:
+        """The optimizer back to its ordinary (host-number) steps."""
+        self.optimizer._mask = None
+        self.optimizer.device_scalars(False)
+
+    def __call__(self, xb: Tensor, yb: Tensor) -> Tensor:
+        with capture_safe():  # no host reads (fit checked the labels once, before)
+            with precision_context(self.precision, self.device):
+                out = self.model(xb)
+            value = self.loss(out if self.precision == "float32" else out.float(), yb)
+            self.optimizer.zero_grad(set_to_none=False)  # the gradients keep their addresses
+            with precision_context(self.precision, self.device):
+                self.model.backward_params(self.loss.backward())
+        if self.sync is not None:
+            self.sync(self.model)
+        grads = [p.grad for p in self.params if p.grad is not None]
+        finite = torch.isfinite(value)
+        if grads:
+            finite &= torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        self.batch += 1
+        self.first_bad.copy_(torch.where(self.ok & ~finite, self.batch, self.first_bad))
+        self.ok &= finite
+        for g in grads:  # a masked step: zero gradients (and lr·0 in the optimizer)
+            g.masked_fill_(~self.ok, 0.0)
+        if self.clip is not None:
+            clip_grad_norm(self.params, self.clip)
+        self.optimizer.step()
+        self.total += torch.where(self.ok, value.detach().double(), 0.0) * xb.shape[0]
+        return out
+
+    def read(self) -> tuple[float, int]:
+        """(the epoch's loss sum, the first bad batch or 0): one host read; resets the sum."""
+        total, bad = torch.stack([self.total, self.first_bad.double()]).tolist()
+        self.total.zero_()
+        self.batch.zero_()
+        return total, int(bad)
+
+
+class GraphStep:
+    """Step captured in a CUDA graph: warm-up, capture, then copy-in and replay per batch."""
+
+    def __init__(self, step: Step, warmup: int = WARMUP) -> None:
+        self.step, self.warmup = step, warmup
+        self.warm = 0
+        self.stream = torch.cuda.Stream(device=step.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.shape: tuple[torch.Size, torch.Size] | None = None  # the first batch's shapes
+        self.x = self.y = self.out = torch.empty(0)
+
+    def __call__(self, xb: Tensor, yb: Tensor, last: bool) -> Tensor:
+        shape = (xb.shape, yb.shape)
+        if self.shape is None:
+            self.shape = shape
+        if shape != self.shape:
+            if last and xb.shape[1:] == self.shape[0][1:]:
+                return self.step(xb, yb)  # a last, smaller batch: eagerly, the same tensors
+            raise ShapeError(
+                f"fit: cuda_graph=True needs one batch shape, got {tuple(xb.shape)} after "
+                f"{tuple(self.shape[0])} (targets {tuple(yb.shape)} after "
+                f"{tuple(self.shape[1])}) within the epoch"
+            )
+        if self.graph is not None:
+            self.x.copy_(xb, non_blocking=True)
+            self.y.copy_(yb, non_blocking=True)
+            self.step.optimizer.load_hyperparameters()  # a schedule's new lr, without a sync
+            self.graph.replay()
+            return self.out
+        if self.warm < self.warmup:
+            self.warm += 1
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                out = self.step(xb, yb)
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return out
+        return self._capture(xb, yb)
+
+    def _capture(self, xb: Tensor, yb: Tensor) -> Tensor:
+        self.x, self.y = xb.clone(), yb.clone()
+        self.step.optimizer.load_hyperparameters()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.out = self.step(self.x, self.y)
+        except RuntimeError as e:
+            raise UsageError(
+                f"fit: the training step could not be captured in a CUDA graph ({e}); "
+                "train with cuda_graph=False"
+            ) from e
+        self.graph = graph
+        graph.replay()  # capturing records the step; the replay runs it on this batch
+        return self.out
+
+
+def batches(loader: DataLoader) -> Iterator[tuple[int, Tensor, Tensor, bool]]:
+    """(batch number from 1, xb, yb, whether it is the epoch's last batch)."""
+    n = len(loader)
+    for b, (xb, yb) in enumerate(loader, start=1):
+        yield b, xb, yb, b == n
+
+
+def train_epoch(
+    step: Step,
+    graph: GraphStep | None,
+    loader: DataLoader,
+    keep_outputs: bool,
+    scheduler: Any,
+    bar: Any,
+) -> tuple[float, int, list[Tensor], list[Tensor]]:
+    """One epoch of Step (replayed through `graph` when given): (mean loss, first bad batch or
+    0, outputs and targets when kept for metrics). `scheduler`: a per-batch schedule, stepped
+    on the host after every step. The loss is read once, at the end."""
+    step.model.train()
+    n, outs, ys = 0, [], []
+    for _, xb, yb, last in batches(loader):
+        out = step(xb, yb) if graph is None else graph(xb, yb, last)
+        if scheduler is not None:  # host numbers only; the next step loads the new lr
+            scheduler.step()
+        n += xb.shape[0]
+        if keep_outputs:
+            outs.append(out.detach().clone())  # a replay overwrites the captured output
+            ys.append(yb)
+        bar.update(1)
+    total, bad = step.read()
+    return total / max(n, 1), bad, outs, ys
