@@ -323,8 +323,12 @@ def _graph_epoch(
     scheduler: LRScheduler | None,
 ) -> dict[str, float]:
     """An epoch of handgrad.training.graph's step; inf/NaN is read (and raised) at its end."""
-    with _progress(len(loader), epoch, epochs, progress) as bar:
-        value, bad, outs, ys = graph_epoch(step, graph, loader, bool(metrics), scheduler, bar)
+    try:
+        with _progress(len(loader), epoch, epochs, progress) as bar:
+            value, bad, outs, ys = graph_epoch(step, graph, loader, bool(metrics), scheduler, bar)
+    except BaseException:  # a refused batch shape, Ctrl-C: the optimizer back to host numbers
+        step.close()
+        raise
     if bad:
         step.close()
         what = f"the loss or a gradient became inf or NaN at epoch {epoch}, batch {bad}"
