@@ -252,6 +252,12 @@ def torch_conv_step(case: Case) -> Step:
 
 
 # ---- sequence models: a whole training step (forward, loss, backward, optimizer) -------------
+# Both implementations run on one thread: a recurrence is a chain of small products that a
+# second thread barely helps (examples/mnist1d_gru.py and fit's "auto" run it on one), and on
+# a shared 2-core machine two OpenMP threads per process measured 10-60x slower than one.
+SEQUENCE_THREADS = 1
+
+
 def _sequence_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     g, c = torch.Generator().manual_seed(0), case.seq
     if case.kind == "gpt":
@@ -277,6 +283,7 @@ def handgrad_sequence_step(case: Case) -> Step:
             model.backward(loss.backward().reshape(logits.shape))
             opt.step()
 
+        step.threads = SEQUENCE_THREADS  # type: ignore[attr-defined]
         return step
     model = hg.RecurrentClassifier(
         "gru",
@@ -294,6 +301,7 @@ def handgrad_sequence_step(case: Case) -> Step:
         model.backward_params(loss.backward())
         opt.step()
 
+    rnn_step.threads = SEQUENCE_THREADS  # type: ignore[attr-defined]
     return rnn_step
 
 
@@ -352,6 +360,7 @@ def torch_sequence_step(case: Case) -> Step:
         nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1)).backward()
         opt.step()
 
+    step.threads = SEQUENCE_THREADS  # type: ignore[attr-defined]
     return step
 
 

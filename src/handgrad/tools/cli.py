@@ -64,7 +64,8 @@ the value in the target's units. --out never overwrites the model or FILE.
 """
 
 BENCH_EXAMPLES = """examples:
-  handgrad bench                       every suite: MLP sizes, scaling, conv layers
+  handgrad bench                       every suite: MLP sizes, scaling, conv layers, sequence
+  handgrad bench --suite sequence      GRU and GPT training steps (on one thread)
   handgrad bench --suite mlp --json bench.json
   handgrad bench --suite conv --rounds 3
 
