@@ -49,8 +49,8 @@ def attention_forward(
     if mask is not None:
         scores = scores + mask
     blocked = None
-    if safe and mask is not None and scores.numel():
-        blocked = (scores == -math.inf).all(-1, keepdim=True)  # a query that may see no key
+    if safe and mask is not None and scores.numel():  # a query that may see no key:
+        blocked = (mask == -math.inf).all(-1, keepdim=True)  # read off the mask, not (B, L, S)
     if scores.numel():  # (out of place: gradcheck differentiates this forward with autograd)
         scores = scores - scores.amax(-1, keepdim=True)  # softmax is shift-invariant: e^{≤0}
     e = torch.exp(scores)
