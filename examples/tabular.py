@@ -1,11 +1,12 @@
 """handgrad's default recipe on scikit-learn's tables, beside scikit-learn on the same rows.
 
-Run:  .venv/bin/python examples/tabular.py [NAME ...]      (all four: about a minute)
+Run:  .venv/bin/python examples/tabular.py [NAME ...] [--seeds 0-2]   (all four: under a minute)
 
 Each table (breast cancer, wine, iris: accuracy; diabetes: R²) is written to a CSV and
 trained with `handgrad train --data FILE.csv --target target --seed S` on the default
 recipe (the commands printed), seeds 0, 1, 2, test fraction 0.2; both libraries are scored
-on the same test rows.
+on the same test rows. The issue's goal is stated on seeds 0, 1, 2; `--seeds 3-22` repeats the
+comparison on other splits, to see how much of a difference is the luck of three test splits.
 StandardScaler + LogisticRegression (Ridge for diabetes) is fitted twice: on handgrad's own
 training rows (the same rows), and on its training and validation rows together (the rows
 handgrad keeps for early stopping, which a linear model without early stopping can use).
@@ -13,11 +14,11 @@ handgrad keeps for early stopping, which a linear model without early stopping c
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import io
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,7 @@ TABLES = {
     "iris": sk_datasets.load_iris,
     "diabetes": sk_datasets.load_diabetes,
 }
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2)  # the goal's
 
 
 def write_csv(name: str, folder: Path) -> Path:
@@ -76,30 +77,48 @@ def one_seed(name: str, path: Path, seed: int, folder: Path) -> tuple[float, flo
 
 
 def _cell(values: list[float], bold: bool = False) -> str:
+    """The mean, and each seed's score where there are a few."""
     mean = f"{statistics.mean(values):.4f}"
-    return f"{f'**{mean}**' if bold else mean} ({', '.join(f'{v:.3f}' for v in values)})"
+    each = f" ({', '.join(f'{v:.3f}' for v in values)})" if len(values) <= 5 else ""
+    return f"{f'**{mean}**' if bold else mean}{each}"
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str], seeds: tuple[int, ...] = SEEDS) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in names:
             path = write_csv(name, folder)
-            scores = [one_seed(name, path, s, folder) for s in SEEDS]
+            scores = [one_seed(name, path, s, folder) for s in seeds]
             hg, same, more = ([s[k] for s in scores] for k in range(3))
             metric = "R²" if name == "diabetes" else "accuracy"
+            gap = round(statistics.mean(hg) - statistics.mean(more), 4) + 0.0  # goal: >= -0.01
             rows.append(
-                f"| {name} | {metric} | {_cell(hg, bold=True)} | {_cell(same)} | {_cell(more)} |"
+                f"| {name} | {metric} | {_cell(hg, bold=True)} | {_cell(same)} | {_cell(more)} "
+                f"| {gap:+.4f} |"
             )
             print(rows[-1], flush=True)
     print(
         "\n| table | test | handgrad, default recipe | scikit-learn, same training rows "
-        "| scikit-learn, training + validation rows |"
+        "| scikit-learn, training + validation rows | handgrad − scikit-learn (train + val) |"
     )
-    print("| --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    """The seeds of "0-2" or "0,1,2": (0, 1, 2)."""
+    if "-" in text:
+        first, last = text.split("-", 1)
+        return tuple(range(int(first), int(last) + 1))
+    return tuple(int(s) for s in text.split(","))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:] or list(TABLES))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(TABLES) + " (all)")
+    parser.add_argument("--seeds", type=_seeds, default=SEEDS, help="e.g. 0-2 (the default)")
+    args = parser.parse_args()
+    if unknown := [n for n in args.names if n not in TABLES]:
+        parser.error(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    main(args.names or list(TABLES), args.seeds)
