@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import handgrad as hg
 from handgrad.tools.cli import main
@@ -340,3 +341,27 @@ def test_validation_numbers_come_from_the_validation_split(tmp_path, capsys, mon
     assert scores["test"]["loss"] != pytest.approx(scores["val"]["loss"])
     assert _train_spiral(tmp_path / "r2", "--val-fraction", "0", "--patience", "3") == 1
     assert "--patience needs a validation split" in capsys.readouterr().err
+
+
+def test_train_in_bf16_on_the_cpu(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--data", "spiral", "--epochs", "2", "--quiet", "--out", str(out)]
+    assert main([*argv, "--precision", "bf16"]) == 0
+    assert "precision=bf16" in capsys.readouterr().out
+    model = hg.load(out / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in model.state_dict().values())  # master weights
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
+        (["--device", "tpu"], "--device: expected cpu, cuda or cuda:N"),
+        (["--device", "nonsense"], "--device: expected cpu, cuda or cuda:N"),
+    ]
+    + ([] if torch.cuda.is_available() else [(["--device", "cuda"], "no CUDA device")]),
+)
+def test_device_flags_are_checked_before_training(flags, message, tmp_path, capsys):
+    assert main(["train", "--data", "spiral", "--out", str(tmp_path / "r"), *flags]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -159,6 +159,9 @@ def _train(args: argparse.Namespace) -> int:
         steps=args.steps,
         eval_every=args.eval_every,
         clip_grad_norm=args.clip_grad_norm,
+        device=args.device,
+        cuda_graph=args.cuda_graph,
+        precision=args.precision,
         hidden=args.hidden,
         activation=args.activation,
         dropout=args.dropout,
@@ -579,6 +582,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MAX",
         help="scale each step's gradients to a total 2-norm of at most MAX "
         "(torch.nn.utils.clip_grad_norm_; default: off)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="with --device cuda: capture the whole training step in one CUDA graph",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["float32", "bf16"],
+        default="float32",
+        help="bf16: bf16 forward and backward, float32 weights (default: %(default)s)",
     )
     p.add_argument("--channels", type=int, default=25, help="cnn channels (default: %(default)s)")
     p.add_argument(

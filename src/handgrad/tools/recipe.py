@@ -77,6 +77,9 @@ class TrainConfig:
     steps: int | None = None  # gpt: optimizer steps (default 1000); --epochs does not apply
     eval_every: int = 100  # gpt: steps between validation losses
     clip_grad_norm: float | None = None  # scale gradients to this total 2-norm; None = off
+    device: str = "cpu"  # train on cpu or cuda (cuda:N); the outputs are computed on the CPU
+    cuda_graph: bool = False  # cuda: capture the whole step in one CUDA graph, replay per batch
+    precision: str = "float32"  # or bf16: bf16 forward/backward, float32 master weights
     hidden: tuple[int, ...] = (128,)  # hidden layer widths; () is a linear model
     activation: str = "relu"  # the cli_name of an Activation (ACTIVATIONS)
     dropout: float = 0.0  # after every hidden activation; 0 = none
@@ -329,6 +332,7 @@ def _check_sequence_options(config: TrainConfig) -> None:
             )
     if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
         raise InputError(f"--clip-grad-norm must be > 0, got {config.clip_grad_norm}")
+    _check_device(config)
     if config.arch != "gpt":
         return
     width = config.width or 128
@@ -533,6 +537,36 @@ def _resume(config: TrainConfig, model: Module, opt: Any, scheduler: Any) -> tup
     return epoch, past
 
 
+def _check_device(config: TrainConfig) -> None:
+    """--device, --cuda-graph and --precision, refused before any CUDA call can fail."""
+    if config.precision not in ("float32", "bf16"):
+        raise InputError(f"--precision must be float32 or bf16, got {config.precision!r}")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError:
+        raise InputError(f"--device: expected cpu, cuda or cuda:N, got {config.device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device: expected cpu, cuda or cuda:N, got {config.device!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {config.device}: this machine has no CUDA device")
+    if config.cuda_graph and device.type != "cuda":
+        raise InputError("--cuda-graph needs a CUDA device: add --device cuda")
+    if (config.device != "cpu" or config.cuda_graph or config.precision != "float32") and (
+        config.arch == "gpt" or config.distributed
+    ):
+        raise InputError(
+            "--device, --cuda-graph and --precision apply to --arch mlp, cnn, gru, lstm and "
+            "rnn without --distributed"
+        )
+
+
+def _to_device(data: Any, device: str) -> None:
+    for name in ("X", "y", "X_val", "y_val", "X_test", "y_test"):
+        t = getattr(data, name)
+        if isinstance(t, Tensor):
+            setattr(data, name, t.to(device))
+
+
 def run(config: TrainConfig) -> RunResult:
     """Train as configured. Every output path is checked first; the files are written into a
     new folder beside config.out, which replaces the old run only when all are written."""
@@ -556,7 +590,8 @@ def run(config: TrainConfig) -> RunResult:
     with torch.device("meta"):  # the size first, without memory: a model that cannot fit
         _check_size(build_model(config, data))  # is refused, not killed by the system
     torch.manual_seed(config.seed)
-    model = build_model(config, data)
+    model = build_model(config, data).to(device=config.device)  # weights drawn on the CPU
+    _to_device(data, config.device)
     loss = _loss(config, data.task)
     opt, scheduler = _optimizer_and_schedule(model, config)
     metric_list = _metrics(data)
@@ -588,7 +623,11 @@ def run(config: TrainConfig) -> RunResult:
         distributed=config.distributed,
         threads=config.threads,
         clip_grad_norm=config.clip_grad_norm,
+        cuda_graph=config.cuda_graph,
+        precision=config.precision,
     )
+    model.to(device="cpu")  # scores, figures and the model file on the CPU, as before
+    _to_device(data, "cpu")
     history = _joined(past, history)  # the epochs before a resume, then this run's
     scores = {"train": evaluate(model, (data.X, data.y), loss, metric_list, threads=config.threads)}
     if val is not None:
