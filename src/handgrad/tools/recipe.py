@@ -628,6 +628,7 @@ def run(config: TrainConfig) -> RunResult:
     )
     model.to(device="cpu")  # scores, figures and the model file on the CPU, as before
     _to_device(data, "cpu")
+    val = None if data.X_val is None or data.y_val is None else (data.X_val, data.y_val)
     history = _joined(past, history)  # the epochs before a resume, then this run's
     scores = {"train": evaluate(model, (data.X, data.y), loss, metric_list, threads=config.threads)}
     if val is not None:
