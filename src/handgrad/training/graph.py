@@ -150,8 +150,9 @@ class Step:
         self.batch += 1
         self.first_bad.copy_(torch.where(self.ok & ~finite, self.batch, self.first_bad))
         self.ok &= finite
+        bad = ~self.ok  # once, not per gradient
         for g in grads:  # a masked step: zero gradients (and lr·0 in the optimizer)
-            g.masked_fill_(~self.ok, 0.0)
+            g.masked_fill_(bad, 0.0)
         if self.clip is not None:
             clip_grad_norm(self.params, self.clip)
         self.optimizer.step()
