@@ -365,3 +365,11 @@ def test_device_flags_are_checked_before_training(flags, message, tmp_path, caps
     assert main(["train", "--data", "spiral", "--out", str(tmp_path / "r"), *flags]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_task_for_a_bundled_dataset_is_checked_not_ignored(tmp_path, capsys):
+    argv = ["train", "--data", "digits", "--epochs", "1", "--quiet", "--out", str(tmp_path / "r")]
+    assert main([*argv, "--task", "binary"]) == 1
+    assert "--task binary: digits is a classification dataset" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main([*argv, "--task", "classification"]) == 0  # its own task: accepted

@@ -220,6 +220,11 @@ def load_dataset(config: TrainConfig) -> datasets.Dataset:
             f"unknown dataset {config.data!r}: choose from "
             f"{', '.join(datasets.DATASETS)}, or give a CSV file"
         )
+    if config.task not in (None, "auto") and config.task != d.task:  # never ignored unsaid
+        raise InputError(
+            f"--task {config.task}: {config.data} is a {d.task} dataset; --task chooses the "
+            "task of a CSV file"
+        )
     if d.X_test is None:
         d = d.split(config.test_fraction, seed=config.seed)
     return d.split_validation(config.val_fraction, seed=config.seed)
