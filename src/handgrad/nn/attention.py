@@ -278,9 +278,10 @@ class MultiheadAttention(Module):
             v = torch.cat([v, self.bias_v.expand(N, 1, E)], 1)
             mask, kpm = _pad_column(mask), _pad_column(kpm)
         # heads: (N, L, E) -> (N, H, L, d), E split as torch splits it
-        qh = q.reshape(N, L, H, d).transpose(1, 2)
-        kh = k.reshape(N, k.shape[1], H, d).transpose(1, 2)
-        vh = v.reshape(N, v.shape[1], H, d).transpose(1, 2)
+        # (N, H, L, d), copied once into head-major order so that no product copies it again
+        qh = q.reshape(N, L, H, d).transpose(1, 2).contiguous()
+        kh = k.reshape(N, k.shape[1], H, d).transpose(1, 2).contiguous()
+        vh = v.reshape(N, v.shape[1], H, d).transpose(1, 2).contiguous()
         if self.add_zero_attn:  # one more key and value, all zeros
             kh = torch.cat([kh, kh.new_zeros(N, H, 1, d)], 2)
             vh = torch.cat([vh, vh.new_zeros(N, H, 1, d)], 2)
@@ -348,7 +349,7 @@ class MultiheadAttention(Module):
         dout = dout.transpose(0, 1) if batched and not self.batch_first else dout
         dout = dout if batched else dout.unsqueeze(0)  # (N, L, E)
         dy_cat = self.out_proj.backward(dout)  # (N, L, E)
-        dyh = dy_cat.reshape(N, L, H, d).transpose(1, 2)  # (N, H, L, d)
+        dyh = dy_cat.reshape(N, L, H, d).transpose(1, 2).contiguous()  # (N, H, L, d)
         dP = None
         if dweights is not None:
             dw = dweights if batched else dweights.unsqueeze(0)

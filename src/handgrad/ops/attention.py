@@ -56,7 +56,7 @@ def attention_forward(
     e = torch.exp(scores)
     P = e / e.sum(-1, keepdim=True)  # (B, L, S) rows sum to 1
     if blocked is not None:
-        P = P.masked_fill(blocked, 0.0)  # attends to nothing: y = 0, and no gradient
+        P.masked_fill_(blocked, 0.0)  # attends to nothing: y = 0, and no gradient
     P_dropped, keep = dropout_forward(P, dropout_p, training)
     y = P_dropped @ v  # (B, L, d_v)
     mask_shape = None if mask is None else mask.shape
