@@ -288,6 +288,7 @@ class GELU(Activation):
 
     approximate="tanh": y = x/2 (1 + tanh(u)), u = √(2/π)(x + 0.044715x³);
     dy/dx = (1 + t)/2 + x/2 (1 - t²) √(2/π)(1 + 3·0.044715x²), t = tanh(u).
+    The exact form keeps Φ(x) beside x: its backward needs it again, and erf is the costly part.
     """
 
     torch_name, cli_name = "GELU", "gelu"
