@@ -12,7 +12,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.module import Module
-from handgrad.nn.pooling import check_spatial_input
+from handgrad.nn.pooling import check_spatial_input, pop_batched, push_batched
 
 OutputSize = int | None | tuple[int | None, ...]
 
@@ -62,15 +62,10 @@ class _AdaptiveAvgPoolNd(_AdaptivePoolNd):
     def forward(self, x: Tensor) -> Tensor:
         xb, unbatched, out = self._prepare(x)
         y, cache = ops.adaptive_avg_pool_forward(xb, out)
-        y = y.squeeze(0) if unbatched else y
-        self.push_cache((cache, y.shape, unbatched))
-        return y
+        return push_batched(self, y, cache, unbatched)
 
     def backward(self, dy: Tensor) -> Tensor:
-        cache, y_shape, unbatched = self.pop_cache()
-        self._check_grad_output(dy, y_shape)
-        dx = ops.adaptive_avg_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
-        return dx.squeeze(0) if unbatched else dx
+        return pop_batched(self, ops.adaptive_avg_pool_backward, dy)
 
 
 class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
@@ -90,17 +85,12 @@ class _AdaptiveMaxPoolNd(_AdaptivePoolNd):
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         xb, unbatched, out = self._prepare(x)
         y, cache = ops.adaptive_max_pool_forward(xb, out)
-        indices = cache[0]
-        if unbatched:
-            y, indices = y.squeeze(0), indices.squeeze(0)
-        self.push_cache((cache, y.shape, unbatched))
+        indices = cache[0].squeeze(0) if unbatched else cache[0]
+        y = push_batched(self, y, cache, unbatched)
         return (y, indices) if self.return_indices else y
 
     def backward(self, dy: Tensor, dindices: None = None) -> Tensor:
-        cache, y_shape, unbatched = self.pop_cache()
-        self._check_grad_output(dy, y_shape)
-        dx = ops.adaptive_max_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
-        return dx.squeeze(0) if unbatched else dx
+        return pop_batched(self, ops.adaptive_max_pool_backward, dy)
 
 
 class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):

@@ -18,6 +18,23 @@ from handgrad.module import Module
 Size = int | tuple[int, ...]
 
 
+def push_batched(module: Module, y: Tensor, cache: Any, unbatched: bool) -> Tensor:
+    """y of a batched op, as the input was given (without the batch dim for an unbatched
+    input); keeps the op's cache with y's shape for pop_batched."""
+    y = y.squeeze(0) if unbatched else y
+    module.push_cache((cache, y.shape, unbatched))
+    return y
+
+
+def pop_batched(module: Module, op_backward: Any, dy: Tensor) -> Tensor:
+    """The backward of a push_batched forward: dy checked against y's shape, the op's backward
+    on the batched dy, and dL/dx as the input was given."""
+    cache, y_shape, unbatched = module.pop_cache()
+    module._check_grad_output(dy, y_shape)
+    dx = op_backward(dy.unsqueeze(0) if unbatched else dy, cache)
+    return dx.squeeze(0) if unbatched else dx
+
+
 def ints(owner: str, name: str, value: Any, nd: int, minimum: int) -> tuple[int, ...]:
     """An int or a tuple of nd ints (one int for all dims, as torch), each >= minimum."""
     t = tuple(value) if isinstance(value, (tuple, list)) else (value,)
@@ -140,17 +157,12 @@ class _MaxPoolNd(_PoolNd):
         y, cache = ops.max_pool_forward(
             xb, self.kernel_size, self.stride, pads, self.dilation, self.ceil_mode
         )
-        indices = cache[0]
-        if unbatched:
-            y, indices = y.squeeze(0), indices.squeeze(0)
-        self.push_cache((cache, y.shape, unbatched))
+        indices = cache[0].squeeze(0) if unbatched else cache[0]
+        y = push_batched(self, y, cache, unbatched)
         return (y, indices) if self.return_indices else y
 
     def backward(self, dy: Tensor, dindices: None = None) -> Tensor:
-        cache, y_shape, unbatched = self.pop_cache()
-        self._check_grad_output(dy, y_shape)
-        dx = ops.max_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
-        return dx.squeeze(0) if unbatched else dx
+        return pop_batched(self, ops.max_pool_backward, dy)
 
 
 class _AvgPoolNd(_PoolNd):
@@ -188,15 +200,10 @@ class _AvgPoolNd(_PoolNd):
             self.count_include_pad,
             self.divisor_override,
         )
-        y = y.squeeze(0) if unbatched else y
-        self.push_cache((cache, y.shape, unbatched))
-        return y
+        return push_batched(self, y, cache, unbatched)
 
     def backward(self, dy: Tensor) -> Tensor:
-        cache, y_shape, unbatched = self.pop_cache()
-        self._check_grad_output(dy, y_shape)
-        dx = ops.avg_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
-        return dx.squeeze(0) if unbatched else dx
+        return pop_batched(self, ops.avg_pool_backward, dy)
 
 
 class MaxPool1d(_MaxPoolNd):
@@ -309,15 +316,10 @@ class _LPPoolNd(_PoolNd):
         y, cache = ops.lp_pool_forward(
             xb, self.norm_type, self.kernel_size, self.stride, self.ceil_mode
         )
-        y = y.squeeze(0) if unbatched else y
-        self.push_cache((cache, y.shape, unbatched))
-        return y
+        return push_batched(self, y, cache, unbatched)
 
     def backward(self, dy: Tensor) -> Tensor:
-        cache, y_shape, unbatched = self.pop_cache()
-        self._check_grad_output(dy, y_shape)
-        dx = ops.lp_pool_backward(dy.unsqueeze(0) if unbatched else dy, cache)
-        return dx.squeeze(0) if unbatched else dx
+        return pop_batched(self, ops.lp_pool_backward, dy)
 
 
 class LPPool1d(_LPPoolNd):
