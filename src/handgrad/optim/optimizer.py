@@ -69,6 +69,7 @@ class Optimizer:
     _mask: Tensor | None = None  # graph mode: a device 0/1 flag that multiplies every lr
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        self._check_hyperparameters(defaults)  # the constructor's arguments first, as torch
         self.defaults = defaults
         if isinstance(params, Tensor):
             raise ArgumentTypeError(

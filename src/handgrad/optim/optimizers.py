@@ -88,7 +88,6 @@ class SGD(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
-        self._check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
@@ -155,7 +154,6 @@ class Adagrad(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
-        self._check_hyperparameters(defaults)
         super().__init__(params, defaults)
         for p in self.params:
             self._init_state(p, initial_accumulator_value)
@@ -229,7 +227,6 @@ class RMSprop(Optimizer):
             "maximize": maximize,
             "differentiable": differentiable,
         }
-        self._check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
@@ -316,7 +313,6 @@ class Adam(Optimizer):
             "fused": fused,
             "decoupled_weight_decay": decoupled_weight_decay,
         }
-        self._check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
     def _check_hyperparameters(self, group: dict[str, Any]) -> None:
