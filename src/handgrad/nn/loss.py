@@ -310,15 +310,11 @@ class KLDivLoss(Loss):
 
 
 # ---- binary and multi-label ----------------------------------------------------------------------
-class BCELoss(Loss):
-    """ℓ = -w (t log p + (1 - t) log(1 - p)), logs floored at -100;
-    dℓ/dp = w (p - t) / (p(1 - p)).  `weight` broadcasts against p.
+class _WeightedLoss(Loss):
+    """A loss with torch's (weight, size_average, reduce, reduction) arguments: weight is a
+    buffer (in state_dict when given) that broadcasts against the prediction (torch's
+    _WeightedLoss)."""
 
-    Math: docs/math.md#why-the-clamps.
-    """
-
-    torch_name = "BCELoss"
-    op_pair = (ops.bce_loss_forward, ops.bce_loss_backward)
     buffer_names = ("weight",)
 
     def __init__(
@@ -329,13 +325,24 @@ class BCELoss(Loss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(size_average, reduce, reduction)
-        self.weight = check_weight_arg("BCELoss", "weight", weight)
+        self.weight = check_weight_arg(type(self).__name__, "weight", weight)
 
     def config(self) -> dict[str, Any]:
         return {"weight": copied(self.weight), "reduction": self.reduction}
 
     def op_options(self, pred: Tensor) -> dict[str, Any]:
         return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
+
+
+class BCELoss(_WeightedLoss):
+    """ℓ = -w (t log p + (1 - t) log(1 - p)), logs floored at -100;
+    dℓ/dp = w (p - t) / (p(1 - p)).  `weight` broadcasts against p.
+
+    Math: docs/math.md#why-the-clamps.
+    """
+
+    torch_name = "BCELoss"
+    op_pair = (ops.bce_loss_forward, ops.bce_loss_backward)
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         t = check_pair(self, pred, target)
@@ -390,31 +397,14 @@ class BCEWithLogitsLoss(Loss):
         return pred, t
 
 
-class MultiLabelSoftMarginLoss(Loss):
+class MultiLabelSoftMarginLoss(_WeightedLoss):
     """Scores x (N, C) or (C,), targets t ∈ {0, 1} of the same shape; one term per row:
     ℓ = (1/C) Σ_c -w_c (t_c log σ(x_c) + (1 - t_c) log σ(-x_c));  dℓ/dx_c = w_c (σ(x_c) - t_c) / C.
     """
 
     torch_name = "MultiLabelSoftMarginLoss"
     op_pair = (ops.multilabel_soft_margin_loss_forward, ops.multilabel_soft_margin_loss_backward)
-    buffer_names = ("weight",)
     reductions = REDUCTIONS  # torch's functional refuses "elementwise_mean" here
-
-    def __init__(
-        self,
-        weight: Tensor | None = None,
-        size_average: bool | None = None,
-        reduce: bool | None = None,
-        reduction: str = "mean",
-    ) -> None:
-        super().__init__(size_average, reduce, reduction)
-        self.weight = check_weight_arg("MultiLabelSoftMarginLoss", "weight", weight)
-
-    def config(self) -> dict[str, Any]:
-        return {"weight": copied(self.weight), "reduction": self.reduction}
-
-    def op_options(self, pred: Tensor) -> dict[str, Any]:
-        return {"reduction": self._reduction, "weight": self._weight("weight", pred)}
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         t = check_pair(self, pred, target)
