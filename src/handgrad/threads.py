@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -93,21 +93,23 @@ def _user_chose() -> bool:
     return torch.get_num_threads() != _STARTING_THREADS
 
 
-def choose(threads: Threads, work: int) -> int | None:
-    """The thread count for a call of `work` multiply-adds, or None to leave torch's alone."""
+def choose(threads: Threads, work: int | Callable[[], int]) -> int | None:
+    """The thread count for a call of `work` multiply-adds, or None to leave torch's alone.
+    `work` may be a function: it is called only when "auto" has a choice to make."""
     if threads is None:
         return None
     if threads == "auto":
         if _user_chose():
             return None
-        return 1 if work < SMALL_WORK else physical_cores()
+        n = work() if callable(work) else work
+        return 1 if n < SMALL_WORK else physical_cores()
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise InputError(f"threads must be 'auto', a positive int or None, got {threads!r}")
     return threads
 
 
 @contextlib.contextmanager
-def policy(threads: Threads, work: int) -> Iterator[int]:
+def policy(threads: Threads, work: int | Callable[[], int]) -> Iterator[int]:
     """Run the block on choose(threads, work) threads; torch's setting is restored after.
     Yields the thread count in use."""
     before = torch.get_num_threads()

@@ -94,10 +94,9 @@ def evaluate(
     kept for a backward); the model's mode is restored. `threads`: handgrad.threads."""
     loader = _loader(data, batch_size, shuffle=False, seed=None, what="data")
     was_training = model.training
-    work = _batch_work(model, loader, backward=False)
     model.eval()
     try:
-        with no_cache(), policy(threads, work):
+        with no_cache(), policy(threads, lambda: _batch_work(model, loader, backward=False)):
             value, values = _scores(model, loader, loss, [_metric(m) for m in metrics])
     finally:
         model.train(was_training)
@@ -114,10 +113,9 @@ def predict(
     was_training = model.training
     n = X.shape[0]
     b = batch_size or n
-    work = step_work(model, X[:b], backward=False)
     model.eval()
     try:
-        with no_cache(), policy(threads, work):
+        with no_cache(), policy(threads, lambda: step_work(model, X[:b], backward=False)):
             return torch.cat([model(X[i : i + b]) for i in range(0, n, b)])
     finally:
         model.train(was_training)
@@ -206,7 +204,7 @@ def fit(
         sync = hd.average_gradients
     val_loader = None if val is None else _loader(val, 1024, False, None, "val")
     check_gpu_options(model, loader, cuda_graph, precision, distributed)
-    with policy(threads, _batch_work(model, loader, backward=True)):
+    with policy(threads, lambda: _batch_work(model, loader, backward=True)):
         return _fit(
             model,
             loss,
