@@ -50,7 +50,7 @@ class NotSupportedError(InputError, TypeError):
     """A torch option that handgrad does not reproduce; refused, never dropped."""
 
     def __init__(self, owner: str, option: str, detail: str = "") -> None:
-        self.owner, self.option = owner, option
+        self.owner, self.option, self.detail = owner, option, detail
         super().__init__(f"{owner}: not supported: {option}" + (f" ({detail})" if detail else ""))
 
 

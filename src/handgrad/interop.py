@@ -92,8 +92,7 @@ def from_torch(module: Any) -> Module:
             try:
                 mine = cls.from_config(config)  # type: ignore[attr-defined]
             except NotSupportedError as exc:  # an option the handgrad class refuses
-                refused = str(exc).split("not supported: ", 1)[-1]
-                raise NotSupportedError(f"from_torch: {name}", refused) from None
+                raise NotSupportedError(f"from_torch: {name}", exc.option, exc.detail) from None
             except HandgradError as exc:  # a value the handgrad class refuses
                 raise NotSupportedError(f"from_torch: {name}", str(exc)) from None
             _check_same(m, _build(getattr(nn, name), mine.config(), "from_torch"))
