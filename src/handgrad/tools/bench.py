@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 import handgrad as hg
+from handgrad.threads import policy
 
 Step = Callable[[], Any]
 
@@ -395,25 +396,13 @@ def measure(
         for name in names[r % len(names) :] + names[: r % len(names)]:
             time.sleep(pause)
             step = steps[name]
-            with _threads(getattr(step, "threads", None)):
+            with policy(getattr(step, "threads", None), 0):  # None: torch's count as it is
                 step()  # untimed: refills the caches the other implementation used
                 t0 = time.perf_counter()
                 for _ in range(reps[name]):
                     step()
                 times[name].append((time.perf_counter() - t0) / reps[name])
     return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's thread count set to n (None: as it is) for the block, restored after."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---- a busy machine: K processes that want the cores, started and stopped here -----------------
