@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from handgrad.errors import InputError
+from handgrad.tools.outputs import check_output_file
 
 LAB_EXAMPLES = """examples:
   handgrad lab                              all tasks, figure in runs/lab/fit_4_4.png
@@ -124,7 +125,7 @@ def _lab(args: argparse.Namespace) -> int:
     if unknown:
         raise InputError(f"unknown task {', '.join(unknown)}; choose from {', '.join(lab.TASKS)}")
     if not args.no_figure and (not args.task or "4.4" in args.task):
-        _check_output_path(args.figure, "--figure", make_folders=True)
+        check_output_file(args.figure, "--figure", make_folders=True)
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(lab.TASKS)
     figure = None if args.no_figure else args.figure
@@ -226,7 +227,6 @@ def _terminate_cleanly() -> Iterator[None]:
 
 def _predict(args: argparse.Namespace) -> int:
     from handgrad import io
-    from handgrad.tools.outputs import check_output_file
 
     if args.out:
         check_output_file(args.out, "--out", inputs=[args.model, args.file])
@@ -332,7 +332,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.rounds < 1:
         raise InputError(f"--rounds: expected a number >= 1, got {args.rounds}")
     if args.json:
-        _check_output_path(args.json, "--json")
+        check_output_file(args.json, "--json", make_folders=False)
     print(bench.machine(), flush=True)
     if args.busy is not None:
         cases = bench.MLP_CASES
@@ -362,13 +362,6 @@ def _announce(i: int, cases: Sequence[Any]) -> Any:
     """Progress on stderr (the table goes to stdout): which case of how many is running."""
     print(f"[{i + 1}/{len(cases)}] {cases[i].name}", file=sys.stderr, flush=True)
     return cases[i]
-
-
-def _check_output_path(path: str, flag: str, make_folders: bool = False) -> None:
-    """Refuse an output file path that cannot be written, before any work is done."""
-    from handgrad.tools.outputs import check_output_file
-
-    check_output_file(path, flag, make_folders=make_folders)
 
 
 MAX_CHECK_ELEMENTS = 1_000_000  # float64 input and its copies: tens of MB, not the machine
