@@ -331,11 +331,7 @@ def _graph_epoch(
         step.close()
         what = f"the loss or a gradient became inf or NaN at epoch {epoch}, batch {bad}"
         _stop(step.model, step.loss, what)
-    logs = {"loss": value}
-    if metrics:
-        pred, target = torch.cat(outs), torch.cat(ys)
-        logs.update({name: fn(pred, target) for name, fn in metrics})
-    return logs
+    return _epoch_logs(value, metrics, outs, ys)
 
 
 def _batch_work(model: Module, loader: DataLoader, backward: bool) -> int:
@@ -412,7 +408,14 @@ def _train_epoch(
                 ys.append(yb)
             bar.update(1)
             bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
-    logs = {"loss": total / n}
+    return _epoch_logs(total / n, metrics, outs, ys)
+
+
+def _epoch_logs(
+    loss: float, metrics: Sequence[tuple[str, Metric]], outs: list[Tensor], ys: list[Tensor]
+) -> dict[str, float]:
+    """The epoch's mean loss and each metric over the outputs the epoch kept."""
+    logs = {"loss": loss}
     if metrics:
         pred, target = torch.cat(outs), torch.cat(ys)
         logs.update({name: fn(pred, target) for name, fn in metrics})
