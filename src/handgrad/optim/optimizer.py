@@ -268,6 +268,15 @@ class Optimizer:
         """state["step"] += 1 on its device; the new count from the host's mirror (read
         from the tensor once, after load_state_dict)."""
         state["step"] += 1
+        return self._mirror(p, state)
+
+    def _count_all(self, params: list[Tensor], states: list[dict[str, Any]]) -> list[int]:
+        """_count for a list (optim/foreach.py): every state["step"] += 1 in one call."""
+        torch._foreach_add_([s["step"] for s in states], 1)
+        return [self._mirror(p, s) for p, s in zip(params, states)]
+
+    def _mirror(self, p: Tensor, state: dict[str, Any]) -> int:
+        """The host's copy of p's step count, one more than before (it has just stepped)."""
         n = self._counts.get(p)
         n = int(state["step"]) if n is None else n + 1
         self._counts[p] = n

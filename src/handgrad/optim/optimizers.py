@@ -6,7 +6,8 @@ g = ∇ (or -∇ with maximize=True), plus weight_decay·p where the algorithm f
 The base class (optimizer.py) keeps the groups, the state and the state_dict.
 
 torch's implementation switches are accepted at their defaults: foreach (True too: the same
-update, computed tensor by tensor) and fused=None/False. fused=True, capturable=True and
+update, computed tensor by tensor; in graph mode SGD and Adam/AdamW take foreach.py's
+multi-tensor update whatever the switch says) and fused=None/False. fused=True, capturable=True and
 differentiable=True are refused (NotSupportedError): handgrad runs one reference update and has
 no autograd to differentiate it.
 """
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from handgrad.errors import InputError, NotSupportedError
+from handgrad.optim import foreach
 from handgrad.optim.optimizer import (
     Optimizer,
     addcdiv,
@@ -101,6 +103,9 @@ class SGD(Optimizer):
         return {"lr": group["lr"], "momentum": group["momentum"]}
 
     def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        if h is not None and foreach.applies(group):
+            foreach.sgd(self, group, h)  # graph mode: the same update, listwise
+            return
         dampening = group["dampening"]
         lr = value(group["lr"]) if h is None else h["lr"]
         momentum = group["momentum"] if h is None else h["momentum"]
@@ -340,6 +345,9 @@ class Adam(Optimizer):
         return {"lr": group["lr"], "beta1": beta1, "beta2": beta2}
 
     def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        if h is not None and foreach.applies(group):
+            foreach.adam(self, group, h)  # graph mode: the same update, listwise
+            return
         eps, wd = group["eps"], value(group["weight_decay"])
         lr: float | Tensor
         beta1: float | Tensor

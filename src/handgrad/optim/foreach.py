@@ -1,0 +1,139 @@
+"""The speed path of the optimizers in graph mode: one multi-tensor update per parameter group.
+
+In graph mode (``Optimizer.device_scalars``, what fit's device step and its CUDA graph use) the
+per-tensor updates of optimizers.py pay a handful of small kernels per parameter: the scalars
+(lr·mask, momentum, betas, bias corrections) are 0-d device tensors, so every ``lr * g`` is a
+launch of its own. Here the same updates run on lists of tensors with ``torch._foreach_*`` ops,
+one launch for all the parameters of a (device, dtype), as torch's ``_multi_tensor_sgd`` and
+``_multi_tensor_adam`` (capturable branch) do. The scalars are computed once per group.
+
+This file is not where the math is taught: each function mirrors one per-tensor
+``_step_group`` of optimizers.py (``sgd`` ↔ ``SGD._step_group``, ``adam`` ↔
+``Adam._step_group``), gives its numbers to float rounding (tests/test_foreach.py), keeps its
+state in the same tensors under the same names (torch's state_dict format), and reads nothing
+on the host. Complex parameters keep the per-tensor path (``applies``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from handgrad.optim.optimizer import Optimizer, value
+
+
+def applies(group: dict[str, Any]) -> bool:
+    """Whether the group can take the multi-tensor update: real, dense parameters."""
+    return not any(torch.is_complex(p) or p.is_sparse for p in group["params"])
+
+
+def buckets(group: dict[str, Any]) -> list[list[Tensor]]:
+    """The group's parameters that have a .grad, by (device, dtype): one foreach call each."""
+    out: defaultdict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
+    for p in group["params"]:
+        if p.grad is not None:
+            out[(p.device, p.dtype)].append(p)
+    return list(out.values())
+
+
+def _like(x: Tensor, p: Tensor) -> Tensor:
+    """A 0-d scalar in the parameters' dtype (what the per-tensor ``p * x`` computes in; and
+    torch's fast multi-tensor kernels take a scalar tensor of the list's dtype)."""
+    return x.to(dtype=p.dtype)
+
+
+def _gradients(params: list[Tensor], group: dict[str, Any], wd: float) -> list[Tensor]:
+    """g = ∇ (maximize: -∇), plus wd·p when wd is not 0 (optimizers._gradient, listwise).
+    The .grad tensors themselves are never written."""
+    grads = [p.grad for p in params if p.grad is not None]
+    g = list(torch._foreach_neg(grads)) if group["maximize"] else grads
+    if wd != 0:
+        g = list(torch._foreach_add(g, params, alpha=wd))  # g + λp
+    return g
+
+
+def sgd(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
+    """SGD._step_group on lists: b ← μb + (1 - τ)g;  v = b or g + μb;  p ← p - lr·v."""
+    dampening, wd = group["dampening"], value(group["weight_decay"])
+    for params in buckets(group):
+        lr, momentum = _like(h["lr"], params[0]), _like(h["momentum"], params[0])
+        g = _gradients(params, group, wd)
+        if group["momentum"] != 0:
+            states = [opt.state[p] for p in params]
+            if all(s.get("momentum_buffer") is not None for s in states):
+                b = [s["momentum_buffer"] for s in states]
+                torch._foreach_mul_(b, momentum)  # b ← μb
+                torch._foreach_add_(b, g, alpha=1 - dampening)  # ... + (1 - τ)g
+            else:  # the first step: b₁ = g (per tensor, as torch's foreach path)
+                for s, gi in zip(states, g):
+                    if s.get("momentum_buffer") is None:
+                        s["momentum_buffer"] = gi.clone()
+                    else:
+                        s["momentum_buffer"].mul_(momentum).add_(gi, alpha=1 - dampening)
+                b = [s["momentum_buffer"] for s in states]
+            if group["nesterov"]:
+                g = list(torch._foreach_add(g, torch._foreach_mul(b, momentum)))  # g + μb
+            else:
+                g = b
+        torch._foreach_sub_(params, torch._foreach_mul(g, lr))  # p ← p - lr·v
+
+
+def adam(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
+    """Adam._step_group on lists (AdamW: decoupled_weight_decay); torch's capturable
+    ``_multi_tensor_adam`` with one step count per run of equal counts."""
+    eps, wd = group["eps"], value(group["weight_decay"])
+    for params in buckets(group):
+        for p in params:
+            state = opt.state[p]
+            if not state:
+                state["step"] = opt._new_step(p)
+                state["exp_avg"] = torch.zeros_like(p)
+                state["exp_avg_sq"] = torch.zeros_like(p)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p)
+        states = [opt.state[p] for p in params]
+        counts = opt._count_all(params, states)  # every state["step"] += 1, in one call
+        runs: defaultdict[int, list[int]] = defaultdict(list)  # equal counts share the scalars
+        for i, n in enumerate(counts):
+            runs[n].append(i)
+        for run in runs.values():
+            _adam_run([params[i] for i in run], [states[i] for i in run], group, h, eps, wd)
+
+
+def _adam_run(
+    params: list[Tensor],
+    states: list[dict[str, Any]],
+    group: dict[str, Any],
+    h: dict[str, Tensor],
+    eps: float,
+    wd: float,
+) -> None:
+    """The Adam update of parameters that have made the same number of steps t."""
+    p0 = params[0]
+    lr, beta1, beta2 = h["lr"], h["beta1"], h["beta2"]
+    decoupled = wd != 0 and group["decoupled_weight_decay"]
+    g = _gradients(params, group, 0 if decoupled else wd)  # coupled: g + λp
+    if decoupled:
+        torch._foreach_mul_(params, _like(1 - lr * wd, p0))  # p ← p(1 - lr·λ)
+    m = [s["exp_avg"] for s in states]
+    v = [s["exp_avg_sq"] for s in states]
+    d = torch._foreach_sub(g, m)  # m ← m + (1 - β₁)(g - m) = β₁m + (1 - β₁)g
+    torch._foreach_mul_(d, _like(1 - beta1, p0))
+    torch._foreach_add_(m, d)
+    torch._foreach_mul_(v, _like(beta2, p0))  # v ← β₂v + (1 - β₂)g²
+    torch._foreach_addcmul_(v, torch._foreach_mul(g, _like(1 - beta2, p0)), g)
+    if group["amsgrad"]:
+        v_max = [s["max_exp_avg_sq"] for s in states]
+        torch._foreach_maximum_(v_max, v)  # v̂ ← max(v̂, v)
+        v = v_max
+    t = states[0]["step"]  # the device's count, the same for the whole run
+    step_size = lr / (1 - beta1**t)  # lr / (1 - β₁ᵗ)
+    bias2_sqrt = (1 - beta2**t) ** 0.5  # √(1 - β₂ᵗ)
+    denom = torch._foreach_sqrt(v)  # √v / √(1 - β₂ᵗ) + eps
+    torch._foreach_div_(denom, _like(bias2_sqrt, p0))
+    torch._foreach_add_(denom, eps)
+    torch._foreach_div_(denom, _like(step_size, p0))  # torch's order: m / (denom / step_size)
+    torch._foreach_addcdiv_(params, m, denom, value=-1)  # p ← p - step_size·m/denom
