@@ -165,14 +165,14 @@ def test_fit_step_never_syncs_and_keeps_addresses(model_name, opt_name, no_sync)
     X, y = _data(shape)
     step(X, y)
     before = _addresses(opt, model.parameters()) + [
-        t.data_ptr() for t in (step.ok, step.total, step.batch, step.first_bad)
+        t.data_ptr() for t in (step.ok, step.total, step.good, *step.flat)
     ]
     no_sync()
     for _ in range(3):
         step(X, y)
     assert (
         _addresses(opt, model.parameters())
-        + [t.data_ptr() for t in (step.ok, step.total, step.batch, step.first_bad)]
+        + [t.data_ptr() for t in (step.ok, step.total, step.good, *step.flat)]
         == before
     )
 

@@ -59,9 +59,10 @@ def sgd(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
     """SGD._step_group on lists: b ← μb + (1 - τ)g;  v = b or g + μb;  p ← p - lr·v."""
     dampening, wd = group["dampening"], value(group["weight_decay"])
     for params in buckets(group):
-        lr, momentum = _like(h["lr"], params[0]), _like(h["momentum"], params[0])
+        lr = _like(h["lr"], params[0])
         g = _gradients(params, group, wd)
         if group["momentum"] != 0:
+            momentum = _like(h["momentum"], params[0])
             states = [opt.state[p] for p in params]
             if all(s.get("momentum_buffer") is not None for s in states):
                 b = [s["momentum_buffer"] for s in states]

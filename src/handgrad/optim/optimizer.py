@@ -85,6 +85,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self._counts: dict[Tensor, int] = {}  # each state["step"], mirrored on the host
         self._hyper: list[dict[str, Tensor]] = []  # graph mode: each group's scalars on device
+        self._loaded: list[dict[str, Any]] = []  # the numbers last written into them
         groups = list(params)
         if not groups:
             raise InputError(f"{self._name}: optimizer got an empty parameter list")
@@ -221,6 +222,7 @@ class Optimizer:
         while len(self._hyper) <= i:
             group = self.param_groups[len(self._hyper)]
             device = group["params"][0].device
+            self._loaded.append({})
             self._hyper.append(
                 {
                     k: torch.zeros((), dtype=torch.float64, device=device)
@@ -234,9 +236,16 @@ class Optimizer:
         return h
 
     def _fill(self, i: int) -> None:
+        """Group i's values into its device tensors: a launch each, not a sync, so a number
+        that is already there is not written again (this runs before every replay)."""
+        loaded = self._loaded[i]
         for k, v in self._hyperparameters(self.param_groups[i]).items():
             t = self._hyper[i][k]
-            t.copy_(v) if isinstance(v, Tensor) else t.fill_(v)  # a launch, not a sync
+            if isinstance(v, Tensor):
+                t.copy_(v)
+            elif loaded.get(k) != v:
+                t.fill_(v)
+                loaded[k] = v
 
     def load_hyperparameters(self) -> None:
         """Write every group's lr (and momentum / betas) into its device tensors."""
@@ -355,7 +364,7 @@ class Optimizer:
         self.state = state
         self.param_groups = saved_groups
         self._counts.clear()
-        self._hyper = []
+        self._hyper, self._loaded = [], []
 
     def _check_same_class(self, saved: dict[str, Any]) -> None:
         """A state saved by another optimizer class lacks this one's hyperparameters: refuse it

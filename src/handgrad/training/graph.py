@@ -98,8 +98,8 @@ class Step:
     """One training step with no host sync: ``step(xb, yb)`` returns the model's output.
 
     Keeps on the model's device: ``ok`` (no inf/NaN seen yet), ``total`` (the sum of
-    loss × batch size over the epoch's good steps), ``batch`` and ``first_bad`` (the batch
-    where ok was first cleared).
+    loss × batch size over the epoch's good steps), ``good`` (the number of good steps: the
+    first bad batch is the next one), and the gradients in flat buffers (``gather``).
     """
 
     def __init__(
@@ -117,54 +117,90 @@ class Step:
         if not self.params:
             raise InputError("fit: the model has no parameters to train")
         self.device = self.params[0].device
-        zero = torch.zeros((), dtype=torch.int64, device=self.device)
         self.ok = torch.ones((), dtype=torch.bool, device=self.device)
         self.total = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.batch, self.first_bad = zero, zero.clone()
+        self.good = torch.zeros((), dtype=torch.int64, device=self.device)  # good steps
         optimizer.device_scalars(True)
         optimizer._mask = self.ok
         if precision != "float32":  # bf16 gradients accumulate into float32 .grad
             for p in self.params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
+        self.flat: list[Tensor] = []  # the gradients, one buffer per (device, dtype)
+        self.held: list[tuple[Tensor, Tensor]] = []  # (parameter, its .grad: a view of one)
+        self.gather()
 
     def close(self) -> None:
         """The optimizer back to its ordinary (host-number) steps."""
         self.optimizer._mask = None
         self.optimizer.device_scalars(False)
 
+    def gather(self) -> None:
+        """Put every .grad in one flat buffer per (device, dtype), each p.grad a view of it.
+
+        Then the gradients are zeroed, tested for inf/NaN and masked by one op per buffer
+        instead of one per parameter; backward's ``p.grad += dp`` writes into the view. Runs
+        once at the start and after every backward, where it does nothing unless a parameter
+        got its first .grad (the first step; a module unfrozen later): a parameter with no
+        gradient keeps None, so the optimizer skips it as in the eager step.
+        """
+        with_grad = [p for p in self.params if p.grad is not None]
+        if len(with_grad) == len(self.held) and all(p.grad is g for p, g in self.held):
+            return
+        by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for p in with_grad:
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        self.flat, self.held = [], []
+        for params in by_kind.values():
+            grads = [p.grad.reshape(-1).to(p.dtype) for p in params if p.grad is not None]
+            flat = torch.cat(grads)  # the current values, moved in
+            offset = 0
+            for p in params:
+                p.grad = flat[offset : offset + p.numel()].view_as(p)
+                self.held.append((p, p.grad))
+                offset += p.numel()
+            self.flat.append(flat)
+
     def __call__(self, xb: Tensor, yb: Tensor) -> Tensor:
         with capture_safe():  # no host reads (fit checked the labels once, before)
             with precision_context(self.precision, self.device):
                 out = self.model(xb)
             value = self.loss(out if self.precision == "float32" else out.float(), yb)
-            self.optimizer.zero_grad(set_to_none=False)  # the gradients keep their addresses
+            for flat in self.flat:  # zero_grad: one fill per buffer; addresses kept
+                flat.zero_()
             with precision_context(self.precision, self.device):
                 self.model.backward_params(self.loss.backward())
         if self.sync is not None:
             self.sync(self.model)
-        grads = [p.grad for p in self.params if p.grad is not None]
-        finite = torch.isfinite(value)
-        if grads:
-            finite &= torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
-        self.batch += 1
-        self.first_bad.copy_(torch.where(self.ok & ~finite, self.batch, self.first_bad))
-        self.ok &= finite
-        bad = ~self.ok  # once, not per gradient
-        for g in grads:  # a masked step: zero gradients (and lr·0 in the optimizer)
-            g.masked_fill_(bad, 0.0)
+        self.gather()
+        self.ok &= self.finite(value)  # cleared for the rest of the epoch by a bad step
+        self.good += self.ok  # the first bad batch is good + 1 (read() works it out)
+        bad = ~self.ok
+        for flat in self.flat:  # a masked step: zero gradients (and lr·0 in the optimizer)
+            flat.masked_fill_(bad, 0.0)
         if self.clip is not None:
             clip_grad_norm(self.params, self.clip)
         self.optimizer.step()
-        self.total += torch.where(self.ok, value.detach().double(), 0.0) * xb.shape[0]
+        self.total.add_(torch.where(self.ok, value.detach(), 0.0), alpha=xb.shape[0])
         return out
+
+    def finite(self, value: Tensor) -> Tensor:
+        """Whether the loss and every gradient element are finite: a 0-d bool on the device.
+
+        One reduction per gradient buffer, max|g| (inf or NaN when any element is), folded
+        into x = loss + 0·max|g|; then x - x is 0 for a finite x and NaN for inf or NaN.
+        """
+        x = value.detach()
+        for flat in self.flat:
+            x = torch.add(x, torch.linalg.vector_norm(flat, float("inf")), alpha=0)
+        return (x - x) == 0
 
     def read(self) -> tuple[float, int]:
         """(the epoch's loss sum, the first bad batch or 0): one host read; resets the sum."""
-        total, bad = torch.stack([self.total, self.first_bad.double()]).tolist()
+        total, good, ok = torch.stack([self.total, self.good.double(), self.ok.double()]).tolist()
         self.total.zero_()
-        self.batch.zero_()
-        return total, int(bad)
+        self.good.zero_()
+        return total, 0 if ok else int(good) + 1
 
 
 class GraphStep:
