@@ -105,19 +105,19 @@ def test_listwise_update_never_syncs_and_keeps_addresses(name, kw, no_sync):  # 
     assert _addresses(opt, stepped) == before
 
 
-def test_sgd_and_adam_take_the_listwise_path_in_graph_mode(monkeypatch):
+def test_every_optimizer_takes_the_listwise_path_in_graph_mode(monkeypatch):
     calls: Counter[str] = Counter()
-    for fn in ("sgd", "adam"):
+    for fn in ("sgd", "adam", "adagrad", "rmsprop"):
         real = getattr(foreach, fn)
         monkeypatch.setattr(foreach, fn, lambda *a, _f=real, _n=fn: (calls.update([_n]), _f(*a)))
-    for make in (hg.optim.SGD, hg.optim.Adam, hg.optim.AdamW):
+    for make in (hg.optim.SGD, hg.optim.Adam, hg.optim.AdamW, hg.optim.Adagrad, hg.optim.RMSprop):
         params = _params()
         opt = make(params, lr=0.1)
         _set_grads(params, 0)
         opt.step()  # eager: the per-tensor reference
         opt.device_scalars(True)
         opt.step()
-    assert calls == {"sgd": 1, "adam": 2}
+    assert calls == {"sgd": 1, "adam": 2, "adagrad": 1, "rmsprop": 1}
 
 
 def test_complex_parameters_keep_the_per_tensor_path():
@@ -153,7 +153,7 @@ def _bookkeeping_ops(layers: int, optimizer: str) -> int:
     for i in range(layers):
         mods += [hg.Linear(8, 8)] + ([hg.ReLU()] if i < layers - 1 else [])
     model, loss = hg.Sequential(*mods), hg.CrossEntropyLoss()
-    make = {"SGD": hg.optim.SGD, "Adam": hg.optim.Adam}[optimizer]
+    make = getattr(hg.optim, optimizer)
     step = Step(model, loss, make(model.parameters(), lr=0.01), clip=1.0)
     X, y = torch.randn(4, 8), torch.randint(0, 8, (4,))
     for _ in range(2):
@@ -167,13 +167,13 @@ def _bookkeeping_ops(layers: int, optimizer: str) -> int:
     return whole.n - bare.n
 
 
-@pytest.mark.parametrize("optimizer", ["SGD", "Adam"])
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam", "RMSprop"])
 def test_step_bookkeeping_does_not_grow_with_the_parameters(optimizer):
     """8 more parameters add no op to the update and the guard (per tensor: ~4 each for SGD,
     ~15 for Adam); clip_grad_norm's foreach norm is one op too."""
     few, many = _bookkeeping_ops(2, optimizer), _bookkeeping_ops(6, optimizer)
     assert many - few <= 1, (few, many)
-    assert few <= {"SGD": 30, "Adam": 50}[optimizer], few
+    assert few <= {"SGD": 30, "Adam": 50, "RMSprop": 40}[optimizer], few
 
 
 def test_step_keeps_none_for_a_frozen_module_and_gathers_it_when_unfrozen():

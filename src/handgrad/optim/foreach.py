@@ -8,10 +8,11 @@ one launch for all the parameters of a (device, dtype), as torch's ``_multi_tens
 ``_multi_tensor_adam`` (capturable branch) do. The scalars are computed once per group.
 
 This file is not where the math is taught: each function mirrors one per-tensor
-``_step_group`` of optimizers.py (``sgd`` ↔ ``SGD._step_group``, ``adam`` ↔
-``Adam._step_group``), gives its numbers to float rounding (tests/test_foreach.py), keeps its
-state in the same tensors under the same names (torch's state_dict format), and reads nothing
-on the host. Complex parameters keep the per-tensor path (``applies``).
+``_step_group`` of optimizers.py (``sgd`` ↔ ``SGD``, ``adam`` ↔ ``Adam`` and ``AdamW``,
+``adagrad`` ↔ ``Adagrad``, ``rmsprop`` ↔ ``RMSprop``), gives its numbers to float rounding
+(tests/test_foreach.py), keeps its state in the same tensors under the same names (torch's
+state_dict format), and reads nothing on the host. Complex parameters keep the per-tensor
+path (``applies``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ def sgd(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
         torch._foreach_sub_(params, torch._foreach_mul(g, lr))  # p ← p - lr·v
 
 
+def runs(opt: Optimizer, params: list[Tensor]) -> list[tuple[list[Tensor], list[dict[str, Any]]]]:
+    """Count a step for every parameter (state["step"] += 1, in one call), then split them
+    into runs of equal counts: each run shares one set of step-dependent scalars (one run in
+    practice; a parameter that missed steps makes another)."""
+    states = [opt.state[p] for p in params]
+    by_count: defaultdict[int, list[int]] = defaultdict(list)
+    for i, n in enumerate(opt._count_all(params, states)):
+        by_count[n].append(i)
+    return [([params[i] for i in run], [states[i] for i in run]) for run in by_count.values()]
+
+
 def adam(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
     """Adam._step_group on lists (AdamW: decoupled_weight_decay); torch's capturable
     ``_multi_tensor_adam`` with one step count per run of equal counts."""
@@ -95,13 +107,8 @@ def adam(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
                 state["exp_avg_sq"] = torch.zeros_like(p)
                 if group["amsgrad"]:
                     state["max_exp_avg_sq"] = torch.zeros_like(p)
-        states = [opt.state[p] for p in params]
-        counts = opt._count_all(params, states)  # every state["step"] += 1, in one call
-        runs: defaultdict[int, list[int]] = defaultdict(list)  # equal counts share the scalars
-        for i, n in enumerate(counts):
-            runs[n].append(i)
-        for run in runs.values():
-            _adam_run([params[i] for i in run], [states[i] for i in run], group, h, eps, wd)
+        for run, states in runs(opt, params):
+            _adam_run(run, states, group, h, eps, wd)
 
 
 def _adam_run(
@@ -138,3 +145,66 @@ def _adam_run(
     torch._foreach_add_(denom, eps)
     torch._foreach_div_(denom, _like(step_size, p0))  # torch's order: m / (denom / step_size)
     torch._foreach_addcdiv_(params, m, denom, value=-1)  # p ← p - step_size·m/denom
+
+
+def adagrad(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
+    """Adagrad._step_group on lists: s ← s + g²;  p ← p - lr_t·g/(√s + eps),
+    lr_t = lr / (1 + (t - 1)·lr_decay)."""
+    eps, lr_decay, wd = group["eps"], group["lr_decay"], value(group["weight_decay"])
+    for params in buckets(group):
+        for p in params:
+            if not opt.state[p]:  # a group added after construction
+                opt.state[p] = {"step": opt._new_step(p)}
+                opt.state[p]["sum"] = torch.full_like(p, group["initial_accumulator_value"])
+        for run, states in runs(opt, params):
+            t = states[0]["step"].to(h["lr"].dtype)  # the same count for the whole run
+            lr_t = _like(h["lr"] / (1 + (t - 1) * lr_decay), run[0])
+            g = _gradients(run, group, wd)
+            s = [st["sum"] for st in states]
+            torch._foreach_addcmul_(s, g, g)  # s ← s + g²
+            denom = torch._foreach_sqrt(s)  # √s + eps
+            torch._foreach_add_(denom, eps)
+            step = torch._foreach_mul(g, lr_t)
+            torch._foreach_div_(step, denom)
+            torch._foreach_sub_(run, step)  # p ← p - lr_t·g/(√s + eps)
+
+
+def rmsprop(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
+    """RMSprop._step_group on lists: v ← αv + (1 - α)g²;  p ← p - lr·g/(√v + eps) (centered:
+    √(v - ḡ²); momentum: b ← μb + g/(√v + eps), p ← p - lr·b)."""
+    alpha, eps, wd = group["alpha"], group["eps"], value(group["weight_decay"])
+    for params in buckets(group):
+        for p in params:
+            state = opt.state[p]
+            if "square_avg" not in state:
+                state["square_avg"] = torch.zeros_like(p)
+                if group["momentum"] > 0:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                if group["centered"]:
+                    state["grad_avg"] = torch.zeros_like(p)
+            if "step" not in state:
+                state["step"] = opt._new_step(p)
+        states = [opt.state[p] for p in params]
+        opt._count_all(params, states)  # RMSprop's math does not read the count
+        lr = _like(h["lr"], params[0])
+        g = _gradients(params, group, wd)
+        v = [s["square_avg"] for s in states]
+        torch._foreach_mul_(v, alpha)  # v ← αv + (1 - α)g²
+        torch._foreach_addcmul_(v, g, g, value=1 - alpha)
+        if group["centered"]:
+            g_avg = [s["grad_avg"] for s in states]
+            torch._foreach_lerp_(g_avg, g, 1 - alpha)  # ḡ ← αḡ + (1 - α)g
+            avg = list(torch._foreach_addcmul(v, g_avg, g_avg, value=-1))  # √(v - ḡ²)
+            torch._foreach_sqrt_(avg)
+        else:
+            avg = list(torch._foreach_sqrt(v))
+        torch._foreach_add_(avg, eps)
+        if group["momentum"] > 0:
+            b = [s["momentum_buffer"] for s in states]
+            torch._foreach_mul_(b, _like(h["momentum"], params[0]))  # b ← μb + g/(√v + eps)
+            torch._foreach_addcdiv_(b, g, avg)
+            torch._foreach_sub_(params, torch._foreach_mul(b, lr))  # p ← p - lr·b
+        else:
+            step = torch._foreach_mul(g, lr)
+            torch._foreach_div_(step, avg)
+            torch._foreach_sub_(params, step)  # p ← p - lr·g/(√v + eps)

@@ -6,7 +6,7 @@ g = ∇ (or -∇ with maximize=True), plus weight_decay·p where the algorithm f
 The base class (optimizer.py) keeps the groups, the state and the state_dict.
 
 torch's implementation switches are accepted at their defaults: foreach (True too: the same
-update, computed tensor by tensor; in graph mode SGD and Adam/AdamW take foreach.py's
+update, computed tensor by tensor; in graph mode every optimizer here takes foreach.py's
 multi-tensor update whatever the switch says) and fused=None/False. fused=True, capturable=True and
 differentiable=True are refused (NotSupportedError): handgrad runs one reference update and has
 no autograd to differentiate it.
@@ -179,6 +179,9 @@ class Adagrad(Optimizer):
         self.state[p] = {"step": self._new_step(p), "sum": torch.full_like(p, init)}
 
     def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        if h is not None and foreach.applies(group):
+            foreach.adagrad(self, group, h)  # graph mode: the same update, listwise
+            return
         eps, lr_decay = group["eps"], group["lr_decay"]
         for p in group["params"]:
             if p.grad is None:
@@ -249,6 +252,9 @@ class RMSprop(Optimizer):
         return {"lr": group["lr"], "momentum": group["momentum"]}
 
     def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
+        if h is not None and foreach.applies(group):
+            foreach.rmsprop(self, group, h)  # graph mode: the same update, listwise
+            return
         alpha, eps = group["alpha"], group["eps"]
         lr = value(group["lr"]) if h is None else h["lr"]
         momentum = group["momentum"] if h is None else h["momentum"]
