@@ -1,5 +1,6 @@
-"""Containers and composition: Sequential, ModuleList, ModuleDict, Residual, a model with two
-branches, a module with two outputs. Each against the same graph in float64 torch autograd."""
+"""Containers and composition: Sequential, ModuleList, ModuleDict, Residual, Ensemble, a model
+with two branches, a module with two outputs. Each against the same graph in float64 torch
+autograd."""
 
 from __future__ import annotations
 
@@ -103,6 +104,47 @@ def test_residual_equals_autograd_and_round_trips(tmp_path):
         hg.Residual(hg.Linear(4, 2))(torch.randn(3, 4))
     with pytest.raises(TypeError, match="not supported: Residual"):
         hg.to_torch(block)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (1, 3), (0, 3)])
+def test_ensemble_is_the_mean_of_its_members_as_autograd_computes_it(shape, tmp_path):
+    torch.manual_seed(0)
+    members = [
+        hg.Sequential(hg.Linear(3, 6), hg.Tanh(), hg.Linear(6, 2)),
+        hg.Linear(3, 2),
+        hg.Sequential(hg.Linear(3, 4), hg.ReLU(), hg.Linear(4, 2)),
+    ]
+    ens = hg.Ensemble(*members).to(F64)
+    refs = [hg.to_torch(m) for m in members]
+    x, g = torch.randn(*shape, dtype=F64) * 3, upstream((shape[0], 2))
+    xr = x.clone().requires_grad_(True)
+    ((sum(r(xr) for r in refs) / 3) * g).sum().backward()
+    assert_close(ens(x), (sum(r(x) for r in refs) / 3).detach())
+    assert_close(ens.backward(g), xr.grad)
+    for m, r in zip(members, refs):
+        for (name, p), q in zip(m.named_parameters(), r.parameters()):
+            assert_close(p.grad, q.grad, msg=name)
+    ens(x)  # backward_params gives the same parameter gradients, without dL/dx
+    for p in ens.parameters():
+        p.grad = None
+    ens.backward_params(g)
+    for m, r in zip(members, refs):
+        for p, q in zip(m.parameters(), r.parameters()):
+            assert_close(p.grad, q.grad)
+    assert list(ens.state_dict())[:2] == ["members.0.0.weight", "members.0.0.bias"]
+    loaded = hg.load(hg.save(ens, tmp_path / "e.safetensors"))
+    assert isinstance(loaded, hg.Ensemble) and torch.equal(loaded(x), ens(x))
+
+
+def test_ensemble_refuses_members_that_disagree_and_has_no_torch_twin():
+    with pytest.raises(ValueError, match="Ensemble: give at least one member"):
+        hg.Ensemble()
+    with pytest.raises(TypeError, match="Ensemble: item 1 is Linear, not a handgrad Module"):
+        hg.Ensemble(hg.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="Ensemble: member 1 gives \\(4, 3\\), member 0 gives"):
+        hg.Ensemble(hg.Linear(2, 2), hg.Linear(2, 3))(torch.randn(4, 2))
+    with pytest.raises(TypeError, match="not supported: Ensemble"):
+        hg.to_torch(hg.Ensemble(hg.Linear(2, 2)))
 
 
 class Gated(hg.Module):

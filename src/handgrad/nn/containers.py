@@ -1,4 +1,5 @@
-"""Containers: Sequential, ModuleList, ModuleDict (torch.nn's names and keys) and Residual.
+"""Containers: Sequential, ModuleList, ModuleDict (torch.nn's names and keys), Residual and
+Ensemble.
 
 A model with branches needs no container of its own: subclass Module, call the children in
 ``forward``, call their ``backward`` in reverse (docs/design.md#a-model-with-branches). A module
@@ -11,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from handgrad.errors import ArgumentTypeError, InputError, InvalidKeyError
@@ -215,3 +217,51 @@ class Residual(Module):
 
     def backward_params(self, dy: Tensor) -> None:
         self.fn.backward_params(dy)  # f's parameters see dy; dL/dx is not needed
+
+
+class Ensemble(Module):
+    """y = (1/K) Σₖ fₖ(x): the mean of K members' outputs (for classifiers, of their logits);
+    dL/dx = (1/K) Σₖ fₖ.backward(dy): each member sees dy/K. Keys: "members.<k>.<fₖ's keys>".
+
+    Members are usually trained one by one, each from its own initial weights (a deep
+    ensemble: ``handgrad train --ensemble K``), then joined; the mean is what predict uses.
+    Every member must map x to outputs of one shape. torch.nn has no equivalent: to_torch
+    refuses it.
+    """
+
+    def __init__(self, *members: Module) -> None:
+        if not members:
+            raise InputError("Ensemble: give at least one member module")
+        self.members = ModuleList(_checked("Ensemble", m, i) for i, m in enumerate(members))
+
+    def config(self) -> dict[str, Any]:
+        return {"members": list(self.members)}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Ensemble:
+        return cls(*config["members"])
+
+    def children(self) -> list[tuple[str, Module]]:
+        return [("members", self.members)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        outs = [m(x) for m in self.members]  # K × (N, ...)
+        for k, out in enumerate(outs[1:], start=1):
+            if not isinstance(out, Tensor) or out.shape != outs[0].shape:
+                raise InputError(
+                    f"Ensemble: member {k} gives {tuple(getattr(out, 'shape', ())) or type(out)}"
+                    f", member 0 gives {tuple(outs[0].shape)}: members must agree"
+                )
+        return torch.stack(outs).mean(0)  # (N, ...)
+
+    def backward(self, dy: Tensor) -> Tensor:
+        share = dy / len(self.members)  # ∂y/∂fₖ = 1/K
+        dx = self.members[-1].backward(share)
+        for m in reversed(self.members[:-1].items):
+            dx = dx + m.backward(share)  # the branches' gradients add
+        return dx
+
+    def backward_params(self, dy: Tensor) -> None:
+        share = dy / len(self.members)
+        for m in reversed(self.members.items):
+            m.backward_params(share)  # each member's parameters; dL/dx is not needed
