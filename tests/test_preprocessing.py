@@ -325,3 +325,84 @@ def test_a_damaged_preprocessing_record_is_refused():
     del tensors["__preprocessing__.std"]
     with pytest.raises(InputError, match="damaged preprocessing record"):
         Preprocessing.from_state(tensors, prep.state()[1])
+
+
+# ---- the table recipe's ensemble ------------------------------------------------------------
+def test_a_table_trains_an_ensemble_whose_first_member_is_the_single_run(tmp_path, capsys):
+    data = _table_csv(tmp_path)
+    assert _train(data, tmp_path / "one", "--target", "answer", "--ensemble", "1") == 0
+    assert "ensemble member" not in capsys.readouterr().out
+    assert _train(data, tmp_path / "two", "--target", "answer", "--ensemble", "2") == 0
+    out = capsys.readouterr().out
+    assert "ensemble member 1 of 2" in out and "ensemble member 2 of 2" in out
+    one = hg.load(tmp_path / "one" / "model.safetensors")
+    two = hg.load(tmp_path / "two" / "model.safetensors")
+    assert isinstance(two, hg.Ensemble) and len(two.members) == 2
+    first, second = (m.state_dict() for m in two.members)
+    assert all(torch.equal(one.state_dict()[k], first[k]) for k in first)  # seed, as alone
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # seed + 1000
+    history = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert len(history["members"]) == 2 and history["epochs"] == history["members"][0]["epochs"]
+    _csv(tmp_path / "new.csv", ["income", "town", "rooms"], [(1200.5, "y", 2), (700, "x", 0)])
+    assert (
+        main(["predict", str(tmp_path / "two" / "model.safetensors"), str(tmp_path / "new.csv")])
+        == 0
+    )
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    # the default: 5 networks for a table, one when the run checkpoints
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--target",
+                "answer",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--out",
+                str(tmp_path / "five"),
+            ]
+        )
+        == 0
+    )
+    assert len(hg.load(tmp_path / "five" / "model.safetensors").members) == 5
+    args = ["--target", "answer", "--checkpoint-every", "1"]
+    assert _train(data, tmp_path / "ck", *args) == 0
+    assert isinstance(hg.load(tmp_path / "ck" / "model.safetensors"), hg.Sequential)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--ensemble", "0"], "--ensemble must be >= 1, got 0"),
+        (
+            ["--ensemble", "3", "--checkpoint-every", "1"],
+            "--ensemble 3 cannot be combined with "
+            "--checkpoint-every, which trains one network: pass --ensemble 1",
+        ),
+    ],
+)
+def test_bad_ensemble_flags_are_one_line_errors(tmp_path, capsys, extra, message):
+    data = _table_csv(tmp_path)
+    capsys.readouterr()
+    assert _train(data, tmp_path / "run", "--target", "answer", *extra) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_table_recipe_and_what_a_given_flag_changes(tmp_path):
+    from handgrad.tools.recipe import TrainConfig
+
+    data = str(_table_csv(tmp_path))
+    table = TrainConfig(data=data).resolved()
+    assert (table.optimizer, table.weight_decay, table.ensemble) == ("adamw", 1.0, 5)
+    assert (table.epochs, table.batch_size, table.patience) == (200, 32, 20)
+    mine = TrainConfig(data=data, optimizer="adam").resolved()  # no decay the user did not ask
+    assert (mine.optimizer, mine.weight_decay) == ("adam", 0.0)
+    assert TrainConfig(data=data, weight_decay=0.1).resolved().weight_decay == 0.1
+    assert TrainConfig(data=data, resume="c.safetensors").resolved().ensemble == 1
+    digits = TrainConfig(data="digits").resolved()
+    assert (digits.optimizer, digits.weight_decay, digits.ensemble) == ("adam", 0.0, 1)

@@ -46,6 +46,7 @@ splits: training, validation (--val-fraction of the training data: the val_ numb
 --patience) and test (the dataset's own, or --test-fraction), scored once at the end.
 a CSV's numeric columns are standardised and its text columns one-hot, with statistics of
 the training split, saved in the model file; the task is guessed (and printed) or --task.
+a CSV trains an ensemble of 5 networks by default (--ensemble), their outputs averaged.
 
 writes into --out: model.safetensors, history.json, config.json, scores.json, curves.png,
 and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression).
@@ -176,6 +177,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         patience=args.patience,
+        ensemble=args.ensemble,
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         task=args.task,
@@ -602,10 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after hidden layers")
     p.add_argument("--loss", choices=["auto", *LOSSES], default="auto")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    p.add_argument(
+        "--optimizer", choices=list(OPTIMIZERS), help="default: adam, or adamw for a CSV"
+    )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        help="default: 0, or 1.0 for a CSV trained with the default optimizer (adamw)",
+    )
     p.add_argument("--schedule", choices=["none", *SCHEDULES], default="none")
     p.add_argument("--epochs", type=int, help="default: 20, or 200 for a CSV (with --patience 20)")
     p.add_argument("--batch-size", type=int, help="0 = full batch (default: 64, or 32 for a CSV)")
@@ -614,6 +622,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="stop when the validation loss has not improved for this many epochs, keeping "
         "the best epoch's weights; 0: never (default: 0, or 20 for a CSV)",
+    )
+    p.add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="train K networks from seeds SEED, SEED+1000, ... and average their outputs "
+        "(default: 1, or 5 for a CSV; 1 with --resume, --checkpoint-every or --distributed)",
     )
     p.add_argument(
         "--val-fraction",
