@@ -105,6 +105,29 @@ def test_non_finite_loss_stops_with_epoch_and_batch(tmp_path):
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+class _InfiniteSlope(hg.Module):
+    """y = x, but dL/dx = dy·∞: a finite loss with infinite gradients below it."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dy):
+        return dy * float("inf")
+
+
+@pytest.mark.parametrize("clip", [None, 1.0])
+def test_an_infinite_gradient_stops_before_the_step_with_or_without_clipping(clip):
+    X, y = torch.randn(8, 3), torch.randn(8, 1)
+    model = hg.Sequential(hg.Linear(3, 1), _InfiniteSlope())
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = hg.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(
+        NonFiniteLossError, match="a gradient became inf or NaN at epoch 1, batch 1"
+    ):
+        hg.fit(model, hg.MSELoss(), opt, (X, y), epochs=1, clip_grad_norm=clip, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_a_non_finite_loss_keeps_the_weights_from_before_that_step():
     X = torch.randn(6, 3)
     y = torch.randn(6, 1)

@@ -394,10 +394,12 @@ def _train_epoch(
             model.backward_params(loss.backward())  # dL/dX of the data is never needed
             if sync is not None:
                 sync(model)  # data parallel: every process steps with the averaged gradient
-            if not _finite_gradients(params):
+            if clip is not None:  # scale the whole gradient to a 2-norm of at most clip; its
+                finite = bool(torch.isfinite(clip_gradients(params, clip)))  # norm is the check
+            else:
+                finite = _finite_gradients(params)
+            if not finite:  # the step is not taken: the weights stay as they were
                 _stop(model, loss, f"a gradient became inf or NaN at epoch {epoch}, batch {batch}")
-            if clip is not None:  # scale the whole gradient to a 2-norm of at most clip
-                clip_gradients(params, clip)
             optimizer.step()
             if scheduler is not None:  # a per-batch schedule (OneCycleLR, CyclicLR)
                 scheduler.step()
