@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from conftest import SHAPES, VALUE_KINDS, assert_close, autograd_grads, make_val
 
 import handgrad as hg
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError, TargetIndexError
+from handgrad.mode import capture_safe
 
 REDUCTIONS = ["mean", "sum", "none"]
 
@@ -254,6 +257,38 @@ def test_ignore_index_may_lie_outside_the_classes(cls):
         assert_close(cls(ignore_index=ignore)(pred, y), expected)
     with pytest.raises(IndexError, match="out of bounds"):
         cls(ignore_index=7)(pred, torch.tensor([7, 4, 0]))
+
+
+@pytest.mark.parametrize(
+    "ignore,capture,masks",
+    [  # the ignore_index the op gets for targets with no ignored index, then with some
+        (-100, False, [None, -100]),  # -100 cannot be a class: a mask only when a target is it
+        (1, False, [1, 1]),  # a class: always the mask
+        (-100, True, [None]),  # capture_safe: fit checked every label is in [0, C)
+        (1, True, [1, 1]),
+    ],
+)
+def test_cross_entropy_masks_only_when_a_target_may_be_ignored(ignore, capture, masks, monkeypatch):
+    """The op's mask is skipped (ignore_index=None) only when no target can equal ignore_index."""
+    seen = []
+    forward = hg.ops.cross_entropy_forward
+
+    def spy(*args, **kw):
+        seen.append(kw["ignore_index"])
+        return forward(*args, **kw)
+
+    monkeypatch.setattr(hg.CrossEntropyLoss, "op_pair", (spy, hg.ops.cross_entropy_backward))
+    z = torch.randn(6, 4, dtype=torch.float64)
+    targets = [torch.tensor([0, 2, 3, 2, 0, 3]), torch.tensor([ignore, 1, 3, 2, ignore, 3])]
+    loss = hg.CrossEntropyLoss(ignore_index=ignore)
+    ref = torch.nn.CrossEntropyLoss(ignore_index=ignore)
+    with capture_safe() if capture else contextlib.nullcontext():
+        for y in targets[: len(masks)]:
+            assert_close(loss(z, y), ref(z, y))
+            zt = z.clone().requires_grad_()
+            ref(zt, y).backward()
+            assert_close(loss.backward(), zt.grad)
+    assert seen == masks
 
 
 @pytest.mark.parametrize(

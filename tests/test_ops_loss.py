@@ -102,6 +102,41 @@ def test_cross_entropy(shape, index_shape, kind, target_kind, reduction, g):
 
 
 @pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("kind", ["normal", "large", "negative"])
+@pytest.mark.parametrize("shape,index_shape", CLASS_SHAPES)
+def test_cross_entropy_with_nothing_ignored(shape, index_shape, kind, reduction, g):
+    """ignore_index=None (no target can be ignored): the plain path, -log p_y, against torch."""
+    z, y = make_values(shape, kind), _indices(shape, index_shape)
+    check_pair(
+        lambda z_: ops.cross_entropy_forward(z_, y, reduction, ignore_index=None),
+        ops.cross_entropy_backward,
+        lambda z_: F.cross_entropy(z_, y, reduction=reduction),
+        [z],
+        g,
+    )
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("shape,index_shape", CLASS_SHAPES)
+def test_cross_entropy_plain_path_has_the_general_paths_numbers(
+    shape, index_shape, dtype, reduction, g
+):
+    """The plain path (nothing ignored) and the general one (ignore_index=-100, nothing equal to
+    it) give the same bits: the loss and dL/dz."""
+    z, y = make_values(shape, "normal").to(dtype), _indices(shape, index_shape)
+    results = []
+    for ignore_index in (None, -100):
+        loss, cache = ops.cross_entropy_forward(z, y, reduction, ignore_index=ignore_index)
+        up = torch.linspace(-1, 1, loss.numel(), dtype=dtype).view(loss.shape) if g is None else g
+        up = up.to(dtype) if isinstance(up, torch.Tensor) else up
+        results.append((loss, ops.cross_entropy_backward(up, cache)))
+    (loss, dz), (loss_ref, dz_ref) = results
+    torch.testing.assert_close(loss, loss_ref, rtol=0, atol=0)
+    torch.testing.assert_close(dz, dz_ref, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("reduction,g", DLOSS, ids=DLOSS_IDS)
 @pytest.mark.parametrize("shape,index_shape", CLASS_SHAPES)
 def test_nll_loss(shape, index_shape, reduction, g):
     logp = torch.log(_class_probabilities(shape, seed=0))

@@ -31,6 +31,7 @@ class _ClassLoss(Loss):
 
     allow_probabilities = True  # a floating target of the prediction's shape: probabilities
     ignore_index: int | None = None  # a class index that counts for nothing (torch's option)
+    _may_ignore = True  # whether the last checked targets may hold ignore_index
 
     def _checked(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         check_tensor(self, "prediction", pred)
@@ -71,14 +72,21 @@ class _ClassLoss(Loss):
         return target.to(pred.dtype)
 
     def _check_indices(self, target: Tensor, C: int) -> None:
-        if not _mode.host_reads:  # a capture-safe step: the data were checked once before
-            return
+        """Every index is a class in [0, C) or ignore_index; sets ``_may_ignore``: whether some
+        target may be ignore_index (when none can, CrossEntropyLoss's op skips its mask)."""
+        ignore = self.ignore_index
+        self._may_ignore = ignore is not None and 0 <= ignore < C
+        if not _mode.host_reads:  # a capture-safe step: fit checked once that every label is
+            return  # a class in [0, C), so only an ignore_index in that range can match one
         outside = (target < 0) | (target >= C)
-        if self.ignore_index is not None:
-            outside &= target != self.ignore_index
-        if bool(outside.any()):  # one sync; the bad index is looked up only when there is one
+        if not bool(outside.any()):  # one sync; more only when some index lies outside
+            return
+        if ignore is not None:
+            self._may_ignore = True
+            outside &= target != ignore
+        if bool(outside.any()):  # the bad index is looked up only when there is one
             bad = target[outside]
-            also = "" if self.ignore_index is None else f" or ignore_index={self.ignore_index}"
+            also = "" if ignore is None else f" or ignore_index={ignore}"
             raise TargetIndexError(
                 f"{self!r}: class indices must be in [0, {C - 1}]{also}, got {int(bad[0])} "
                 f"(Target {int(bad[0])} is out of bounds)"
@@ -154,7 +162,7 @@ class CrossEntropyLoss(_ClassLoss):
         return {
             "reduction": self._reduction,
             "weight": self._weight("weight", pred),
-            "ignore_index": self.ignore_index,
+            "ignore_index": self.ignore_index if self._may_ignore else None,  # None: no mask
             "label_smoothing": float(self.label_smoothing),
         }
 

@@ -272,12 +272,13 @@ def cross_entropy_forward(
     target: Tensor,
     reduction: str = "mean",
     weight: Tensor | None = None,
-    ignore_index: int = -100,
+    ignore_index: int | None = -100,
     label_smoothing: float = 0.0,
 ) -> tuple[Tensor, tuple]:
     """ℓ = -Σ_c q_c log softmax(z)_c: logits z; target class indices (integers, one dim fewer:
     q = w_y onehot(y), smoothed towards w/C) or class probabilities (floating, z's shape:
-    q = w ⊙ ((1 - ε) t + ε/C))."""
+    q = w ⊙ ((1 - ε) t + ε/C)). ignore_index=None: no target is ignored (the caller knows that
+    none equals it, e.g. every index was checked to be a class in [0, C))."""
     zl = _classes_last(z)  # (N, ..., C)
     C = zl.shape[-1]
     shifted = zl - zl.amax(-1, keepdim=True)  # log-sum-exp: every exponent <= 0
@@ -289,10 +290,11 @@ def cross_entropy_forward(
         if weight is not None:
             q = q * weight
         active, n = None, log_p.new_tensor(float(log_p.numel() // max(C, 1)))  # mean: per term
+    elif weight is None and ignore_index is None and label_smoothing == 0:
+        return _plain_cross_entropy(log_p, target, reduction)
     else:
-        q, active, n = _index_distribution(
-            target.long(), C, weight, ignore_index, label_smoothing, log_p
-        )
+        ignore = -1 if ignore_index is None else ignore_index  # None: no index is ignored
+        q, active, n = _index_distribution(target.long(), C, weight, ignore, label_smoothing, log_p)
     terms = -(q * log_p).sum(-1)  # (N, ...)
     if active is not None:
         terms = terms.masked_fill(~active.squeeze(-1), 0.0)  # an ignored term is 0, as torch
@@ -300,13 +302,36 @@ def cross_entropy_forward(
     return loss, (log_p, q, active, n, reduction)
 
 
+def _plain_cross_entropy(log_p: Tensor, target: Tensor, reduction: str) -> tuple[Tensor, tuple]:
+    """Class indices with no weight, none ignored, no smoothing: ℓ = -log softmax(z)_y.
+
+    The general path's numbers (its q is onehot(y), so -Σ_c q_c log p_c = -log p_y and "mean"
+    divides by the number of terms) without building q, its mask and its weights: a training
+    step's loss in a few ops instead of a score of them.
+    """
+    y = target.long().unsqueeze(-1)  # (N, ..., 1)
+    terms = -log_p.gather(-1, y).squeeze(-1)  # ℓ = -log p_y                  (N, ...)
+    loss = terms.sum() / terms.numel() if reduction == "mean" else reduce(terms, reduction)
+    return loss, (log_p, y, reduction)
+
+
 def cross_entropy_backward(dloss: Upstream, cache: tuple) -> Tensor:
+    if len(cache) == 3:  # _plain_cross_entropy's (log_p, y, reduction)
+        return _plain_cross_entropy_backward(dloss, cache)
     log_p, q, active, n, reduction = cache
     s = _per_class_term(dloss / n if reduction == "mean" else dloss)
     dlog_p = -q * s  # dℓ/dlog p = -q                                   (N, ..., C)
     if active is not None:
         dlog_p = dlog_p.masked_fill(~active, 0.0)  # ignored terms: 0 (even when n = 0)
     dz = dlog_p - torch.exp(log_p) * dlog_p.sum(-1, keepdim=True)  # = (softmax(z) Σ_c q_c - q) s
+    return _classes_back(dz)
+
+
+def _plain_cross_entropy_backward(dloss: Upstream, cache: tuple) -> Tensor:
+    log_p, y, reduction = cache
+    s = _per_class_term(per_term(dloss, reduction, y.shape[:-1]))  # dL/dℓ per term
+    dz = torch.exp(log_p) * s  # softmax(z) s                                  (N, ..., C)
+    dz.scatter_(-1, y, dz.gather(-1, y) - s)  # dℓ/dz = (softmax(z) - onehot(y)) s
     return _classes_back(dz)
 
 
