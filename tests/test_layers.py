@@ -114,6 +114,37 @@ def test_linear_backward_misuse():
     assert layer.weight.grad is None  # nothing was touched
 
 
+def test_linear_gradients_add_up_over_backwards_and_shared_weights():
+    """The second backward adds dL/dW into the existing .grad inside its GEMM (the speed path):
+    still `+=`, as autograd accumulates; a weight shared by two layers gets both products."""
+    torch.manual_seed(0)
+    first = hg.Linear(4, 3).to(dtype=torch.float64)
+    second = hg.Linear.from_weights(first.weight, first.bias)  # shares W and b
+    x1, x2 = torch.randn(5, 4, dtype=torch.float64), torch.randn(2, 7, 4, dtype=torch.float64)
+    W = first.weight.detach().clone().requires_grad_()
+    b = first.bias.detach().clone().requires_grad_()
+    for x in (x1, x2, x1):
+        for layer in (first, second):
+            dy = torch.randn(*x.shape[:-1], 3, dtype=torch.float64)
+            layer(x)
+            dx = layer.backward(dy)
+            ref_x = x.clone().requires_grad_()
+            F.linear(ref_x, W, b).backward(dy)
+            assert_close(dx, ref_x.grad)
+    assert_close(first.weight.grad, W.grad)
+    assert_close(first.bias.grad, b.grad)
+    assert first.weight.grad is second.weight.grad
+
+
+def test_linear_frozen_layer_adds_nothing_to_an_existing_grad():
+    layer = hg.Linear(4, 3)
+    layer.weight.grad = torch.ones(3, 4)
+    layer.freeze()
+    layer(torch.randn(2, 4))
+    layer.backward(torch.ones(2, 3))
+    assert torch.equal(layer.weight.grad, torch.ones(3, 4)) and layer.bias.grad is None
+
+
 # ---- Dropout --------------------------------------------------------------------------------
 @pytest.mark.parametrize("p", [0.0, 0.2, 0.5, 0.9])
 def test_dropout_matches_torch_mask(p):

@@ -10,6 +10,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.init import linear_parameters
+from handgrad.mode import autocasting
 from handgrad.module import Module
 
 
@@ -101,10 +102,22 @@ class Linear(Module):
     def _backward(self, dy: Tensor, need_dx: bool) -> Any:
         cache, y_shape = self.pop_cache()
         self._check_grad_output(dy, y_shape)
-        dx, dW, db = ops.linear_backward(dy, cache, need_dx)
-        self.add_grad(self.weight, dW)
+        into = self._weight_grad_to_add_into(dy)
+        dx, dW, db = ops.linear_backward(dy, cache, need_dx, dW_into=into)
+        if into is None:  # else dW is weight.grad, the product already added in
+            self.add_grad(self.weight, dW)
         self.add_grad(self.bias, db)
         return dx
+
+    def _weight_grad_to_add_into(self, dy: Tensor) -> Tensor | None:
+        """weight.grad, when dL/dW can be added into it by its GEMM (a speed path: one kernel
+        instead of a product and an add; the same `+=`); None for the first gradient (the
+        product becomes .grad), a frozen layer, another dtype, and autocast's bf16 products
+        (added into the float32 .grad separately)."""
+        g = self.weight.grad
+        if g is None or self.frozen or g.dtype != dy.dtype or autocasting(dy.device.type):
+            return None
+        return g
 
 
 class Neuron(Module):
