@@ -4,9 +4,10 @@
 
 A proxy for the CUDA kernels a captured step launches (benchmarks/gpu_profile.py counts those
 on a GPU): every aten call that is not a view is counted once, a ``torch._foreach_*`` call as
-one (on CUDA it is one multi-tensor kernel when its tensors share a dtype and device). Beside
-the whole step, "bookkeeping" is what the step adds to a bare forward + loss + backward: the
-zeroing of the gradients, the inf/NaN guard, the optimizer update and the loss sum.
+one (on CUDA it is one multi-tensor kernel when its tensors share a dtype and device). The
+whole step is split into a bare forward + loss + backward of the same model (run as in the
+step: under capture_safe, the .grad already there) and "bookkeeping", what the step adds to
+it: the zeroing of the gradients, the inf/NaN guard, the optimizer update and the loss sum.
 """
 
 from __future__ import annotations
@@ -74,13 +75,13 @@ def step_ops(widths: tuple[int, ...], batch: int, optimizer: str) -> tuple[Count
 
 def main() -> int:
     torch.set_num_threads(1)
-    print("| MLP | optimizer | ops a step | bookkeeping ops (step - forward/backward) |")
-    print("|---|---|---:|---:|")
+    print("| MLP | optimizer | ops a step | forward + loss + backward | bookkeeping (the rest) |")
+    print("|---|---|---:|---:|---:|")
     for name, widths, batch in CASES:
         for opt in OPTIMIZERS:
             ops, bare = step_ops(widths, batch, opt)
             total = sum(ops.values())
-            print(f"| {name} | {opt} | {total} | {total - bare} |")
+            print(f"| {name} | {opt} | {total} | {bare} | {total - bare} |")
     if "-v" in sys.argv:
         ops, _ = step_ops((784, 512, 512, 10), 128, "SGD")
         print("\n784-512-512-10 SGD, by op:", dict(ops.most_common()))

@@ -176,6 +176,31 @@ def test_step_bookkeeping_does_not_grow_with_the_parameters(optimizer):
     assert few <= {"SGD": 30, "Adam": 50, "RMSprop": 40}[optimizer], few
 
 
+def test_step_forward_loss_and_backward_skip_the_work_of_unused_options():
+    """Linear-ReLU-Linear with CrossEntropyLoss as the step runs it (capture_safe, .grad there):
+    no ignore_index mask, weight or smoothing term in the loss (10 ops forward, 5 backward), and
+    each weight's product added into .grad by its GEMM: 27 ops in all (46 before)."""
+    torch.manual_seed(0)
+    model, loss = (
+        hg.Sequential(hg.Linear(8, 16), hg.ReLU(), hg.Linear(16, 5)),
+        hg.CrossEntropyLoss(),
+    )
+    X, y = torch.randn(4, 8), torch.randint(0, 5, (4,))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    with capture_safe():
+        with _Count() as forward:
+            out = model(X)
+        with _Count() as loss_forward:
+            loss(out, y)
+        with _Count() as loss_backward:
+            dz = loss.backward()
+        with _Count() as backward:
+            model.backward_params(dz)
+    counts = (forward.n, loss_forward.n, loss_backward.n, backward.n)
+    assert counts == (3, 10, 5, 9), counts
+
+
 def test_step_keeps_none_for_a_frozen_module_and_gathers_it_when_unfrozen():
     torch.manual_seed(0)
     model = hg.Sequential(hg.Linear(6, 8), hg.ReLU(), hg.Linear(8, 3))
