@@ -27,8 +27,10 @@ _mode = _Mode()
 def capture_safe() -> Iterator[None]:
     """Nothing inside reads a tensor's value on the host (no device sync): input checks that
     would (class-index range, probabilities in [0, 1]) are skipped, and fast paths chosen by a
-    value (max pooling's NaN check) take their general branch. A training step that a CUDA
-    graph captures runs under it, after the data were checked once (handgrad.training.graph)."""
+    value (max pooling's NaN check) take their general branch. Class indices are taken to be
+    classes in [0, C), so CrossEntropyLoss drops its ignore_index mask unless ignore_index is a
+    class. A training step that a CUDA graph captures runs under it, after the data were
+    checked once (handgrad.training.graph)."""
     before = _mode.host_reads
     _mode.host_reads = False
     try:
