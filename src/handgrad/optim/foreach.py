@@ -100,13 +100,7 @@ def adam(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None:
     eps, wd = group["eps"], value(group["weight_decay"])
     for params in buckets(group):
         for p in params:
-            state = opt.state[p]
-            if not state:
-                state["step"] = opt._new_step(p)
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p)
+            opt._state(p, group)  # Adam._state: made on first use
         for run, states in runs(opt, params):
             _adam_run(run, states, group, h, eps, wd)
 

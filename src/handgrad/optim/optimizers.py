@@ -350,6 +350,17 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         return {"lr": group["lr"], "beta1": beta1, "beta2": beta2}
 
+    def _state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """p's state, made on its first step: the count and the moments m, v (and v̂)."""
+        state = self.state[p]
+        if not state:
+            state["step"] = self._new_step(p)
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = torch.zeros_like(p)
+        return state
+
     def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
         if h is not None and foreach.applies(group):
             foreach.adam(self, group, h)  # graph mode: the same update, listwise
@@ -366,13 +377,7 @@ class Adam(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            state = self.state[p]
-            if not state:
-                state["step"] = self._new_step(p)
-                state["exp_avg"] = torch.zeros_like(p)
-                state["exp_avg_sq"] = torch.zeros_like(p)
-                if group["amsgrad"]:
-                    state["max_exp_avg_sq"] = torch.zeros_like(p)
+            state = self._state(p, group)
             n = self._count(p, state)
             g = -p.grad if group["maximize"] else p.grad
             if wd != 0 and group["decoupled_weight_decay"]:
