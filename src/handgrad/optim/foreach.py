@@ -168,17 +168,7 @@ def rmsprop(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None
     √(v - ḡ²); momentum: b ← μb + g/(√v + eps), p ← p - lr·b)."""
     alpha, eps, wd = group["alpha"], group["eps"], value(group["weight_decay"])
     for params in buckets(group):
-        for p in params:
-            state = opt.state[p]
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p)
-                if group["momentum"] > 0:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                if group["centered"]:
-                    state["grad_avg"] = torch.zeros_like(p)
-            if "step" not in state:
-                state["step"] = opt._new_step(p)
-        states = [opt.state[p] for p in params]
+        states = [opt._state(p, group) for p in params]  # RMSprop._state: made on first use
         opt._count_all(params, states)  # RMSprop's math does not read the count
         lr = _like(h["lr"], params[0])
         g = _gradients(params, group, wd)

@@ -251,6 +251,19 @@ class RMSprop(Optimizer):
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         return {"lr": group["lr"], "momentum": group["momentum"]}
 
+    def _state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """p's state, made on its first step: v (and the momentum buffer, ḡ) and the count."""
+        state = self.state[p]
+        if "square_avg" not in state:
+            state["square_avg"] = torch.zeros_like(p)
+            if group["momentum"] > 0:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            if group["centered"]:
+                state["grad_avg"] = torch.zeros_like(p)
+        if "step" not in state:  # also a state saved before handgrad counted the steps
+            state["step"] = self._new_step(p)
+        return state
+
     def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
         if h is not None and foreach.applies(group):
             foreach.rmsprop(self, group, h)  # graph mode: the same update, listwise
@@ -261,15 +274,7 @@ class RMSprop(Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            state = self.state[p]
-            if "square_avg" not in state:
-                state["square_avg"] = torch.zeros_like(p)
-                if group["momentum"] > 0:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                if group["centered"]:
-                    state["grad_avg"] = torch.zeros_like(p)
-            if "step" not in state:  # also a state saved before handgrad counted the steps
-                state["step"] = self._new_step(p)
+            state = self._state(p, group)
             self._count(p, state)
             g, x = _real(_gradient(p, group)), _real(p)
             v = _real(state["square_avg"]).mul_(alpha).addcmul_(g, g, value=1 - alpha)
