@@ -151,6 +151,17 @@ def test_summary_lists_shapes_and_parameter_counts(capsys):
     assert model.training
 
 
+def test_summary_of_an_ensemble_lists_its_members():
+    members = [hg.Sequential(hg.Linear(4, 8), hg.ReLU(), hg.Linear(8, 2)), hg.Linear(4, 2)]
+    text = hg.Ensemble(*members).summary((4,))
+    rows = [line.split() for line in text.splitlines() if line.startswith("members.")]
+    assert [(r[0], r[-2:]) for r in rows] == [
+        ("members.0:", ["2)", "58"]),
+        ("members.1:", ["2)", "10"]),
+    ]
+    assert "total parameters: 68" in text
+
+
 @pytest.mark.parametrize("first", [lambda: hg.Linear(5, 8), lambda: hg.Neuron(5)])
 def test_backward_params_gives_the_same_parameter_gradients(first):
     torch.manual_seed(0)

@@ -14,14 +14,14 @@ if TYPE_CHECKING:
 
 def summary(model: Module, input_shape: tuple[int, ...], batch_size: int = 2) -> str:
     """Run a batch of zeros through model (eval mode, no cache) and tabulate its children in
-    the order they ran; a model without children is one row. Prints and returns the table."""
+    the order they ran (or, where only a container holds them, the container's children); a
+    model without children is one row. Prints and returns the table."""
     p = next(iter(model.parameters()), None)
     x = torch.zeros(
         (batch_size, *input_shape),
         dtype=p.dtype if p is not None else None,
         device=p.device if p is not None else None,
     )
-    names = {id(m): name for name, m in model.children()}
     was_training = model.training
     model.eval()
     try:
@@ -29,6 +29,7 @@ def summary(model: Module, input_shape: tuple[int, ...], batch_size: int = 2) ->
             out = model(x)
     finally:
         model.train(was_training)
+    names = _rows(model, {id(m) for m, _ in calls})
     ran = [(m, y) for m, y in calls if id(m) in names] or [(model, out)]
     rows = [("layer", "output shape", "params")]
     for m, y in ran:
@@ -42,6 +43,15 @@ def summary(model: Module, input_shape: tuple[int, ...], batch_size: int = 2) ->
     text = "\n".join([line, table[0], line, *table[1:], line, f"total parameters: {total:,}", line])
     print(text)
     return text
+
+
+def _rows(model: Module, called: set[int]) -> dict[int, str]:
+    """The children that ran, by name; where none did (an Ensemble's ModuleList only holds
+    its members), the first level below that has some: "members.0", "members.1", ..."""
+    level = model.children()
+    while level and not any(id(m) in called for _, m in level):
+        level = [(f"{name}.{n}", c) for name, m in level for n, c in m.children()]
+    return {id(m): name for name, m in level}
 
 
 def _shape(y: object) -> str:
