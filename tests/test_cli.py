@@ -373,3 +373,19 @@ def test_task_for_a_bundled_dataset_is_checked_not_ignored(tmp_path, capsys):
     assert "--task binary: digits is a classification dataset" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     assert main([*argv, "--task", "classification"]) == 0  # its own task: accepted
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--ensemble", "x"], "handgrad train: error: argument --ensemble: invalid int"),
+        (["train", "--optimizer", "lbfgs"], "handgrad train: error: argument --optimizer: invalid"),
+        (["trian"], "handgrad: error: argument command: invalid choice: 'trian'"),
+    ],
+)
+def test_a_flag_argparse_refuses_is_one_line_too(capsys, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.endswith("--help)\n") and err.count("\n") == 1

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from handgrad.errors import InputError
 from handgrad.tools.outputs import check_output_file
@@ -446,8 +446,15 @@ def _raised_in(exc: BaseException, path: Path) -> bool:
     return any(Path(f.filename).resolve() == path.resolve() for f in frames[-3:])
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a flag's mistake on one line (argparse prints its usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="handgrad",
         description="Neural networks from scratch on PyTorch tensors, every backward by hand.",
     )
