@@ -655,7 +655,8 @@ def run(config: TrainConfig) -> RunResult:
     members, histories = [], []
     for k in range(config.ensemble or 1):
         if config.ensemble != 1 and rank == 0:
-            print(f"ensemble member {k + 1} of {config.ensemble}", flush=True)
+            hint = f" (--ensemble 1: one network, 1/{config.ensemble} of the time)" if not k else ""
+            print(f"ensemble member {k + 1} of {config.ensemble}{hint}", flush=True)
         member, member_history = _train_one(
             config, data, loss, metric_list, config.seed + MEMBER_SEED_STEP * k, rank
         )
