@@ -148,8 +148,7 @@ def adagrad(opt: Optimizer, group: dict[str, Any], h: dict[str, Tensor]) -> None
     for params in buckets(group):
         for p in params:
             if not opt.state[p]:  # a group added after construction
-                opt.state[p] = {"step": opt._new_step(p)}
-                opt.state[p]["sum"] = torch.full_like(p, group["initial_accumulator_value"])
+                opt._init_state(p, group["initial_accumulator_value"])  # Adagrad._init_state
         for run, states in runs(opt, params):
             t = states[0]["step"].to(h["lr"].dtype)  # the same count for the whole run
             lr_t = _like(h["lr"] / (1 + (t - 1) * lr_decay), run[0])
