@@ -134,13 +134,9 @@ class TrainConfig:
     def check(self) -> None:
         """Reject unknown names and impossible numbers before any work starts."""
         for name, table in (("activation", ACTIVATIONS), ("optimizer", OPTIMIZERS)):
-            if getattr(self, name) not in table and (name, getattr(self, name)) != (
-                "optimizer",
-                None,
-            ):
-                raise InputError(
-                    f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(table)}"
-                )
+            value = getattr(self, name)
+            if value not in table and not (name == "optimizer" and value is None):  # the recipe's
+                raise InputError(f"unknown {name} {value!r}; choose from {', '.join(table)}")
         if self.arch not in ARCHS:
             raise InputError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
         _check_sequence_options(self)
@@ -636,7 +632,7 @@ def run(config: TrainConfig) -> RunResult:
         from handgrad.tools.text_recipe import run_text
 
         return run_text(config)
-    assert config.epochs is not None
+    assert config.epochs is not None and config.ensemble is not None  # resolved
     rank = 0
     if config.distributed:
         from handgrad.training.distributed import init
@@ -648,12 +644,12 @@ def run(config: TrainConfig) -> RunResult:
     if rank == 0:
         print(describe(data), flush=True)
     with torch.device("meta"):  # the size first, without memory: a model that cannot fit
-        _check_size(build_model(config, data), config.ensemble or 1)  # is refused, not killed
+        _check_size(build_model(config, data), config.ensemble)  # is refused, not killed
     _to_device(data, config.device)
     loss = _loss(config, data.task)
     metric_list = _metrics(data)
     members, histories = [], []
-    for k in range(config.ensemble or 1):
+    for k in range(config.ensemble):
         if config.ensemble != 1 and rank == 0:
             hint = f" (--ensemble 1: one network, 1/{config.ensemble} of the time)" if not k else ""
             print(f"ensemble member {k + 1} of {config.ensemble}{hint}", flush=True)
