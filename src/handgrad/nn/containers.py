@@ -256,8 +256,9 @@ class Ensemble(Module):
 
     def backward(self, dy: Tensor) -> Tensor:
         share = dy / len(self.members)  # ∂y/∂fₖ = 1/K
-        dx = self.members[-1].backward(share)
-        for m in reversed(self.members[:-1].items):
+        last, *others = reversed(self.members.items)  # backward in reverse, as the forwards ran
+        dx = last.backward(share)
+        for m in others:
             dx = dx + m.backward(share)  # the branches' gradients add
         return dx
 
