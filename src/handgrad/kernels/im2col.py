@@ -14,6 +14,7 @@ trade-offs, each measured on the benchmarks' shapes (docs/benchmarks.md):
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 from torch import Tensor
 
 from handgrad.kernels.workspace import Workspace, fill_outside
-from handgrad.ops.conv import col2im, col2im_add, crop, windows
+from handgrad.ops.conv import crop, windows
 
 Pairs = Sequence[tuple[int, int]]
 
@@ -124,7 +125,8 @@ class Im2col:
                 Wg = W2.view(G, O // G, rows // G)
                 torch.bmm(Wg.transpose(1, 2), dy_g, out=dcols.view(G, rows // G, N * P))
             dwin = dcols.view(G * W.shape[1], *W.shape[2:], N, *out).movedim(1 + len(out), 0)
-            dxp = col2im(_kernel_last(dwin), padded_shape, stride, dilation)  # windows summed back
+            dxp = dwin.new_zeros(padded_shape)
+            col2im_add(dxp, _kernel_last(dwin), stride, dilation)  # windows summed back
             ws.give_back("dcols", dcols)
         else:  # image by image, in chunks whose dL/dcols stays in the cache for col2im
             dy3 = dy.reshape(N, O, P)
@@ -139,6 +141,22 @@ class Im2col:
             ws.give_back("dcols_chunk", dcols)
         ws.give_back("dy_t", dy_t)
         return crop(dxp, padding), dW, db
+
+
+def col2im_add(dxp: Tensor, dwin: Tensor, stride: Sequence[int], dilation: Sequence[int]) -> None:
+    """dxp (N, C, *S) += the window gradients dwin (N, C, *out, *kernel), each where its
+    window came from (ops.conv.col2im's scatter-add): one strided in-place addition per kernel
+    offset, which reads dwin in any layout and writes no index tensor (faster on CPU than
+    the reference's index_add over a copy of dwin)."""
+    nd = len(stride)
+    out, kernel = dwin.shape[2 : 2 + nd], dwin.shape[2 + nd :]
+    for offset in itertools.product(*[range(k) for k in kernel]):
+        region: list[Any] = [
+            slice(o * d, o * d + s * (n - 1) + 1, s)
+            for o, d, s, n in zip(offset, dilation, stride, out)
+        ]
+        at_offset: list[Any] = list(offset)
+        dxp[(..., *region)] += dwin[(..., *at_offset)]
 
 
 def _pad_into(ws: Workspace, x: Tensor, padding: Pairs) -> Tensor:

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from handgrad import ops
+from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, DimensionError, InputError, ShapeError, UsageError
 from handgrad.module import Module
+from handgrad.nn.linear import check_algorithm
 
 
 def _tensors(cache: Any) -> Iterator[Tensor]:
@@ -289,15 +290,23 @@ class GELU(Activation):
     approximate="tanh": y = x/2 (1 + tanh(u)), u = √(2/π)(x + 0.044715x³);
     dy/dx = (1 + t)/2 + x/2 (1 - t²) √(2/π)(1 + 3·0.044715x²), t = tanh(u).
     The exact form keeps Φ(x) beside x: its backward needs it again, and erf is the costly part.
+
+    ``algorithm`` (keyword-only, not part of the saved architecture): "reference" runs
+    handgrad.ops.gelu_forward/backward, the formulas; "fused" runs the exact form's steps in
+    one buffer per pass (handgrad.kernels.activation); "auto" (default) is "fused".
     """
 
     torch_name, cli_name = "GELU", "gelu"
-    op_pair = (ops.gelu_forward, ops.gelu_backward)
+    ALGORITHMS = ("auto", "reference", "fused")
+    op_pair = (kernels.activation.gelu_forward, kernels.activation.gelu_backward)
 
-    def __init__(self, approximate: str = "none") -> None:
+    def __init__(self, approximate: str = "none", *, algorithm: str = "auto") -> None:
         if approximate not in ("none", "tanh"):
             raise InputError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
+        self.algorithm = check_algorithm("GELU", algorithm, self.ALGORITHMS)
+        if algorithm == "reference":  # this layer's own pair: the formulas of handgrad.ops
+            self.op_pair = (ops.gelu_forward, ops.gelu_backward)
 
     def config(self) -> dict[str, Any]:
         return {"approximate": self.approximate}

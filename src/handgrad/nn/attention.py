@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from handgrad import ops
+from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
 from handgrad.init import xavier_normal_, xavier_uniform_
 from handgrad.module import Module
-from handgrad.nn.linear import Linear, positive_int
+from handgrad.nn.linear import Linear, check_algorithm, positive_int
 
 
 def _additive(mask: Tensor | None, name: str, owner: str, like: Tensor) -> Tensor | None:
@@ -55,7 +55,11 @@ class MultiheadAttention(Module):
     """Multi-head attention (Vaswani et al., 2017), torch.nn.MultiheadAttention's math:
     heads hᵢ = softmax(q Wᵢ^Q (k Wᵢ^K)ᵀ / √d + mask) v Wᵢ^V, output [h₁ … h_H] W_outᵀ + b.
     Init as torch: out_proj as a Linear, then xavier_uniform in_proj, zero biases,
-    xavier_normal bias_k and bias_v."""
+    xavier_normal bias_k and bias_v.
+
+    ``algorithm`` (keyword-only, not part of the saved architecture): "reference" runs
+    handgrad.ops.attention_forward/backward, the formulas; "fused" runs their elementwise
+    steps in place (handgrad.kernels.attention); "auto" (default) is "fused"."""
 
     parameter_names = (
         "in_proj_weight",
@@ -67,6 +71,7 @@ class MultiheadAttention(Module):
         "bias_v",
     )
     torch_name = "MultiheadAttention"
+    ALGORITHMS = ("auto", "reference", "fused")
 
     def __init__(
         self,
@@ -81,8 +86,11 @@ class MultiheadAttention(Module):
         batch_first: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        algorithm: str = "auto",
     ) -> None:
         owner = "MultiheadAttention"
+        self.algorithm = check_algorithm(owner, algorithm, self.ALGORITHMS)
         for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads)):
             if not isinstance(v, int) or isinstance(v, bool):
                 raise ArgumentTypeError(f"{owner}: {name} must be an int, got {v!r}")
@@ -293,7 +301,8 @@ class MultiheadAttention(Module):
             full = kpm4 if full is None else full + kpm4
         if causal:
             full = ops.causal_mask(L, S_all, qh)
-        (yh, P), ca = ops.attention_forward(
+        attention = ops if self.algorithm == "reference" else kernels.attention
+        (yh, P), ca = attention.attention_forward(
             qh, kh, vh, full, self.dropout, self.training, safe=not need_weights
         )  # torch: need_weights=False runs scaled_dot_product_attention
         y_cat = yh.transpose(1, 2).reshape(N, L, E)  # the heads side by side
@@ -354,7 +363,8 @@ class MultiheadAttention(Module):
         if dweights is not None:
             dw = dweights if batched else dweights.unsqueeze(0)
             dP = dw.unsqueeze(1).expand(N, H, L, S_all) / H if average else dw  # mean over heads
-        dqh, dkh, dvh, dS, *_ = ops.attention_backward((dyh, dP), ca)  # dS: the mask's
+        attention = ops if self.algorithm == "reference" else kernels.attention
+        dqh, dkh, dvh, dS, *_ = attention.attention_backward((dyh, dP), ca)  # dS: the mask's
         if self.add_zero_attn:
             dkh, dvh = dkh[:, :, :-1], dvh[:, :, :-1]  # the zero key and value are constants
         dk = dkh.transpose(1, 2).reshape(N, dkh.shape[2], E)  # (N, S or S+1, E)

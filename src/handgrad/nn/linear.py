@@ -7,11 +7,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from handgrad import ops
+from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.init import linear_parameters
 from handgrad.mode import autocasting
 from handgrad.module import Module
+
+
+def check_algorithm(owner: str, algorithm: object, choices: tuple[str, ...]) -> str:
+    """A module's ``algorithm=`` argument: one of its choices (handgrad.kernels' variants)."""
+    if not isinstance(algorithm, str) or algorithm not in choices:
+        raise InputError(f"{owner}: algorithm must be one of {choices}, got {algorithm!r}")
+    return algorithm
 
 
 def positive_int(owner: str, name: str, value: object) -> int:
@@ -28,10 +35,18 @@ class Linear(Module):
     x may be (in,), (N, in) or (*, in). Backward math: docs/math.md#linear. handgrad's own
     keyword-only `init`: "torch" (the default, the same draws as torch after the same seed)
     or the other schemes of handgrad.init ("normal": randn(out, in), randn(out), as the lab).
+
+    ``algorithm`` (keyword-only, not part of the saved architecture): "reference" runs
+    handgrad.ops.linear_backward and adds dL/dW to .grad; "accumulate" adds dL/dW into an
+    existing .grad by the product itself (handgrad.kernels.linear_backward_into: one GEMM
+    instead of a product and an addition) where it can: a .grad of dy's dtype, not frozen,
+    not under autocast (whose bf16 products are added into the float32 .grad separately);
+    "auto" (default) is "accumulate".
     """
 
     parameter_names = ("weight", "bias")
     torch_name = "Linear"
+    ALGORITHMS = ("auto", "reference", "accumulate")
 
     def __init__(
         self,
@@ -42,10 +57,12 @@ class Linear(Module):
         dtype: torch.dtype | None = None,
         *,
         init: str = "torch",
+        algorithm: str = "auto",
     ) -> None:
         self.in_features = positive_int("Linear", "in_features", in_features)
         self.out_features = positive_int("Linear", "out_features", out_features)
         self.init = init
+        self.algorithm = check_algorithm("Linear", algorithm, self.ALGORITHMS)
         self.weight, self.bias = linear_parameters(
             in_features, out_features, bias, init, device=device, dtype=dtype
         )
@@ -77,6 +94,7 @@ class Linear(Module):
             )
         layer = cls.__new__(cls)
         layer.in_features, layer.out_features, layer.init = in_features, out_features, "given"
+        layer.algorithm = "auto"
         layer.weight, layer.bias = weight, bias
         return layer
 
@@ -103,18 +121,22 @@ class Linear(Module):
         cache, y_shape = self.pop_cache()
         self._check_grad_output(dy, y_shape)
         into = self._weight_grad_to_add_into(dy)
-        dx, dW, db = ops.linear_backward(dy, cache, need_dx, dW_into=into)
-        if into is None:  # else dW is weight.grad, the product already added in
+        if into is None:
+            dx, dW, db = ops.linear_backward(dy, cache, need_dx)
             self.add_grad(self.weight, dW)
+        else:  # dL/dW added into weight.grad by the product itself
+            dx, _, db = kernels.linear_backward_into(dy, cache, into, need_dx)
         self.add_grad(self.bias, db)
         return dx
 
     def _weight_grad_to_add_into(self, dy: Tensor) -> Tensor | None:
-        """weight.grad, when dL/dW can be added into it by its GEMM (a speed path: one kernel
-        instead of a product and an add; the same `+=`); None for the first gradient (the
-        product becomes .grad), a frozen layer, another dtype, and autocast's bf16 products
-        (added into the float32 .grad separately)."""
+        """weight.grad, when algorithm "accumulate" (or "auto") can add dL/dW into it by its
+        GEMM; None for "reference", the first gradient (the product becomes .grad), a frozen
+        layer, another dtype, and autocast's bf16 products (added into the float32 .grad
+        separately)."""
         g = self.weight.grad
+        if self.algorithm == "reference":
+            return None
         if g is None or self.frozen or g.dtype != dy.dtype or autocasting(dy.device.type):
             return None
         return g

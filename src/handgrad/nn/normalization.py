@@ -11,10 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from handgrad import ops
+from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
-from handgrad.nn.linear import positive_int
+from handgrad.nn.linear import check_algorithm, positive_int
 
 
 def _eps(owner: str, eps: object) -> float:
@@ -171,10 +171,15 @@ class LayerNorm(Module):
 
     Unlike BatchNorm, the statistics are the example's own: the same in training and eval,
     and no running statistics. Backward math: docs/math.md#layernorm.
+
+    ``algorithm`` (keyword-only, not part of the saved architecture): "reference" runs
+    handgrad.ops.layer_norm_backward, the formula; "fused" runs the same steps in one buffer
+    (handgrad.kernels.normalization); "auto" (default) is "fused".
     """
 
     parameter_names = ("weight", "bias")
     torch_name = "LayerNorm"
+    ALGORITHMS = ("auto", "reference", "fused")
 
     def __init__(
         self,
@@ -184,7 +189,10 @@ class LayerNorm(Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        algorithm: str = "auto",
     ) -> None:
+        self.algorithm = check_algorithm("LayerNorm", algorithm, self.ALGORITHMS)
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
         self.normalized_shape = tuple(shape)
         for n in self.normalized_shape:
@@ -222,7 +230,8 @@ class LayerNorm(Module):
     def backward(self, dy: Tensor) -> Tensor:
         cache, y_shape = self.pop_cache()
         self._check_grad_output(dy, y_shape)
-        dx, _, dweight, dbias = ops.layer_norm_backward(dy, cache)
+        kernel = ops if self.algorithm == "reference" else kernels.normalization
+        dx, _, dweight, dbias = kernel.layer_norm_backward(dy, cache)
         self.add_grad(self.weight, dweight)
         self.add_grad(self.bias, dbias)
         return dx

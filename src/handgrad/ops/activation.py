@@ -160,7 +160,7 @@ def gelu_forward(x: Tensor, approximate: str = "none") -> tuple[Tensor, tuple]:
     if approximate == "tanh":
         u = _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
         return 0.5 * x * (1 + torch.tanh(u)), (x, approximate, None)
-    cdf = torch.erf(x * (1 / _SQRT_2)).add_(1.0).mul_(0.5)  # Φ(x) = (1 + erf(x/√2))/2
+    cdf = 0.5 * (1 + torch.erf(x * (1 / _SQRT_2)))  # Φ(x) = (1 + erf(x/√2))/2
     return x * cdf, (x, approximate, cdf)  # Φ is kept: backward needs it again
 
 
@@ -170,8 +170,8 @@ def gelu_backward(dy: Tensor, cache: tuple) -> Tensor:
         t = torch.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
         du_dx = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
         return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du_dx)  # (1+t)/2 + x/2 (1-t²) u′
-    pdf = (x * x).mul_(-0.5).exp_().mul_(_INV_SQRT_2PI)  # φ(x) = e^{-x²/2}/√(2π)
-    return pdf.mul_(x).add_(cdf).mul_(dy)  # dy/dx = Φ(x) + x·φ(x), times dy (one buffer)
+    pdf = torch.exp(-0.5 * x * x) * _INV_SQRT_2PI  # φ(x) = e^{-x²/2}/√(2π)
+    return dy * (cdf + x * pdf)  # dL/dx = dy (Φ(x) + x φ(x))
 
 
 def _shifted(x: Tensor, dim: int) -> Tensor:

@@ -56,7 +56,7 @@ def attention_forward(
     e = torch.exp(scores)
     P = e / e.sum(-1, keepdim=True)  # (B, L, S) rows sum to 1
     if blocked is not None:
-        P.masked_fill_(blocked, 0.0)  # attends to nothing: y = 0, and no gradient
+        P = P.masked_fill(blocked, 0.0)  # attends to nothing: y = 0, and no gradient
     P_dropped, keep = dropout_forward(P, dropout_p, training)
     y = P_dropped @ v  # (B, L, d_v)
     mask_shape = None if mask is None else mask.shape
@@ -70,15 +70,16 @@ def attention_backward(
     (None without a mask), then None for dropout_p, training and safe)."""
     q_scaled, k, v, P, P_dropped, keep, scale, mask_shape = cache
     dy, dweights = dys
-    dP_dropped = torch.zeros_like(P) if dy is None else dy @ v.transpose(-2, -1)  # dy vᵀ (B, L, S)
+    # in the forward: S = q kᵀ/√d + mask, P = softmax(S), P' = dropout(P), y = P' v
+    dP_dropped = torch.zeros_like(P) if dy is None else dy @ v.transpose(-2, -1)  # dL/dP' = dy vᵀ
     if dweights is not None:
-        dP_dropped = dP_dropped.add_(dweights)  # the weights were also an output
+        dP_dropped = dP_dropped + dweights  # P' was also an output: its gradient adds
     dv = (
         P_dropped.new_zeros(v.shape) if dy is None else P_dropped.transpose(-2, -1) @ dy
-    )  # dL/dv = Pᵀ dy  (B, S, d_v)
-    dP = dropout_backward(dP_dropped, keep)  # through the same mask (a new tensor either way)
-    dS = dP.sub_((dP * P).sum(-1, keepdim=True)).mul_(P)  # softmax: P ⊙ (dP - Σⱼ dPⱼ Pⱼ)
-    dq = (dS @ k).mul_(scale)  # dL/dq = dS k / √d   (B, L, d)
+    )  # dL/dv = P'ᵀ dy  (B, S, d_v)
+    dP = dropout_backward(dP_dropped, keep)  # dL/dP = dL/dP' ⊙ m / (1 - p)  (B, L, S)
+    dS = P * (dP - (dP * P).sum(-1, keepdim=True))  # dL/dS = P ⊙ (dP - Σⱼ dPⱼ Pⱼ)  (B, L, S)
+    dq = (dS @ k) * scale  # dL/dq = dS k / √d   (B, L, d)
     dk = dS.transpose(-2, -1) @ q_scaled  # dL/dk = dSᵀ q / √d  (B, S, d)
-    dmask = None if mask_shape is None else sum_to(dS, mask_shape)  # dS, summed where it broadcast
-    return dq, dk, dv, dmask, None, None, None
+    dmask = None if mask_shape is None else sum_to(dS, mask_shape)  # dL/dmask = dS, summed
+    return dq, dk, dv, dmask, None, None, None  # where the mask broadcast

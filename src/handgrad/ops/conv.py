@@ -13,7 +13,6 @@ circular) and the transposed convolution (conv_transpose: the convolution's dL/d
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +24,6 @@ __all__ = [
     "pad",
     "windows",
     "col2im",
-    "col2im_add",
     "crop",
     "conv_forward",
     "conv_backward",
@@ -42,11 +40,8 @@ def pad(x: Tensor, padding: Pairs, value: float = 0.0) -> Tensor:
     """x (N, C, *S) with `value` around its spatial dims: (N, C, *(S + before + after))."""
     if not any(a or b for a, b in padding):
         return x
-    sizes = [s + a + b for s, (a, b) in zip(x.shape[2:], padding)]
-    xp = x.new_full((*x.shape[:2], *sizes), value)
-    inside: list[Any] = [slice(a, a + s) for (a, _), s in zip(padding, x.shape[2:])]
-    xp[(..., *inside)] = x
-    return xp
+    flat = [p for pair in reversed(padding) for p in pair]  # torch's order: the last dim first
+    return torch.constant_pad_nd(x, flat, value)
 
 
 def windows(
@@ -66,25 +61,35 @@ def col2im(
     dwin: Tensor, padded_shape: Sequence[int], stride: Sequence[int], dilation: Sequence[int]
 ) -> Tensor:
     """The adjoint of windows(): each window's gradient dwin (N, C, *out, *kernel) added back
-    where the window came from, into a (N, C, *S) tensor. An element inside several windows
-    gets the sum of their gradients."""
-    dxp = dwin.new_zeros(tuple(padded_shape))
-    col2im_add(dxp, dwin, stride, dilation)
-    return dxp
-
-
-def col2im_add(dxp: Tensor, dwin: Tensor, stride: Sequence[int], dilation: Sequence[int]) -> None:
-    """dxp (N, C, *S) += the window gradients dwin (N, C, *out, *kernel), each where its
-    window came from: one strided addition per kernel offset."""
-    nd = len(stride)
+    where the window read it, into a (N, C, *S) tensor (a scatter-add: an element inside
+    several windows gets the sum of their gradients)."""
+    N, C, S = padded_shape[0], padded_shape[1], padded_shape[2:]
+    nd = len(S)
     out, kernel = dwin.shape[2 : 2 + nd], dwin.shape[2 + nd :]
-    for offset in itertools.product(*[range(k) for k in kernel]):
-        region: list[Any] = [
-            slice(o * d, o * d + s * (n - 1) + 1, s)
-            for o, d, s, n in zip(offset, dilation, stride, out)
-        ]
-        at_offset: list[Any] = list(offset)
-        dxp[(..., *region)] += dwin[(..., *at_offset)]
+    place = _window_places(S, out, kernel, stride, dilation, dwin.device)  # (out·kernel,)
+    dxp = dwin.new_zeros(N, C, math.prod(S))
+    dxp = dxp.index_add(-1, place, dwin.reshape(N, C, place.numel()))  # dxp[place] += dwin
+    return dxp.view(tuple(padded_shape))
+
+
+def _window_places(
+    S: Sequence[int],
+    out: Sequence[int],
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    device: torch.device,
+) -> Tensor:
+    """(out·kernel,): for each window i and kernel offset k, in dwin's order, the flat place
+    in the padded input (*S) that the window read, s·i + d·k per dim."""
+    nd = len(S)
+    place = torch.zeros((), dtype=torch.long, device=device)
+    for j, (n, o, k, s, d) in enumerate(zip(S, out, kernel, stride, dilation)):
+        along_i = [o if m == j else 1 for m in range(2 * nd)]  # dim j of out
+        along_k = [k if m == nd + j else 1 for m in range(2 * nd)]  # dim j of kernel
+        i, at = torch.arange(o, device=device), torch.arange(k, device=device)
+        place = place * n + (s * i.view(along_i) + d * at.view(along_k))  # row-major over S
+    return place.reshape(-1)
 
 
 def crop(xp: Tensor, padding: Pairs) -> Tensor:
@@ -169,10 +174,9 @@ def edge_pad_backward(dy: Tensor, cache: tuple) -> Tensor:
     """dL/dx: each padded element's gradient added to the input element it copies."""
     x_shape, sources = cache
     dx = dy
-    for dim in reversed(range(len(sources))):  # the adjoint of each gather, last dim first
-        size = list(dx.shape)
-        size[2 + dim] = x_shape[2 + dim]
-        dx = dx.new_zeros(size).index_add_(2 + dim, sources[dim], dx)  # dL/dx[src(i)] += dy[i]
+    for dim in reversed(range(2, 2 + len(sources))):  # the adjoint of each gather, last first
+        size = [x_shape[dim] if j == dim else n for j, n in enumerate(dx.shape)]
+        dx = dx.new_zeros(size).index_add(dim, sources[dim - 2], dx)  # dL/dx[src(i)] += dy[i]
     return dx
 
 

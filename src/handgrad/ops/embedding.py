@@ -45,7 +45,7 @@ def embedding_backward(dy: Tensor, cache: tuple) -> tuple[None, Tensor]:
     if scale_grad_by_freq:
         count = torch.bincount(flat, minlength=V)  # (V,) how often each row was looked up
         dy2 = dy2 / count[flat].unsqueeze(1).to(dy2.dtype)  # each use's gradient / its row's count
-    dW = dy2.new_zeros(V, D).index_add_(0, flat, dy2)  # dL/dW[v] = Σ_{t: idx_t = v} dy_t  (V, D)
-    if padding_idx is not None:
-        dW[padding_idx] = 0.0  # the padding row is not trained
+    if padding_idx is not None:  # the padding row is not trained: its uses add nothing
+        dy2 = torch.where((flat == padding_idx).unsqueeze(1), 0.0, dy2)
+    dW = dy2.new_zeros(V, D).index_add(0, flat, dy2)  # dL/dW[v] = Σ_{t: idx_t = v} dy_t  (V, D)
     return None, dW

@@ -16,20 +16,12 @@ def linear_forward(x: Tensor, W: Tensor, b: Tensor | None = None) -> tuple[Tenso
 
 
 def linear_backward(
-    dy: Tensor, cache: tuple, need_dx: bool = True, dW_into: Tensor | None = None
+    dy: Tensor, cache: tuple, need_dx: bool = True
 ) -> tuple[Tensor | None, Tensor, Tensor | None]:
-    """(dL/dx, dL/dW, dL/db) from dy (*, out); dL/dx is None when not needed (the data's).
-
-    dW_into (speed, for a layer whose weight already has a .grad of dy's dtype): dL/dW is
-    added into it by the product itself (one GEMM with beta = 1, not a product then an add),
-    and dW is that tensor, already accumulated.
-    """
+    """(dL/dx, dL/dW, dL/db) from dy (*, out); dL/dx is None when not needed (the data's)."""
     x2, W, has_bias, x_shape = cache
     dy2 = _rows(dy, W.shape[0])  # (N, out)
-    if dW_into is None:
-        dW = dy2.T @ x2  # dL/dW = dyᵀ x      (out, in)
-    else:
-        dW = dW_into.addmm_(dy2.T, x2)  # dW_into += dyᵀ x   (out, in)
+    dW = dy2.T @ x2  # dL/dW = dyᵀ x      (out, in)
     db = dy2.sum(0) if has_bias else None  # dL/db = Σₙ dy      (out,)
     dx = _unrows(dy2 @ W, x_shape) if need_dx else None  # dL/dx = dy W       (*, in)
     return dx, dW, db

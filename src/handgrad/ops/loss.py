@@ -261,7 +261,7 @@ def _index_distribution(
     y0 = y.unsqueeze(-1).masked_fill(~active, 0)  # an ignored y reads class 0, masked below
     w = weight if weight is not None else like.new_ones(C)
     w_y = w[y0] * active  # (N, ..., 1): each term's weight, 0 where ignored
-    q = torch.zeros(*y.shape, C, dtype=like.dtype, device=like.device).scatter_(-1, y0, w_y)
+    q = torch.zeros(*y.shape, C, dtype=like.dtype, device=like.device).scatter(-1, y0, w_y)
     if label_smoothing > 0:
         q = (1 - label_smoothing) * q + (label_smoothing / C) * w * active
     return q, active, w_y.sum()
@@ -330,8 +330,8 @@ def cross_entropy_backward(dloss: Upstream, cache: tuple) -> Tensor:
 def _plain_cross_entropy_backward(dloss: Upstream, cache: tuple) -> Tensor:
     log_p, y, reduction = cache
     s = _per_class_term(per_term(dloss, reduction, y.shape[:-1]))  # dL/dℓ per term
-    dz = torch.exp(log_p) * s  # softmax(z) s                                  (N, ..., C)
-    dz.scatter_(-1, y, dz.gather(-1, y) - s)  # dℓ/dz = (softmax(z) - onehot(y)) s
+    p_s = torch.exp(log_p) * s  # softmax(z) s                                 (N, ..., C)
+    dz = p_s.scatter(-1, y, p_s.gather(-1, y) - s)  # dℓ/dz = (softmax(z) - onehot(y)) s
     return _classes_back(dz)
 
 
@@ -358,7 +358,7 @@ def nll_loss_backward(dloss: Upstream, cache: tuple) -> Tensor:
     y0, active, w_y, n, shape, reduction = cache
     s = _per_class_term(-dloss / n if reduction == "mean" else -dloss)
     dx_y = torch.where(active, w_y * s, 0.0)  # dℓ/dx_y = -w_y, 0 where ignored     (N, ..., 1)
-    dx = torch.zeros(shape, dtype=w_y.dtype, device=w_y.device).scatter_(-1, y0, dx_y)
+    dx = torch.zeros(shape, dtype=w_y.dtype, device=w_y.device).scatter(-1, y0, dx_y)
     return _classes_back(dx)
 
 
@@ -371,7 +371,7 @@ def categorical_cross_entropy_forward(
     if target.is_floating_point():
         t = _classes_last(target)
     else:
-        t = torch.zeros_like(pl).scatter_(-1, target.long().unsqueeze(-1), 1.0)  # one-hot
+        t = torch.zeros_like(pl).scatter(-1, target.long().unsqueeze(-1), 1.0)  # one-hot
     terms = -(t * torch.log(pl).clamp(min=LOG_FLOOR)).sum(-1)
     return reduce(terms, reduction), (pl, t, reduction, terms.shape)
 

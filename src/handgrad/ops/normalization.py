@@ -112,11 +112,10 @@ def layer_norm_backward(
     lead = tuple(range(dy.dim() - len(dims)))  # the example dims, summed over for γ and β
     dweight = _sum(dy * xhat, lead) if weight is not None else None  # dL/dγ = Σ dy x̂  (*norm)
     dbias = _sum(dy, lead) if has_bias else None  # dL/dβ = Σ dy     (*normalized_shape)
-    dxhat = dy.clone() if weight is None else dy * weight  # dL/dx̂ = dy γ  (*, *norm. shape)
-    mean_dxhat = dxhat.mean(dims, keepdim=True)  # (*, 1, ..., 1)
-    mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)  # (*, 1, ..., 1)
-    # dL/dx = (dx̂ - E[dx̂] - x̂ E[dx̂ x̂]) / σ, computed in dx̂'s own buffer
-    dx = dxhat.sub_(mean_dxhat).addcmul_(xhat, mean_dxhat_xhat, value=-1.0).mul_(rstd)
+    dxhat = dy if weight is None else dy * weight  # dL/dx̂ = dy γ  (*, *normalized_shape)
+    mean_dxhat = dxhat.mean(dims, keepdim=True)  # E[dx̂]  (*, 1, ..., 1)
+    mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)  # E[dx̂x̂]  (*, 1, ..., 1)
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # dL/dx = (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
     return dx, None, dweight, dbias
 
 

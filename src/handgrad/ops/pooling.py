@@ -47,7 +47,7 @@ def pool_output_size(
     span = dilation * (kernel - 1) + 1
     out = (size + before + after - span + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + before:
-        out -= 1
+        return out - 1
     return out
 
 
@@ -137,7 +137,7 @@ def max_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
     N, C = x_shape[0], x_shape[1]
     dx = dy.new_zeros(N, C, math.prod(x_shape[2:]))  # (N, C, H·W)
     flat = (N, C, indices[0, 0].numel() if N * C else 0)  # (N, C, out)
-    dx.scatter_add_(-1, indices.reshape(flat), dy.reshape(flat))  # dL/dx[argmax] += dy
+    dx = dx.scatter_add(-1, indices.reshape(flat), dy.reshape(flat))  # dL/dx[argmax] += dy
     return dx.view(x_shape)
 
 
@@ -159,8 +159,7 @@ def _divisors(
         end = torch.clamp(start + k, max=L + b)
         if not count_include_pad:
             start, end = start.clamp(min=0), end.clamp(max=L)
-        shape = [1] * len(out)
-        shape[i] = o
+        shape = [o if j == i else 1 for j in range(len(out))]
         divisor = divisor * (end - start).to(like.dtype).view(shape)
     return divisor
 
@@ -213,10 +212,11 @@ def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
 
 def _averaging_matrix(size: int, out: int, like: Tensor) -> Tensor:
     """A (out, L): row i is 1/len over window i, so y = A x averages along that dim."""
-    A = like.new_zeros(out, size)
-    for i, (s, e) in enumerate(zip(*adaptive_bounds(size, out))):
-        A[i, s:e] = 1.0 / (e - s)
-    return A
+    starts, ends = (torch.tensor(v, dtype=torch.float64) for v in adaptive_bounds(size, out))
+    at = torch.arange(size, dtype=torch.float64)
+    inside = (at >= starts[:, None]) & (at < ends[:, None])  # (out, L): window i's elements
+    A = inside / (ends - starts)[:, None]  # 1/len in float64, then rounded once, as 1.0 / len
+    return A.to(dtype=like.dtype, device=like.device)
 
 
 def _along(x: Tensor, dim: int, A: Tensor) -> Tensor:
@@ -258,8 +258,7 @@ def adaptive_max_pool_forward(x: Tensor, output_size: Sequence[int]) -> tuple[Te
         lengths.append(k)
     grids: list[Any] = []  # index i of dim d: (1,..,out_d,..,1, 1,..,k_d,..,1)
     for d, p in enumerate(picks):
-        shape = [1] * (2 * nd)
-        shape[d], shape[nd + d] = p.shape
+        shape = [p.shape[0] if j == d else p.shape[1] if j == nd + d else 1 for j in range(2 * nd)]
         grids.append(p.view(shape))
     win = x[(slice(None), slice(None), *grids)].flatten(-nd)  # (N, C, *out, K)
     places = torch.arange(math.prod(spatial), device=x.device).view(spatial)
@@ -281,7 +280,7 @@ def max_unpool_forward(
     N, C = x.shape[0], x.shape[1]
     flat = (N, C, math.prod(x.shape[2:]))
     y = x.new_zeros(N, C, math.prod(output_size))
-    y.scatter_(-1, indices.reshape(flat), x.reshape(flat))  # y[n, c, indices] = x
+    y = y.scatter(-1, indices.reshape(flat), x.reshape(flat))  # y[n, c, indices] = x
     return y.view(N, C, *output_size), (indices, x.shape)
 
 

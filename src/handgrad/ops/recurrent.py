@@ -220,6 +220,14 @@ def _time_order(L: int, reverse: bool) -> range:
     return range(L - 1, -1, -1) if reverse else range(L)
 
 
+def _stacked(steps: list[Tensor], ran_backwards: bool, empty: Tensor) -> Tensor:
+    """Per-step tensors, listed in the order the steps ran, as one (L, ...) tensor in time
+    order (`empty` for L = 0)."""
+    if not steps:
+        return empty
+    return torch.stack(steps[::-1] if ran_backwards else steps)
+
+
 def _sequence_grads(
     dGI: Tensor,
     dGH: Tensor,
@@ -256,26 +264,29 @@ def rnn_sequence_forward(
     runs t = L-1 … 0 (y stays in input order)."""
     relu = nonlinearity == "relu"
     GI = _affine(x, W_ih, b_ih)  # (L, N, H) every step's input part, one product
-    y = x.new_empty(x.shape[0], x.shape[1], W_hh.shape[1])
-    H_prev = torch.empty_like(y)  # the state each step read
-    h = h0
+    hs, h_prevs, h = [], [], h0
     for t in _time_order(x.shape[0], reverse):
-        H_prev[t] = h
+        h_prevs.append(h)  # the state step t reads
         h = _rnn_step(GI[t], h, W_hh, b_hh, relu)
-        y[t] = h
-    return (y, h), (x, H_prev, y, W_ih, W_hh, b_ih is not None, b_hh is not None, relu, reverse)
+        hs.append(h)
+    empty = h0.new_empty(0, *h0.shape)
+    y, H_prev = _stacked(hs, reverse, empty), _stacked(h_prevs, reverse, empty)  # (L, N, H)
+    has_b = (b_ih is not None, b_hh is not None)
+    return (y, h), (x, h0, H_prev, y, W_ih, W_hh, *has_b, relu, reverse)
 
 
 def rnn_sequence_backward(dys: Sequence[Tensor | None], cache: tuple) -> tuple:
     """BPTT from (dL/dy, dL/dh_n) (None for an unused one): (dL/dx, dL/dh0, dL/dW_ih,
     dL/dW_hh, dL/db_ih, dL/db_hh, None, None)."""
-    x, H_prev, y, W_ih, W_hh, has_b_ih, has_b_hh, relu, reverse = cache
+    x, h0, H_prev, y, W_ih, W_hh, has_b_ih, has_b_hh, relu, reverse = cache
     dy = _or_zeros(dys[0], y)
-    dh = _or_zeros(dys[1], H_prev[0])  # dL/dh flowing back in time, from h_n
-    dA = torch.empty_like(y)  # dL/da per step (L, N, H)
+    dh = _or_zeros(dys[1], h0)  # dL/dh flowing back in time, from h_n
+    dAs = []  # dL/da per step, last step first
     for t in reversed(_time_order(x.shape[0], reverse)):
-        dA[t] = _rnn_step_backward(dy[t] + dh, y[t], relu)  # hₜ feeds yₜ and step t+1
-        dh = dA[t] @ W_hh  # dL/dhₜ₋₁ = daₜ W_hh
+        da = _rnn_step_backward(dy[t] + dh, y[t], relu)  # hₜ feeds yₜ and step t+1
+        dh = da @ W_hh  # dL/dhₜ₋₁ = daₜ W_hh
+        dAs.append(da)
+    dA = _stacked(dAs, not reverse, torch.zeros_like(y))  # (L, N, H)
     dx, dW_ih, dW_hh, db_ih, db_hh = _sequence_grads(dA, dA, x, H_prev, W_ih, has_b_ih, has_b_hh)
     return dx, dh, dW_ih, dW_hh, db_ih, db_hh, None, None
 
@@ -291,12 +302,13 @@ def gru_sequence_forward(
 ) -> tuple[tuple[Tensor, Tensor], tuple]:
     """One layer, one direction of a GRU: ((y, h_n), cache).  x (L, N, H_in), h0 (N, H)."""
     GI = _affine(x, W_ih, b_ih)  # (L, N, 3H)
-    y = x.new_empty(x.shape[0], x.shape[1], W_hh.shape[1])
-    saved: list[tuple[Tensor, ...]] = [()] * x.shape[0]
-    h = h0
+    hs, saved, h = [], [], h0
     for t in _time_order(x.shape[0], reverse):
-        h, saved[t] = _gru_step(GI[t], h, W_hh, b_hh)
-        y[t] = h
+        h, saved_t = _gru_step(GI[t], h, W_hh, b_hh)
+        hs.append(h)
+        saved.append(saved_t)
+    y = _stacked(hs, reverse, h0.new_empty(0, *h0.shape))  # (L, N, H)
+    saved = saved[::-1] if reverse else saved  # in time order
     return (y, h), (x, h0, saved, W_ih, W_hh, b_ih is not None, b_hh is not None, reverse)
 
 
@@ -307,10 +319,14 @@ def gru_sequence_backward(dys: Sequence[Tensor | None], cache: tuple) -> tuple:
     L, N, H = x.shape[0], h0.shape[0], h0.shape[1]
     dy = dys[0] if dys[0] is not None else h0.new_zeros(L, N, H)
     dh = _or_zeros(dys[1], h0)
-    dGI, dGH = h0.new_empty(L, N, 3 * H), h0.new_empty(L, N, 3 * H)
+    dGIs, dGHs = [], []  # per step, last step first
     for t in reversed(_time_order(L, reverse)):
-        dGI[t], dGH[t], dh_direct = _gru_step_backward(dy[t] + dh, saved[t])
-        dh = dh_direct + dGH[t] @ W_hh  # dL/dhₜ₋₁: through z ⊙ h and through the gates
+        dgi, dgh, dh_direct = _gru_step_backward(dy[t] + dh, saved[t])
+        dh = dh_direct + dgh @ W_hh  # dL/dhₜ₋₁: through z ⊙ h and through the gates
+        dGIs.append(dgi)
+        dGHs.append(dgh)
+    empty = h0.new_empty(0, N, 3 * H)
+    dGI, dGH = _stacked(dGIs, not reverse, empty), _stacked(dGHs, not reverse, empty)
     H_prev = torch.stack([s[0] for s in saved]) if L else h0.new_empty(0, N, H)
     dx, dW_ih, dW_hh, db_ih, db_hh = _sequence_grads(dGI, dGH, x, H_prev, W_ih, has_b_ih, has_b_hh)
     return dx, dh, dW_ih, dW_hh, db_ih, db_hh, None
@@ -330,14 +346,15 @@ def lstm_sequence_forward(
     """One layer, one direction of an LSTM: ((y, h_n, c_n), cache).  x (L, N, H_in),
     h0 (N, H_out), c0 (N, H) -> y (L, N, H_out); H_out = proj_size with W_hr, else H."""
     GI = _affine(x, W_ih, b_ih)  # (L, N, 4H)
-    y = x.new_empty(x.shape[0], x.shape[1], h0.shape[1])
-    H_prev = torch.empty_like(y)
-    saved: list[tuple[Tensor, ...]] = [()] * x.shape[0]
-    h, c = h0, c0
+    hs, h_prevs, saved, h, c = [], [], [], h0, c0
     for t in _time_order(x.shape[0], reverse):
-        H_prev[t] = h
-        h, c, saved[t] = _lstm_step(GI[t], h, c, W_hh, b_hh, W_hr)
-        y[t] = h
+        h_prevs.append(h)  # the state step t reads
+        h, c, saved_t = _lstm_step(GI[t], h, c, W_hh, b_hh, W_hr)
+        hs.append(h)
+        saved.append(saved_t)
+    empty = h0.new_empty(0, *h0.shape)
+    y, H_prev = _stacked(hs, reverse, empty), _stacked(h_prevs, reverse, empty)  # (L, N, H_out)
+    saved = saved[::-1] if reverse else saved  # in time order
     cache = (x, h0, c0, H_prev, saved, W_ih, W_hh, W_hr, b_ih is not None, b_hh is not None)
     return (y, h, c), (*cache, reverse)
 
@@ -349,12 +366,15 @@ def lstm_sequence_backward(dys: Sequence[Tensor | None], cache: tuple) -> tuple:
     L = x.shape[0]
     dy = dys[0] if dys[0] is not None else torch.zeros_like(H_prev)
     dh, dc = _or_zeros(dys[1], h0), _or_zeros(dys[2], c0)
-    dA = c0.new_empty(L, c0.shape[0], 4 * c0.shape[1])
-    dW_hr = None if W_hr is None else torch.zeros_like(W_hr)
+    dAs: list[Tensor] = []  # dL/da per step, last step first
+    dW_hrs: list[Tensor] = []  # dL/dW_hr's terms, with projections
     for t in reversed(_time_order(L, reverse)):
-        dA[t], dc, dW_hr_t = _lstm_step_backward(dy[t] + dh, dc, saved[t], W_hr)
-        dh = dA[t] @ W_hh  # dL/dhₜ₋₁ = daₜ W_hh
-        if dW_hr is not None and dW_hr_t is not None:
-            dW_hr += dW_hr_t  # Σₜ dhₜᵀ h_fullₜ
+        da, dc, dW_hr_t = _lstm_step_backward(dy[t] + dh, dc, saved[t], W_hr)
+        dh = da @ W_hh  # dL/dhₜ₋₁ = daₜ W_hh
+        dAs.append(da)
+        if dW_hr_t is not None:
+            dW_hrs.append(dW_hr_t)
+    dA = _stacked(dAs, not reverse, c0.new_empty(0, c0.shape[0], 4 * c0.shape[1]))  # (L, N, 4H)
+    dW_hr = None if W_hr is None else sum(dW_hrs, torch.zeros_like(W_hr))  # Σₜ dhₜᵀ h_fullₜ
     dx, dW_ih, dW_hh, db_ih, db_hh = _sequence_grads(dA, dA, x, H_prev, W_ih, has_b_ih, has_b_hh)
     return dx, dh, dc, dW_ih, dW_hh, db_ih, db_hh, dW_hr, None

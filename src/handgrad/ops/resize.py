@@ -10,9 +10,7 @@ same elements are picked.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -141,12 +139,11 @@ def _resize(x: Tensor, dim: int, taps: Taps) -> Tensor:
 
 def _resize_backward(dy: Tensor, dim: int, size: int, taps: Taps) -> Tensor:
     """The adjoint of _resize: dy ⊙ w_t added back at idx_t along dim."""
-    shape = list(dy.shape)
-    shape[dim] = size
-    dx = dy.new_zeros(shape)
+    shape = [size if j == dim else n for j, n in enumerate(dy.shape)]
     view = [-1 if j == dim else 1 for j in range(dy.dim())]
+    dx = dy.new_zeros(shape)
     for idx, w in taps:
-        dx.index_add_(dim, idx, dy if w is None else dy * w.view(view))  # dL/dx[idx] += w dy
+        dx = dx.index_add(dim, idx, dy if w is None else dy * w.view(view))  # dL/dx[idx] += w dy
     return dx
 
 
@@ -187,43 +184,19 @@ def interpolate_backward(dy: Tensor, cache: tuple) -> Tensor:
     return dx
 
 
-def _regions(shape: Sequence[int], padding: Sequence[int]) -> tuple[list[Any], list[Any]]:
-    """Where x's kept part sits in x and in the padded y. padding is torch's flat list:
-    (left, right) of the last dim first, then of the one before, ..."""
-    src: list[Any] = [slice(None)] * len(shape)
-    dst: list[Any] = [slice(None)] * len(shape)
-    for j in range(len(padding) // 2):
-        d = len(shape) - 1 - j
-        before, after = padding[2 * j], padding[2 * j + 1]
-        kept = shape[d] + min(before, 0) + min(after, 0)
-        src[d] = slice(max(-before, 0), max(-before, 0) + kept)
-        dst[d] = slice(max(before, 0), max(before, 0) + kept)
-    return src, dst
-
-
 def constant_pad_forward(
     x: Tensor, padding: Sequence[int], value: float = 0.0
 ) -> tuple[Tensor, tuple]:
-    """y = x with `value` added around its last dims (torch's F.pad, mode "constant");
-    a negative padding crops."""
-    shape = list(x.shape)
-    for j in range(len(padding) // 2):
-        shape[-1 - j] += padding[2 * j] + padding[2 * j + 1]
-    y = x.new_full(shape, value)
-    src, dst = _regions(x.shape, padding)
-    if math.prod(shape) and x.numel():
-        y[tuple(dst)] = x[tuple(src)]
-    return y, (tuple(padding), x.shape)
+    """y = x with `value` added around its last dims (torch's F.pad, mode "constant"):
+    padding is torch's flat list, (left, right) of the last dim first; a negative padding
+    crops."""
+    return torch.constant_pad_nd(x, list(padding), value), (tuple(padding),)
 
 
 def constant_pad_backward(dy: Tensor, cache: tuple) -> Tensor:
     """dL/dx = dy where x was kept, 0 where it was cropped: dy padded by -padding."""
-    padding, x_shape = cache
-    dx = dy.new_zeros(x_shape)
-    src, dst = _regions(x_shape, padding)
-    if dy.numel() and dx.numel():
-        dx[tuple(src)] = dy[tuple(dst)]
-    return dx
+    (padding,) = cache
+    return torch.constant_pad_nd(dy, [-p for p in padding], 0.0)  # dL/dx  (x's shape)
 
 
 def _shuffle(x: Tensor, r: int) -> Tensor:

@@ -105,8 +105,7 @@ def split_backward(dys: Sequence[Tensor | None], cache: tuple) -> Tensor:
     x, sizes, dim = cache
     parts = []
     for dy, n in zip(dys, sizes):
-        shape = list(x.shape)
-        shape[dim] = n
+        shape = [n if d == dim % x.dim() else size for d, size in enumerate(x.shape)]
         parts.append(x.new_zeros(shape) if dy is None else dy)  # an unused piece: zero gradient
     return torch.cat(parts, dim)  # dL/dx: the pieces' gradients side by side
 
