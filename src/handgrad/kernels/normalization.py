@@ -3,7 +3,8 @@
 The reference, handgrad.ops.layer_norm_backward, writes dL/dx = (dx̂ - E[dx̂] - x̂ E[dx̂ x̂]) / σ
 as the formula: each operation makes a new (*, *normalized_shape) tensor. Here the same
 operations run in place in dx̂'s own buffer (three fewer full-size allocations and passes over
-memory). The numbers are the reference's.
+memory). The numbers are the reference's up to the last bit: addcmul_ may round x̂ E[dx̂ x̂]
+and the subtraction as one fused step.
 """
 
 from __future__ import annotations
