@@ -284,9 +284,9 @@ def prelu_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor]:
     dx = torch.where(positive, dy, a * dy)  # dy/dx = 1 where x > 0, else a (a at 0, as torch)
     da_each = torch.where(positive, 0.0, x * dy)  # dy/da = x where x ≤ 0, else 0
     if weight_shape.numel() == 1:
-        return dx, da_each.sum().reshape(weight_shape)  # dL/da = Σ over every element
+        return dx, da_each.sum().reshape(weight_shape)  # dL/da = Σ x dy over x ≤ 0
     dims = [d for d in range(x.dim()) if d != 1]
-    return dx, da_each.sum(dims).reshape(weight_shape)  # dL/da_c = Σ over all but channel c
+    return dx, da_each.sum(dims).reshape(weight_shape)  # dL/da_c = Σ x dy over x ≤ 0 in c
 
 
 def _per_channel(weight: Tensor, x: Tensor) -> Tensor:

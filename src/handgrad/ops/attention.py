@@ -70,16 +70,16 @@ def attention_backward(
     (None without a mask), then None for dropout_p, training and safe)."""
     q_scaled, k, v, P, P_dropped, keep, scale, mask_shape = cache
     dy, dweights = dys
+    if dy is None:  # only the weights were used: y passes no gradient
+        dy = P_dropped.new_zeros(*P_dropped.shape[:-1], v.shape[-1])
     # in the forward: S = q kᵀ/√d + mask, P = softmax(S), P' = dropout(P), y = P' v
-    dP_dropped = torch.zeros_like(P) if dy is None else dy @ v.transpose(-2, -1)  # dL/dP' = dy vᵀ
+    dv = P_dropped.transpose(-2, -1) @ dy  # dL/dv = P'ᵀ dy  (B, S, d_v)
+    dP_dropped = dy @ v.transpose(-2, -1)  # dL/dP' = dy vᵀ  (B, L, S)
     if dweights is not None:
-        dP_dropped = dP_dropped + dweights  # P' was also an output: its gradient adds
-    dv = (
-        P_dropped.new_zeros(v.shape) if dy is None else P_dropped.transpose(-2, -1) @ dy
-    )  # dL/dv = P'ᵀ dy  (B, S, d_v)
+        dP_dropped = dP_dropped + dweights  # dL/dP' = dy vᵀ + dweights  (P' was an output too)
     dP = dropout_backward(dP_dropped, keep)  # dL/dP = dL/dP' ⊙ m / (1 - p)  (B, L, S)
     dS = P * (dP - (dP * P).sum(-1, keepdim=True))  # dL/dS = P ⊙ (dP - Σⱼ dPⱼ Pⱼ)  (B, L, S)
     dq = (dS @ k) * scale  # dL/dq = dS k / √d   (B, L, d)
     dk = dS.transpose(-2, -1) @ q_scaled  # dL/dk = dSᵀ q / √d  (B, S, d)
-    dmask = None if mask_shape is None else sum_to(dS, mask_shape)  # dL/dmask = dS, summed
-    return dq, dk, dv, dmask, None, None, None  # where the mask broadcast
+    dmask = None if mask_shape is None else sum_to(dS, mask_shape)  # dL/dmask = sum_to(dS)
+    return dq, dk, dv, dmask, None, None, None

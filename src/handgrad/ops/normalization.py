@@ -66,10 +66,10 @@ def batch_norm_backward(dy: Tensor, cache: tuple) -> tuple[Tensor, Tensor | None
     dbias = dy.sum(dims) if has_bias else None  # dL/dβ = Σ dy      (C,)
     dxhat = dy if weight is None else dy * weight.reshape(rstd.shape)  # dL/dx̂ = dy γ
     if not training:
-        return dxhat * rstd, dweight, dbias  # running stats are constants: dL/dx = dx̂ / σ
+        return dxhat * rstd, dweight, dbias  # dL/dx = dx̂/σ  (running stats: constants)
     mean_dxhat = dxhat.mean(dims, keepdim=True)
     mean_dxhat_xhat = (dxhat * xhat).mean(dims, keepdim=True)
-    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
+    dx = rstd * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)  # dL/dx = (dx̂ - E[dx̂] - x̂E[dx̂x̂])/σ
     return dx, dweight, dbias
 
 

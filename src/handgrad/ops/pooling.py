@@ -198,7 +198,7 @@ def avg_pool_backward(dy: Tensor, cache: tuple) -> Tensor:
     divisor, kernel_size, padded_shape, stride, pads = cache
     nd = len(kernel_size)
     dmean = (dy / divisor).reshape(*dy.shape, *[1] * nd)  # (N, C, *out, 1, ..)
-    dwin = dmean.expand(*dy.shape, *kernel_size)  # dL/dwindow = dy / divisor (N, C, *out, *k)
+    dwin = dmean.expand(*dy.shape, *kernel_size)  # dL/dwindow = dy / divisor  (N, C, *out, *k)
     dxp = col2im(dwin, padded_shape, stride, [1] * nd)  # windows summed back (N, C, *S padded)
     return crop(dxp, pads)
 

@@ -108,7 +108,7 @@ def _lstm_step_backward(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """(dL/da (N, 4H), dL/dc (N, H), dL/dW_hr's term) from dL/dh' and dL/dc'."""
     c, i, f, g, o, tc, h_full = saved
-    dW_hr = None if W_hr is None else dh_new.T @ h_full  # dL/dW_hr = dh'ᵀ h_full (H_out, H)
+    dW_hr = None if W_hr is None else dh_new.T @ h_full  # dL/dW_hr = dh'ᵀ h_full  (H_out, H)
     dh_full = dh_new if W_hr is None else dh_new @ W_hr  # (N, H)
     do = dh_full * tc  # ∂h/∂o = tanh c'
     dc = dc_new + dh_full * o * (1 - tc * tc)  # c' feeds c'' and h: ∂h/∂c' = o (1 - tanh² c')

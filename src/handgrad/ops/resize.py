@@ -196,7 +196,7 @@ def constant_pad_forward(
 def constant_pad_backward(dy: Tensor, cache: tuple) -> Tensor:
     """dL/dx = dy where x was kept, 0 where it was cropped: dy padded by -padding."""
     (padding,) = cache
-    return torch.constant_pad_nd(dy, [-p for p in padding], 0.0)  # dL/dx  (x's shape)
+    return torch.constant_pad_nd(dy, [-p for p in padding], 0.0)  # dL/dx = dy padded by -padding
 
 
 def _shuffle(x: Tensor, r: int) -> Tensor:
