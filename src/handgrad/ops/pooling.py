@@ -212,11 +212,11 @@ def adaptive_bounds(size: int, out: int) -> tuple[list[int], list[int]]:
 
 def _averaging_matrix(size: int, out: int, like: Tensor) -> Tensor:
     """A (out, L): row i is 1/len over window i, so y = A x averages along that dim."""
-    starts, ends = (torch.tensor(v, dtype=torch.float64) for v in adaptive_bounds(size, out))
-    at = torch.arange(size, dtype=torch.float64)
-    inside = (at >= starts[:, None]) & (at < ends[:, None])  # (out, L): window i's elements
-    A = inside / (ends - starts)[:, None]  # 1/len in float64, then rounded once, as 1.0 / len
-    return A.to(dtype=like.dtype, device=like.device)
+    i = torch.arange(out, device=like.device)
+    start, end = i * size // out, -(-(i + 1) * size // out)  # adaptive_bounds, as tensors
+    at = torch.arange(size, device=like.device)
+    inside = (at >= start[:, None]) & (at < end[:, None])  # (out, L): window i's elements
+    return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
 
 
 def _along(x: Tensor, dim: int, A: Tensor) -> Tensor:
