@@ -1,6 +1,7 @@
 """Optimizers' and schedules' bookkeeping as torch.optim's: parameter groups, state_dict, errors,
-the switches handgrad refuses, and the attributes older handgrad code reads. (Trajectories for
-every option: tests/test_parity_optim.py.)"""
+the switches handgrad refuses; foreach=True's multi-tensor update against the per-parameter
+one, Adam's update in at most 25 lines, a tensor lr as torch's. (Trajectories for every
+option: tests/test_parity_optim.py; graph mode: tests/test_foreach.py.)"""
 
 from __future__ import annotations
 

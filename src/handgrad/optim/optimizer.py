@@ -170,7 +170,7 @@ class Optimizer:
         """Whether the group takes the multi-tensor update (optim/multi_tensor.py): with
         foreach=True, and always in graph mode (one launch per list, not one per parameter);
         else the per-parameter reference update."""
-        return self._device_scalars or bool(group["foreach"])
+        return self._device_scalars or bool(group.get("foreach"))
 
     # ---- graph mode: hyperparameters and step counts as device tensors ------------------------
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
