@@ -1,6 +1,7 @@
-"""The multi-tensor update of graph mode (handgrad.optim.foreach) against the per-tensor one it
-mirrors, and the op count of fit's device step (handgrad.training.graph.Step): the update and
-the inf/NaN guard cost a fixed number of ops, not a few per parameter."""
+"""The multi-tensor kernels (handgrad.optim.multi_tensor) that graph mode runs, against the
+per-parameter reference updates they mirror, and the op counts of a graph-mode step and of
+fit's device step (handgrad.training.graph.Step): the update and the inf/NaN guard cost a
+fixed number of ops, not a few per parameter. (foreach=True in eager mode: tests/test_optim.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import handgrad as hg
 from handgrad.mode import capture_safe
-from handgrad.optim import foreach
+from handgrad.optim import multi_tensor
 from handgrad.training.graph import Step
 
 
@@ -41,27 +42,31 @@ def _set_grads(params, t):
         p.grad.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))  # in place, as Step
 
 
-def _run(name, kw, listwise, monkeypatch, mask=None):
-    """Six graph-mode steps (a schedule halves lr every two); `mask`: the guard's flags."""
-    with monkeypatch.context() as m:
-        if not listwise:
-            m.setattr(foreach, "applies", lambda group: False)
-        params = _params()
-        opt = getattr(hg.optim, name)(_groups(params, kw), **kw)
-        opt.device_scalars(True)
-        sched = hg.optim.StepLR(opt, step_size=2, gamma=0.5)
-        for t in range(6):
-            if mask is not None:
-                opt._mask = torch.tensor(mask[t])
-            _set_grads(params, t)
-            opt.step()
-            sched.step()
+def _run(name, kw, graph, mask=None):
+    """Six steps (a schedule halves lr every two), in graph mode (the multi-tensor kernel,
+    device scalars, `mask`: the guard's flags) or eager with foreach=False (the reference;
+    a masked step is a step with lr 0, what the mask's lr·0 computes)."""
+    params = _params()
+    opt = getattr(hg.optim, name)(_groups(params, kw), **kw)
+    opt.device_scalars(graph)
+    sched = hg.optim.StepLR(opt, step_size=2, gamma=0.5)
+    for t in range(6):
+        _set_grads(params, t)
+        masked = mask is not None and not mask[t]
+        if graph and mask is not None:
+            opt._mask = torch.tensor(mask[t])
+        lrs = [g["lr"] for g in opt.param_groups]
+        if masked and not graph:
+            for g in opt.param_groups:
+                g["lr"] = 0.0
+        opt.step()
+        for g, lr in zip(opt.param_groups, lrs):
+            g["lr"] = lr
+        sched.step()
     return params, opt
 
 
-@pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=IDS)
-def test_listwise_update_equals_the_per_tensor_one(name, kw, monkeypatch):
-    (a, opt_a), (b, opt_b) = (_run(name, kw, lw, monkeypatch) for lw in (False, True))
+def _assert_same(a, opt_a, b, opt_b):
     for p, q in zip(a, b):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
     sa, sb = opt_a.state_dict(), opt_b.state_dict()
@@ -74,13 +79,18 @@ def test_listwise_update_equals_the_per_tensor_one(name, kw, monkeypatch):
 
 
 @pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=IDS)
-def test_listwise_update_honours_the_mask(name, kw, monkeypatch):
-    """A masked step (lr·0) leaves the weights as the per-tensor path does: unchanged."""
+def test_graph_mode_kernel_equals_the_reference_update(name, kw):
+    _assert_same(*_run(name, kw, graph=True), *_run(name, kw, graph=False))
+
+
+@pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=IDS)
+def test_graph_mode_kernel_honours_the_mask(name, kw):
+    """A masked step (lr·0) is the reference's step with lr 0; a masked step after the
+    state exists leaves the weights unchanged."""
     mask = [True, True, False, False, True, False]
-    (a, _), (b, _) = (_run(name, kw, lw, monkeypatch, mask) for lw in (False, True))
-    for p, q in zip(a, b):
-        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
-    params, opt = _run(name, kw, True, monkeypatch, [True] * 5 + [False])
+    graph, reference = _run(name, kw, True, mask), _run(name, kw, False, mask)
+    _assert_same(*graph, *reference)
+    params, opt = _run(name, kw, True, [True] * 5 + [False])
     before = [p.clone() for p in params]
     opt._mask = torch.tensor(False)
     _set_grads(params, 7)
@@ -90,7 +100,7 @@ def test_listwise_update_honours_the_mask(name, kw, monkeypatch):
 
 
 @pytest.mark.parametrize("name, kw", OPTIMIZERS, ids=IDS)
-def test_listwise_update_never_syncs_and_keeps_addresses(name, kw, no_sync):  # noqa: F811
+def test_graph_mode_kernel_never_syncs_and_keeps_addresses(name, kw, no_sync):  # noqa: F811
     params = _params()
     opt = getattr(hg.optim, name)(_groups(params, kw), **kw)
     opt.device_scalars(True)
@@ -105,29 +115,33 @@ def test_listwise_update_never_syncs_and_keeps_addresses(name, kw, no_sync):  # 
     assert _addresses(opt, stepped) == before
 
 
-def test_every_optimizer_takes_the_listwise_path_in_graph_mode(monkeypatch):
+def test_every_optimizer_takes_the_kernel_in_graph_mode_whatever_foreach_says(monkeypatch):
     calls: Counter[str] = Counter()
     for fn in ("sgd", "adam", "adagrad", "rmsprop"):
-        real = getattr(foreach, fn)
-        monkeypatch.setattr(foreach, fn, lambda *a, _f=real, _n=fn: (calls.update([_n]), _f(*a)))
+        real = getattr(multi_tensor, fn)
+        spy = lambda *a, _f=real, _n=fn, **k: (calls.update([_n]), _f(*a, **k))  # noqa: E731
+        monkeypatch.setattr(multi_tensor, fn, spy)
     for make in (hg.optim.SGD, hg.optim.Adam, hg.optim.AdamW, hg.optim.Adagrad, hg.optim.RMSprop):
         params = _params()
-        opt = make(params, lr=0.1)
+        opt = make(params, lr=0.1, foreach=False)
         _set_grads(params, 0)
-        opt.step()  # eager: the per-tensor reference
+        opt.step()  # eager: the per-parameter reference
         opt.device_scalars(True)
         opt.step()
     assert calls == {"sgd": 1, "adam": 2, "adagrad": 1, "rmsprop": 1}
 
 
-def test_complex_parameters_keep_the_per_tensor_path():
-    p = torch.randn(3, dtype=torch.complex128)
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "Adagrad", "RMSprop", "SGD"])
+def test_complex_parameters_step_in_graph_mode_as_the_reference(name):
+    """The kernels step a complex parameter as its (..., 2) real view, as the reference."""
+    p = torch.tensor([1 + 2j, -0.5 + 0.1j, 0.3 - 1j], dtype=torch.complex128)
     q = p.clone()
-    for x, listwise in ((p, False), (q, True)):
-        opt = hg.optim.Adam([x], lr=0.1)
-        opt.device_scalars(listwise)
-        for _ in range(3):
-            x.grad = torch.ones_like(x) * (1 + 2j)
+    kw = {"momentum": 0.9} if name in ("SGD", "RMSprop") else {}
+    for x, graph in ((p, False), (q, True)):
+        opt = getattr(hg.optim, name)([x, torch.ones(2, dtype=torch.float64)], lr=0.1, **kw)
+        opt.device_scalars(graph)
+        for t in range(3):
+            x.grad = x * (1 + 2j) * (t + 1)
             opt.step()
     torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
 
@@ -165,6 +179,30 @@ def _bookkeeping_ops(layers: int, optimizer: str) -> int:
         model.backward_params(loss.backward())
     step.close()
     return whole.n - bare.n
+
+
+GRAPH_STEP_OPS = [3, 7, 9, 25, 28, 30, 14, 14, 9]  # one per OPTIMIZERS case, as before issue 19
+
+
+@pytest.mark.parametrize("case, ops", list(zip(OPTIMIZERS, GRAPH_STEP_OPS)), ids=IDS)
+def test_a_graph_mode_step_costs_a_fixed_number_of_ops(case, ops):
+    """One graph-mode opt.step() over 2 or over 8 parameters: the same ops (one foreach call
+    covers the list), as many as before the updates were written once."""
+    name, kw = case
+    counts = []
+    for n in (2, 8):
+        g = torch.Generator().manual_seed(0)
+        params = [torch.randn(3, generator=g) for _ in range(n)]
+        opt = getattr(hg.optim, name)(params, **kw)
+        opt.device_scalars(True)
+        for _ in range(2):
+            for p in params:
+                p.grad = torch.randn(3, generator=g)
+            opt.step()
+        with _Count() as c:
+            opt.step()
+        counts.append(c.n)
+    assert counts == [ops, ops]
 
 
 @pytest.mark.parametrize("optimizer", ["SGD", "Adam", "RMSprop"])

@@ -1,7 +1,11 @@
 """Optimizers (in order of increasing complexity) and learning-rate schedules, as torch.optim
 and torch.optim.lr_scheduler name them."""
 
+from collections.abc import Callable
+
 from handgrad.optim import lr_scheduler
+from handgrad.optim.adagrad import Adagrad
+from handgrad.optim.adam import Adam, AdamW
 from handgrad.optim.clip import clip_grad_norm
 from handgrad.optim.lr_scheduler import *  # noqa: F403 (every schedule, as torch.optim has them)
 from handgrad.optim.lr_scheduler import (
@@ -12,7 +16,16 @@ from handgrad.optim.lr_scheduler import (
     StepLR,
 )
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.optimizers import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, RMSprop
+from handgrad.optim.rmsprop import RMSprop
+from handgrad.optim.sgd import SGD
+
+OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {  # the classes, by command-line name
+    "sgd": SGD,
+    "adagrad": Adagrad,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adamw": AdamW,
+}
 
 SCHEDULES: dict[str, type[LRScheduler]] = {
     "step": StepLR,

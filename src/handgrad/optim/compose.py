@@ -10,7 +10,12 @@ from typing import Any
 
 from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.scheduler import LRScheduler, check_optimizer, group_values, set_group_value
+from handgrad.optim.scheduler_base import (
+    LRScheduler,
+    check_optimizer,
+    group_values,
+    set_group_value,
+)
 
 
 def _check_children(owner: str, optimizer: Optimizer, schedulers: Sequence[Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from handgrad.errors import InputError
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.scheduler import (
+from handgrad.optim.scheduler_base import (
     LRScheduler,
     check_optimizer,
     group_values,

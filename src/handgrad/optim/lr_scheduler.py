@@ -3,9 +3,7 @@
 
 from handgrad.optim.compose import ChainedScheduler, SequentialLR
 from handgrad.optim.cyclic import CosineAnnealingWarmRestarts, CyclicLR
-from handgrad.optim.onecycle import OneCycleLR
-from handgrad.optim.plateau import ReduceLROnPlateau
-from handgrad.optim.schedule import (
+from handgrad.optim.formula_schedules import (
     ConstantLR,
     CosineAnnealingLR,
     ExponentialLR,
@@ -17,7 +15,9 @@ from handgrad.optim.schedule import (
     PolynomialLR,
     StepLR,
 )
-from handgrad.optim.scheduler import LRScheduler
+from handgrad.optim.onecycle import OneCycleLR
+from handgrad.optim.plateau import ReduceLROnPlateau
+from handgrad.optim.scheduler_base import LRScheduler
 
 __all__ = [
     "LRScheduler",

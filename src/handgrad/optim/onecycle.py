@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from handgrad.errors import InputError
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.scheduler import LRScheduler, check_optimizer, per_group
+from handgrad.optim.scheduler_base import LRScheduler, check_optimizer, per_group
 
 
 def _phases(three_phase: bool, pct_start: float, total: int) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@ are torch.optim's, so code written against torch.optim runs unchanged:
     opt.state[p]["momentum_buffer"]  # state is keyed by the parameter tensor
     opt.state_dict()                 # {"state": {0: {...}}, "param_groups": [{..., "params": [0]}]}
 
-A subclass passes its hyperparameters as ``defaults`` and writes ``_step_group(group)``.
+A subclass passes its hyperparameters as ``defaults`` and writes ``_step_group``, which runs
+its per-parameter update (optim/sgd.py, adagrad.py, rmsprop.py, adam.py) or, with foreach=True
+and in graph mode, the multi-tensor kernel of the same update (optim/multi_tensor.py).
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import chain
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
 from torch import Tensor
 
-from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError
+from handgrad.errors import InputError
+from handgrad.optim.checks import check_param_group, check_params
 
-# Group keys that a learning-rate schedule writes (torch's names); not hyperparameters.
-SCHEDULE_KEYS = ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum")
+# A hyperparameter: a Python number, or a 0-d tensor (a tensor lr; graph mode's device
+# scalars), which torch's ops take wherever they take a number. torch's stubs type those
+# arguments as numbers only, so to mypy a Scalar is a float.
+if TYPE_CHECKING:
+    Scalar = float
+else:
+    Scalar = Union[float, Tensor]  # noqa: UP007 (runtime alias)
+Params = Iterable[Any]  # tensors, (name, tensor) pairs, or dicts {'params': [...], 'lr': ...}
+Run = tuple[list[Tensor], list[Tensor], list[dict[str, Any]], Scalar]  # see Optimizer._runs
 
 
 def scalar_dtype() -> torch.dtype:
@@ -34,24 +44,9 @@ def scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def value(x: float | Tensor) -> float:
-    """A hyperparameter as a Python number (torch accepts a one-element tensor for lr)."""
-    return float(x)
-
-
-Scalar = Union[float, Tensor]  # noqa: UP007 (runtime alias): a Python number or a 0-d tensor
-
-
-def axpy(x: Tensor, a: Scalar, y: Tensor) -> Tensor:
-    """x ← x + a·y in place; a is a Python number (torch's fused kernel) or a 0-d tensor."""
-    return x.add_(y, alpha=a) if not isinstance(a, Tensor) else x.add_(y * a)
-
-
-def addcdiv(x: Tensor, a: Scalar, num: Tensor, den: Tensor) -> Tensor:
-    """x ← x + a·num/den in place (torch's addcdiv_ order: (a·num)/den)."""
-    if not isinstance(a, Tensor):
-        return x.addcdiv_(num, den, value=a)
-    return x.add_((num * a).div_(den))
+def real(t: Tensor) -> Tensor:
+    """A complex tensor as its (..., 2) real view, as torch.optim steps complex parameters."""
+    return torch.view_as_real(t) if torch.is_complex(t) else t
 
 
 def capturing() -> bool:
@@ -71,16 +66,7 @@ class Optimizer:
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         self._check_hyperparameters(defaults)  # the constructor's arguments first, as torch
         self.defaults = defaults
-        if isinstance(params, Tensor):
-            raise ArgumentTypeError(
-                f"{self._name}: params argument given to the optimizer should be an iterable "
-                f"of Tensors or dicts, but got {torch.typename(params)}"
-            )
-        if not isinstance(params, Iterable):
-            raise ArgumentTypeError(
-                f"{self._name}: params argument given to the optimizer should be an iterable "
-                f"of Tensors or dicts, but got {type(params).__name__}"
-            )
+        check_params(self._name, params)
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
         self._counts: dict[Tensor, int] = {}  # each state["step"], mirrored on the host
@@ -98,7 +84,6 @@ class Optimizer:
     def _name(self) -> str:
         return type(self).__name__
 
-    # ---- what existing handgrad code reads: optimizer.lr, optimizer.weight_decay, ... -------
     @property
     def lr(self) -> Any:
         """The first group's learning rate; setting it sets every group's."""
@@ -109,13 +94,6 @@ class Optimizer:
         for group in self.param_groups:
             group["lr"] = lr
 
-    def __getattr__(self, name: str) -> Any:
-        """optimizer.momentum and the like: the first group's value (read only)."""
-        defaults = self.__dict__.get("defaults", {})
-        if name in defaults and self.__dict__.get("param_groups"):
-            return self.__dict__["param_groups"][0][name]
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
     @property
     def params(self) -> list[Tensor]:
         """Every parameter, group after group."""
@@ -124,39 +102,8 @@ class Optimizer:
     # ---- groups -----------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group {'params': [...], 'lr': ..., ...}; what it omits comes from defaults."""
-        if not isinstance(param_group, dict):
-            raise ArgumentTypeError(
-                f"{self._name}: param_group must be a dict, but got {type(param_group)}"
-            )
-        if "params" not in param_group:
-            raise InputError(f"{self._name}: a parameter group needs a 'params' entry")
-        params = param_group["params"]
-        if isinstance(params, Tensor):
-            params = [params]
-        elif isinstance(params, set):
-            raise ArgumentTypeError(
-                f"{self._name}: optimizer parameters need to be organized in ordered "
-                "collections, but the ordering of tensors in sets will change between runs. "
-                "Please use a list instead."
-            )
-        params = list(params)
-        names = [p[0] for p in params if isinstance(p, tuple)]
-        param_group["params"] = [p[1] if isinstance(p, tuple) else p for p in params]
-        if names:
-            if len(names) != len(params):
-                raise InputError(
-                    f"{self._name}: all optimizer params should be with/without names. "
-                    "Some param names are missing"
-                )
-            param_group["param_names"] = names
-        for p in param_group["params"]:
-            if not isinstance(p, Tensor):
-                raise ArgumentTypeError(
-                    f"{self._name}: optimizer can only optimize Tensors, but one of the params "
-                    f"is {torch.typename(p)}"
-                )
-            if not p.is_leaf:
-                raise InputError(f"{self._name}: can't optimize a non-leaf Tensor")
+        checked = check_param_group(self._name, param_group)  # {'params': [...]} (and names)
+        param_group.update(checked)
         for name, default in self.defaults.items():
             param_group.setdefault(name, default)
         self._check_hyperparameters(param_group)
@@ -193,10 +140,10 @@ class Optimizer:
         does); `closure` re-evaluates the loss first and its value is returned.
 
         No step reads a tensor's value on the host (no device sync). By default the
-        hyperparameters are Python numbers and each parameter's step count is mirrored on the
-        host, so the numbers are torch.optim's exactly. In graph mode (``device_scalars``) the
-        learning rate, momentum / betas and the bias corrections are 0-d tensors on the
-        parameters' device, so that a captured step replays with the current values:
+        hyperparameters are the group's numbers and each parameter's step count is mirrored on
+        the host, so the numbers are torch.optim's single-tensor ones exactly. In graph mode
+        (``device_scalars``) lr and momentum / betas are 0-d tensors on the parameters'
+        device, so that a captured step replays with the current values:
         ``load_hyperparameters()`` writes group["lr"] & co. into them before each replay.
         """
         self._opt_called = True  # a schedule stepped before this warns, as torch's does
@@ -204,20 +151,40 @@ class Optimizer:
         if self._device_scalars and not capturing():
             self.load_hyperparameters()
         for i, group in enumerate(self.param_groups):
-            self._step_group(group, self._scalars(i) if self._device_scalars else None)
+            scalars = self._scalars(i) if self._device_scalars else self._group_scalars(group)
+            self._step_group(group, scalars)
         return loss
 
-    def _step_group(self, group: dict[str, Any], h: dict[str, Tensor] | None) -> None:
-        """Update the group's parameters; `h`: the group's scalars as tensors (graph mode),
-        or None (Python numbers from the group)."""
+    def _step_group(self, group: dict[str, Any], scalars: dict[str, Any]) -> None:
+        """Update the group's parameters; `scalars`: lr & co. (``_hyperparameters``), the
+        group's own values or, in graph mode, 0-d device tensors."""
         raise NotImplementedError
+
+    @staticmethod
+    def _with_grad(group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
+        """The group's parameters that have a .grad (the others are skipped), and their .grad."""
+        pairs = [(p, p.grad) for p in group["params"] if p.grad is not None]
+        return [p for p, _ in pairs], [g for _, g in pairs]
+
+    def _multi_tensor(self, group: dict[str, Any]) -> bool:
+        """Whether the group takes the multi-tensor update (optim/multi_tensor.py): with
+        foreach=True, and always in graph mode (one launch per list, not one per parameter);
+        else the per-parameter reference update."""
+        return self._device_scalars or bool(group.get("foreach"))
 
     # ---- graph mode: hyperparameters and step counts as device tensors ------------------------
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
         """The group values a schedule may change, by name (a subclass adds momentum/betas)."""
         return {"lr": group["lr"]}
 
-    def _scalars(self, i: int) -> dict[str, Tensor]:
+    def _group_scalars(self, group: dict[str, Any]) -> dict[str, Any]:
+        """_hyperparameters as given, a one-element tensor as a 0-d one (torch's _to_scalar)."""
+        return {
+            k: v.reshape(()) if isinstance(v, Tensor) else v
+            for k, v in self._hyperparameters(group).items()
+        }
+
+    def _scalars(self, i: int) -> dict[str, Any]:
         """Group i's device tensors (float64, 0-d), made once: their addresses stay fixed."""
         while len(self._hyper) <= i:
             group = self.param_groups[len(self._hyper)]
@@ -230,16 +197,16 @@ class Optimizer:
                 }
             )
             self._fill(len(self._hyper) - 1)
-        h = self._hyper[i]
+        h: dict[str, Any] = dict(self._hyper[i])
         if self._mask is not None:  # a masked step: lr·0 (the non-finite guard)
-            h = dict(h, lr=h["lr"] * self._mask)
+            h["lr"] = self._hyper[i]["lr"] * self._mask
         return h
 
     def _fill(self, i: int) -> None:
         """Group i's values into its device tensors: a launch each, not a sync, so a number
         that is already there is not written again (this runs before every replay)."""
         loaded = self._loaded[i]
-        for k, v in self._hyperparameters(self.param_groups[i]).items():
+        for k, v in self._group_scalars(self.param_groups[i]).items():
             t = self._hyper[i][k]
             if isinstance(v, Tensor):
                 t.copy_(v)
@@ -274,15 +241,31 @@ class Optimizer:
         return torch.zeros((), dtype=scalar_dtype(), device=device)
 
     def _count(self, p: Tensor, state: dict[str, Any]) -> int:
-        """state["step"] += 1 on its device; the new count from the host's mirror (read
+        """state["step"] += 1 on its device; the new count t from the host's mirror (read
         from the tensor once, after load_state_dict)."""
         state["step"] += 1
         return self._mirror(p, state)
 
-    def _count_all(self, params: list[Tensor], states: list[dict[str, Any]]) -> list[int]:
-        """_count for a list (optim/foreach.py): every state["step"] += 1 in one call."""
+    def _runs(
+        self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]]
+    ) -> list[Run]:
+        """_count for a list, every state["step"] += 1 in one call; then the parameters in
+        runs of equal counts, each with its count t (one run in practice; a parameter that
+        missed steps makes another): the host's number, or in graph mode the run's device
+        tensor (a captured step replays with the current count)."""
+        if not params:
+            return []
         torch._foreach_add_([s["step"] for s in states], 1)
-        return [self._mirror(p, s) for p, s in zip(params, states)]
+        by_count: dict[int, list[int]] = {}
+        for i, (p, s) in enumerate(zip(params, states)):
+            by_count.setdefault(self._mirror(p, s), []).append(i)
+        runs: list[Run] = []
+        for n, run in by_count.items():
+            t = states[run[0]]["step"] if self._device_scalars else n
+            runs.append(
+                ([params[i] for i in run], [grads[i] for i in run], [states[i] for i in run], t)
+            )
+        return runs
 
     def _mirror(self, p: Tensor, state: dict[str, Any]) -> int:
         """The host's copy of p's step count, one more than before (it has just stepped)."""
@@ -389,10 +372,6 @@ class Optimizer:
         group = {**self.defaults, **old["hyperparameters"], "params": list(range(len(params)))}
         return {"state": {i: s for i, s in enumerate(state) if s}, "param_groups": [group]}
 
-    def _refuse(self, option: str, value: Any, detail: str) -> None:
-        if value:
-            raise NotSupportedError(self._name, f"{option}={value!r}", detail)
-
     def __repr__(self) -> str:
         text = self._name + " ("
         for i, group in enumerate(self.param_groups):
@@ -412,24 +391,3 @@ def _cast(p: Tensor, name: str, v: Any) -> Any:
     if p.is_floating_point():
         return v.to(dtype=p.dtype, device=p.device).clone()
     return v.to(device=p.device).clone()
-
-
-def check_lr(owner: str, lr: Any) -> None:
-    """lr: a number >= 0, or a one-element tensor (torch accepts both)."""
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise InputError(f"{owner}: Tensor lr must be 1-element")
-    elif not isinstance(lr, (int, float)) or isinstance(lr, bool):
-        raise ArgumentTypeError(f"{owner}: lr must be a number, got {type(lr).__name__}")
-    if not float(lr) >= 0.0:
-        raise InputError(f"{owner}: Invalid learning rate: {lr}")
-
-
-def check_nonnegative(owner: str, **values: Any) -> None:
-    """torch's checks: 'Invalid <what> value: <v>' for a negative (or NaN) hyperparameter."""
-    labels = {"eps": "epsilon"}
-    for name, v in values.items():
-        if not isinstance(v, (int, float, Tensor)) or isinstance(v, bool):
-            raise ArgumentTypeError(f"{owner}: {name} must be a number, got {type(v).__name__}")
-        if not float(v) >= 0.0:
-            raise InputError(f"{owner}: Invalid {labels.get(name, name)} value: {v}")

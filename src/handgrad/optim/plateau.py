@@ -15,7 +15,7 @@ from typing import Any, Literal, SupportsFloat
 
 from handgrad.errors import InputError
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.scheduler import (
+from handgrad.optim.scheduler_base import (
     EPOCH_DEPRECATION_WARNING,
     LRScheduler,
     check_optimizer,

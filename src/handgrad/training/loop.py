@@ -20,8 +20,8 @@ from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
 from handgrad.optim.clip import clip_grad_norm as clip_gradients
-from handgrad.optim.optimizers import Optimizer
-from handgrad.optim.schedule import LRScheduler
+from handgrad.optim.optimizer import Optimizer
+from handgrad.optim.scheduler_base import LRScheduler
 from handgrad.threads import Threads, policy, step_work
 from handgrad.training.callbacks import Callback, History
 from handgrad.training.graph import GraphStep, Step

@@ -1,5 +1,5 @@
 """Learning-rate schedules given by a formula of the step t (torch.optim.lr_scheduler's names,
-signatures and numbers); the base class and how a schedule steps: scheduler.py.
+signatures and numbers); the base class and how a schedule steps: scheduler_base.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.optim.optimizer import Optimizer
-from handgrad.optim.scheduler import LRScheduler, check_optimizer, group_values
+from handgrad.optim.scheduler_base import LRScheduler, check_optimizer, group_values
 
 __all__ = [
     "LRScheduler",
