@@ -132,7 +132,7 @@ def test_recurrent_arch_needs_sequences(tmp_path, capsys):
 
 # ---- --clip-grad-norm ---------------------------------------------------------------------------
 def test_clip_grad_norm_flag_reaches_every_step(tmp_path, monkeypatch):
-    from handgrad.training import loop
+    from handgrad.training import step
 
     seen = []
 
@@ -140,7 +140,7 @@ def test_clip_grad_norm_flag_reaches_every_step(tmp_path, monkeypatch):
         seen.append(max_norm)
         return hg.clip_grad_norm(params, max_norm)
 
-    monkeypatch.setattr(loop, "clip_gradients", spy)
+    monkeypatch.setattr(step, "clip_grad_norm", spy)
     out = tmp_path / "clip"
     args = ["train", "--data", "spiral", "--hidden", "8", "--epochs", "2", "--batch-size", "0"]
     assert main([*args, "--clip-grad-norm", "0.5", "--quiet", "--out", str(out)]) == 0

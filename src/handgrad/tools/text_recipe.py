@@ -11,7 +11,6 @@ metadata, so `handgrad generate` reads prompts and writes text without the corpu
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, replace
@@ -28,7 +27,6 @@ from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.class_loss import CrossEntropyLoss
 from handgrad.nn.gpt import GPT
-from handgrad.optim.clip import clip_grad_norm
 from handgrad.threads import policy, step_work
 from handgrad.tools import outputs
 from handgrad.tools.recipe import (
@@ -38,7 +36,7 @@ from handgrad.tools.recipe import (
     check_paths,
 )
 from handgrad.training.callbacks import History
-from handgrad.training.loop import NonFiniteLossError
+from handgrad.training.step import HostGuard, train_step
 
 DEFAULT_CORPUS = "text"  # --data text: the standard library's pydoc_data.topics
 EVAL_BATCHES = 10  # fixed windows each evaluation averages over
@@ -112,27 +110,17 @@ def run_text(config: TrainConfig) -> RunResult:
     val_batches = [data.batch("val", B, fixed) for _ in range(EVAL_BATCHES)]
     train_batches = [data.batch("train", B, fixed) for _ in range(EVAL_BATCHES)]
     history = History()
-    params = model.parameters()
-    V = data.vocab_size
+    guard = HostGuard(model.parameters(), "train", "try a smaller --lr or --clip-grad-norm 1")
     with policy(config.threads, step_work(model, val_batches[0][0])):
         running, count, tokens, start = 0.0, 0, 0, time.perf_counter()
         with _progress(config.steps, config.progress) as bar:
             for step in range(1, config.steps + 1):
                 x, y = data.batch("train", B, gen)  # (B, T) ids, y the next characters
-                logits = model(x)  # (B, T, V)
-                value = float(loss(logits.reshape(-1, V), y.reshape(-1)))
-                if not math.isfinite(value):
-                    model.clear_cache()
-                    loss.clear_cache()
-                    raise NonFiniteLossError(
-                        f"train: the loss became {value} at step {step} (try a smaller --lr "
-                        "or --clip-grad-norm 1)"
-                    )
-                opt.zero_grad()
-                model.backward(loss.backward().reshape(logits.shape))
-                if config.clip_grad_norm is not None:
-                    clip_grad_norm(params, config.clip_grad_norm)
-                opt.step()
+                guard.where = f"step {step}"  # an inf/NaN loss or gradient raises before the step
+                train_step(
+                    model, loss, opt, x, y, guard, clip=config.clip_grad_norm, classes_last=True
+                )  # (B, T, V) logits against (B, T) ids
+                value = guard.value
                 if scheduler is not None:
                     scheduler.step()  # the schedule runs over steps
                 running, count, tokens = running + value, count + 1, tokens + x.numel()

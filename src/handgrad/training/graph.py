@@ -1,8 +1,9 @@
 """The GPU path of fit: a training step that never syncs with the host, captured in a CUDA graph.
 
-``fit(..., cuda_graph=True)`` or ``fit(..., precision="bf16")`` trains with ``Step``:
+``fit(..., cuda_graph=True)`` or ``fit(..., precision="bf16")`` trains with ``Step``, which
+runs the one training step (handgrad.training.step.train_step) with the device guard:
 
-    forward → loss → zero_grad (in place) → backward → finite? → clip → optimizer step
+    forward → loss → zero_grad (in place) → backward → clip → finite? (mask) → optimizer step
 
 No line of it reads a tensor's value on the host, and every tensor that lives across steps
 keeps its address (parameters, gradients, optimizer state, the flags below), so the whole step
@@ -29,20 +30,22 @@ in float32 from the bf16 output. bf16 works on the CPU too (without a graph).
 
 from __future__ import annotations
 
-import contextlib
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.linalg import vector_norm
 
 from handgrad.data.loader import DataLoader
 from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError, ShapeError, UsageError
 from handgrad.mode import capture_safe
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
-from handgrad.optim.clip import clip_grad_norm
 from handgrad.optim.optimizer import Optimizer
+from handgrad.training.step import autocast as precision_context
+from handgrad.training.step import train_step
 
 __all__ = ["PRECISIONS", "WARMUP", "GraphStep", "Step", "check_options", "precision_context"]
 
@@ -85,17 +88,9 @@ def check_options(
         raise NotSupportedError("fit", "cuda_graph=True with distributed=True")
 
 
-def precision_context(
-    precision: str, device: torch.device
-) -> contextlib.AbstractContextManager[Any]:
-    """torch.autocast to bf16 on `device` for "bf16" (no cast cache: safe in a graph)."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
-
-
 class Step:
-    """One training step with no host sync: ``step(xb, yb)`` returns the model's output.
+    """One training step with no host sync: ``step(xb, yb)`` runs train_step with this object
+    as its guard (``zero_grad``, ``check``) and returns the model's output.
 
     Keeps on the model's device: ``ok`` (no inf/NaN seen yet), ``total`` (the sum of
     loss × batch size over the epoch's good steps), ``good`` (the number of good steps: the
@@ -163,36 +158,48 @@ class Step:
 
     def __call__(self, xb: Tensor, yb: Tensor) -> Tensor:
         with capture_safe():  # no host reads (fit checked the labels once, before)
-            with precision_context(self.precision, self.device):
-                out = self.model(xb)
-            value = self.loss(out if self.precision == "float32" else out.float(), yb)
-            for flat in self.flat:  # zero_grad: one fill per buffer; addresses kept
-                flat.zero_()
-            with precision_context(self.precision, self.device):
-                self.model.backward_params(self.loss.backward())
-        if self.sync is not None:
-            self.sync(self.model)
-        self.gather()
-        self.ok &= self.finite(value)  # cleared for the rest of the epoch by a bad step
-        self.good += self.ok  # the first bad batch is good + 1 (read() works it out)
-        bad = ~self.ok
-        for flat in self.flat:  # a masked step: zero gradients (and lr·0 in the optimizer)
-            flat.masked_fill_(bad, 0.0)
-        if self.clip is not None:
-            clip_grad_norm(self.params, self.clip)
-        self.optimizer.step()
-        self.total.add_(torch.where(self.ok, value.detach(), 0.0), alpha=xb.shape[0])
+            out, loss = train_step(
+                self.model,
+                self.loss,
+                self.optimizer,
+                xb,
+                yb,
+                self,  # the guard: check() below
+                clip=self.clip,
+                sync=self.sync,
+                precision=self.precision,
+            )
+        self.total.add_(torch.where(self.ok, loss.detach(), 0.0), alpha=xb.shape[0])
         return out
 
-    def finite(self, value: Tensor) -> Tensor:
+    # ---- the device guard (handgrad.training.step.Guard) ------------------------------------
+    def zero_grad(self, optimizer: Optimizer) -> None:
+        """One fill per gradient buffer; the addresses are kept."""
+        for flat in self.flat:
+            flat.zero_()
+
+    def check(self, loss: Tensor, norm: Tensor | None) -> None:
+        """Clear ``ok`` (for the rest of the epoch) on an inf/NaN loss or gradient, and zero
+        the gradients of a step taken with ``ok`` cleared: with the optimizer's lr·ok, the
+        update changes no weight (the optimizer's moments still decay)."""
+        self.gather()  # a gradient made by this backward joins its buffer
+        self.ok &= self.finite(loss, norm)
+        self.good += self.ok  # the first bad batch is good + 1 (read() works it out)
+        bad = ~self.ok
+        for flat in self.flat:
+            flat.masked_fill_(bad, 0.0)
+
+    def finite(self, loss: Tensor, norm: Tensor | None = None) -> Tensor:
         """Whether the loss and every gradient element are finite: a 0-d bool on the device.
 
-        One reduction per gradient buffer, max|g| (inf or NaN when any element is), folded
-        into x = loss + 0·max|g|; then x - x is 0 for a finite x and NaN for inf or NaN.
+        The gradients' norm (clip_grad_norm's, or else max|g| of each buffer: one reduction
+        each) is folded into x = loss + 0·norm; then x - x is 0 for a finite x and NaN for
+        inf or NaN.
         """
-        x = value.detach()
-        for flat in self.flat:
-            x = torch.add(x, torch.linalg.vector_norm(flat, float("inf")), alpha=0)
+        norms = [norm] if norm is not None else [vector_norm(f, math.inf) for f in self.flat]
+        x = loss.detach()
+        for n in norms:
+            x = torch.add(x, n, alpha=0)
         return (x - x) == 0
 
     def read(self) -> tuple[float, int]:

@@ -1,7 +1,8 @@
 """fit / evaluate / predict: the training loop.
 
-The loop is the lab's, written once: forward, loss, ``zero_grad``, ``backward`` through the
-loss and the model, ``step``.
+Each batch is one call of handgrad.training.step.train_step (forward, loss, ``zero_grad``,
+``backward`` through the loss and the model, clip, the inf/NaN guard, ``step``), the function
+that the GPT recipe and fit's device step (training/graph.py) call too.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from torch import Tensor
 
 from handgrad.data.datasets import Dataset
 from handgrad.data.loader import DataLoader
-from handgrad.errors import ArgumentTypeError, HandgradError, InputError
+from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
-from handgrad.optim.clip import clip_grad_norm as clip_gradients
 from handgrad.optim.optimizer import Optimizer
 from handgrad.optim.scheduler_base import LRScheduler
 from handgrad.threads import Threads, policy, step_work
@@ -28,8 +28,11 @@ from handgrad.training.graph import GraphStep, Step
 from handgrad.training.graph import check_options as check_gpu_options
 from handgrad.training.graph import train_epoch as graph_epoch
 from handgrad.training.metrics import Metric, _metric
+from handgrad.training.step import HostGuard, non_finite, train_step
+from handgrad.training.step import NonFiniteLossError as NonFiniteLossError  # its old home
 
 Data = Union[tuple[Tensor, Tensor], DataLoader, Dataset]  # noqa: UP007 (runtime alias)
+HINT = "try a smaller learning rate"  # the end of fit's NonFiniteLossError
 
 
 # ---- the loop ----------------------------------------------------------------------------------
@@ -57,10 +60,6 @@ def _check_labels(model_out: Tensor, y: Tensor, what: str) -> None:
             f"fit: {what} labels span [{int(y.min())}, {int(y.max())}] but the model "
             f"has {C} outputs (classes 0..{C - 1})"
         )
-
-
-class NonFiniteLossError(HandgradError, FloatingPointError):
-    """The loss became inf or NaN; the model holds its last finite weights."""
 
 
 def _scores(
@@ -243,8 +242,8 @@ def _fit(
 ) -> History:
     named = [_metric(m) for m in metrics]
     device_step, graph = None, None
+    _check_all_labels(model, loader)
     if cuda_graph or precision != "float32":  # handgrad.training.graph: no host syncs
-        _check_all_labels(model, loader)
         device_step = Step(model, loss, optimizer, clip, precision, sync)
         graph = GraphStep(device_step) if cuda_graph else None
     history = History()
@@ -299,7 +298,10 @@ def _fit(
 
 
 def _check_all_labels(model: Module, loader: DataLoader) -> None:
-    """The label check, once on every label before training (a captured step cannot)."""
+    """The label check, once on every label before training (the step itself cannot: its
+    loss follows its forward, and a captured step reads nothing on the host)."""
+    if loader.y.is_floating_point():  # targets, not class labels
+        return
     was_training = model.training
     model.eval()
     try:
@@ -329,8 +331,10 @@ def _graph_epoch(
         raise
     if bad:
         step.close()
+        step.model.clear_cache()
+        step.loss.clear_cache()
         what = f"the loss or a gradient became inf or NaN at epoch {epoch}, batch {bad}"
-        _stop(step.model, step.loss, what)
+        raise non_finite("fit", what, HINT)
     return _epoch_logs(value, metrics, outs, ys)
 
 
@@ -350,21 +354,6 @@ def _average_over_processes(value: float) -> float:
     return float(t) / dist.get_world_size()
 
 
-def _finite_gradients(params: list[Tensor]) -> bool:
-    """One reduction over every gradient (one host sync), not one per tensor."""
-    grads = [p.grad for p in params if p.grad is not None]
-    return not grads or bool(torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()))
-
-
-def _stop(model: Module, loss: Loss, what: str) -> None:
-    model.clear_cache()
-    loss.clear_cache()
-    raise NonFiniteLossError(
-        f"fit: {what}; the model keeps its weights from before this step "
-        "(try a smaller learning rate)"
-    )
-
-
 def _train_epoch(
     model: Module,
     loss: Loss,
@@ -378,32 +367,17 @@ def _train_epoch(
     scheduler: LRScheduler | None = None,
     clip: float | None = None,
 ) -> dict[str, float]:
+    """An eager epoch: train_step with the host guard, which raises on inf/NaN before the step."""
     model.train()
-    params = model.parameters()
+    guard = HostGuard(model.parameters(), "fit", HINT)
     total, n, outs, ys = 0.0, 0, [], []
     with _progress(len(loader), epoch, epochs, progress) as bar:
         for batch, (xb, yb) in enumerate(loader, start=1):
-            out = model(xb)
-            if batch == 1:
-                _check_labels(out, yb, "train")
-            value = loss(out, yb)
-            v = float(value)
-            if not math.isfinite(v):  # checked before the step: the weights stay as they were
-                _stop(model, loss, f"the loss became {v} at epoch {epoch}, batch {batch}")
-            optimizer.zero_grad()
-            model.backward_params(loss.backward())  # dL/dX of the data is never needed
-            if sync is not None:
-                sync(model)  # data parallel: every process steps with the averaged gradient
-            if clip is not None:  # scale the whole gradient to a 2-norm of at most clip; its
-                finite = bool(torch.isfinite(clip_gradients(params, clip)))  # norm is the check
-            else:
-                finite = _finite_gradients(params)
-            if not finite:  # the step is not taken: the weights stay as they were
-                _stop(model, loss, f"a gradient became inf or NaN at epoch {epoch}, batch {batch}")
-            optimizer.step()
+            guard.where = f"epoch {epoch}, batch {batch}"
+            out, _ = train_step(model, loss, optimizer, xb, yb, guard, clip=clip, sync=sync)
             if scheduler is not None:  # a per-batch schedule (OneCycleLR, CyclicLR)
                 scheduler.step()
-            total += v * xb.shape[0]
+            total += guard.value * xb.shape[0]
             n += xb.shape[0]
             if metrics:
                 outs.append(out.detach())
