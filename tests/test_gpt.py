@@ -117,7 +117,7 @@ def test_gpt_bad_inputs():
     m = hg.GPT(10, 4, 1, 1, 8)
     with pytest.raises(ShapeError, match="block_size=4"):
         m(torch.zeros(1, 5, dtype=torch.long))
-    with pytest.raises(ShapeError, match=r"\(N, T\)"):
+    with pytest.raises(ShapeError, match=r"\(B, T\)"):
         m(torch.zeros(5, dtype=torch.long))
     with pytest.raises(InputError, match="index out of range"):
         m(torch.full((1, 2), 10))
