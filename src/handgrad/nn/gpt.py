@@ -41,6 +41,14 @@ def _check_sizes(owner: str, n_embd: int, n_head: int, dropout: float) -> None:
         raise InputError(f"{owner}: dropout must be a probability in [0, 1], got {dropout!r}")
 
 
+def _check_btc(owner: Module, x: Tensor, C: int) -> None:
+    owner._check_input(x)
+    if x.dim() != 3 or x.shape[-1] != C:
+        raise ShapeError(
+            f"{owner._short_name()}: expected x of shape (B, T, {C}), got {tuple(x.shape)}"
+        )
+
+
 class CausalSelfAttention(Module):
     """Masked multi-head self-attention: position t attends to positions 0..t only.
 
@@ -77,12 +85,7 @@ class CausalSelfAttention(Module):
         return {"n_embd": self.n_embd, "n_head": self.n_head, "dropout": self.dropout, "bias": bias}
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        if x.dim() != 3 or x.shape[-1] != self.n_embd:
-            raise ShapeError(
-                f"{self._short_name()}: expected x of shape (B, T, {self.n_embd}), got "
-                f"{tuple(x.shape)}"
-            )
+        _check_btc(self, x, self.n_embd)
         B, T, C = x.shape
         nh, hs = self.n_head, C // self.n_head
         qkv, qkv_cache = ops.linear_forward(x, self.in_proj_weight, self.in_proj_bias)  # (B, T, 3C)
@@ -154,6 +157,7 @@ class Block(Module):
         return self.self_attn.config()  # n_embd, n_head, dropout, bias
 
     def forward(self, x: Tensor) -> Tensor:
+        _check_btc(self, x, self.self_attn.n_embd)
         a = self.self_attn(self.norm1(x))  # (B, T, C)
         # torch's attention output is a (T, B, C) tensor seen as (B, T, C), and its dropout
         # draws the mask in memory order: drop in that layout to draw the same mask
