@@ -46,8 +46,8 @@ class TorchGPT(nn.Module):
 @pytest.mark.parametrize("T", [1, 6])
 def test_gpt_matches_the_same_model_in_torch(tie, dropout, T):
     torch.manual_seed(0)
-    mine = hg.GPT(13, 6, 2, 2, 16, dropout, tie).to(F64)
-    ref = TorchGPT(13, 6, 2, 2, 16, dropout, tie).double()
+    mine = hg.GPT(13, 6, 2, 2, 16, dropout, tie_weights=tie).to(F64)
+    ref = TorchGPT(13, 6, 2, 2, 16, dropout, tie=tie).double()
     ref.load_state_dict(mine.state_dict())
     assert list(ref.state_dict()) == list(mine.state_dict())
     idx = torch.randint(13, (3, T), generator=torch.Generator().manual_seed(1))

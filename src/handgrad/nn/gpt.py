@@ -168,7 +168,8 @@ class Block(Module):
     def backward(self, dy: Tensor) -> Tensor:
         # in the forward pass this was: y = x₁ + dropout2(linear2(h)), h = dropout(gelu(…))
         dh = self.linear2.backward(self.dropout2.backward(dy))  # (B, T, 4C)
-        dh = self.linear1.backward(self.activation.backward(self.dropout.backward(dh)))
+        dh = self.activation.backward(self.dropout.backward(dh))  # (B, T, 4C)
+        dh = self.linear1.backward(dh)  # dL/d norm2(x₁)   (B, T, C)
         dx1 = dy + self.norm2.backward(dh)  # x₁ feeds y twice: both paths   (B, T, C)
         # in the forward pass this was: x₁ = x + dropout1(self_attn(norm1(x)))
         da = self.dropout1.backward(dx1.transpose(0, 1)).transpose(0, 1)  # (B, T, C)
