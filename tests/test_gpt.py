@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import handgrad as hg
-from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError, ShapeError
 
 F64 = torch.float64
 
@@ -46,8 +46,8 @@ class TorchGPT(nn.Module):
 @pytest.mark.parametrize("T", [1, 6])
 def test_gpt_matches_the_same_model_in_torch(tie, dropout, T):
     torch.manual_seed(0)
-    mine = hg.GPT(13, 6, 2, 2, 16, dropout, tie).to(F64)
-    ref = TorchGPT(13, 6, 2, 2, 16, dropout, tie).double()
+    mine = hg.GPT(13, 6, 2, 2, 16, dropout, tie_weights=tie).to(F64)
+    ref = TorchGPT(13, 6, 2, 2, 16, dropout, tie=tie).double()
     ref.load_state_dict(mine.state_dict())
     assert list(ref.state_dict()) == list(mine.state_dict())
     idx = torch.randint(13, (3, T), generator=torch.Generator().manual_seed(1))
@@ -63,6 +63,88 @@ def test_gpt_matches_the_same_model_in_torch(tie, dropout, T):
     assert len(mine.parameters()) == len(grads)  # a tied table once
     for name, p in mine.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], msg=name)
+
+
+def _same_grads(mine, ref):
+    grads = {n: p.grad for n, p in ref.named_parameters()}
+    assert len(mine.parameters()) == len(grads)
+    for name, p in mine.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], msg=name)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_causal_self_attention_is_torchs_attention_with_is_causal(bias, dropout):
+    torch.manual_seed(0)
+    mine = hg.CausalSelfAttention(8, 2, dropout, bias=bias, dtype=F64)
+    ref = nn.MultiheadAttention(8, 2, dropout, bias=bias, batch_first=True, dtype=F64)
+    assert list(ref.state_dict()) == list(mine.state_dict())
+    ref.load_state_dict(mine.state_dict())
+    x = torch.randn(3, 5, 8, dtype=F64, requires_grad=True)
+    mask = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    torch.manual_seed(7)
+    expected, _ = ref(x, x, x, attn_mask=mask, need_weights=False, is_causal=True)
+    torch.manual_seed(7)
+    y = mine(x.detach())
+    torch.testing.assert_close(y, expected.detach())
+    g = torch.randn(expected.shape, dtype=F64)
+    (expected * g).sum().backward()
+    torch.testing.assert_close(mine.backward(g), x.grad)
+    _same_grads(mine, ref)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_block_is_torchs_pre_norm_encoder_layer_with_a_causal_mask(bias, dropout):
+    torch.manual_seed(0)
+    mine = hg.Block(8, 2, dropout, bias=bias, dtype=F64)
+    ref = nn.TransformerEncoderLayer(
+        8, 2, 32, dropout, "gelu", batch_first=True, norm_first=True, bias=bias, dtype=F64
+    )
+    assert list(ref.state_dict()) == list(mine.state_dict())
+    ref.load_state_dict(mine.state_dict())
+    x = torch.randn(2, 6, 8, dtype=F64, requires_grad=True)
+    mask = torch.ones(6, 6, dtype=torch.bool).triu(1)
+    torch.manual_seed(7)
+    expected = ref(x, mask, is_causal=True)
+    torch.manual_seed(7)
+    torch.testing.assert_close(mine(x.detach()), expected.detach())
+    g = torch.randn(expected.shape, dtype=F64)
+    (expected * g).sum().backward()
+    torch.testing.assert_close(mine.backward(g), x.grad)
+    _same_grads(mine, ref)
+
+
+def test_init_torch_draws_what_torch_draws():
+    torch.manual_seed(0)
+    mine = hg.GPT(13, 6, 2, 2, 16, tie_weights=False, init="torch")
+    torch.manual_seed(0)
+    ref = TorchGPT(13, 6, 2, 2, 16, tie=False)
+    for (name, a), b in zip(mine.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("cls", [hg.CausalSelfAttention, hg.Block])
+def test_attention_and_block_save_load_and_refuse_bad_input(cls, tmp_path):
+    m = cls(8, 2, 0.1, bias=False)
+    hg.save(m, tmp_path / "m.safetensors")
+    loaded = hg.load(tmp_path / "m.safetensors")
+    loaded = loaded[0] if isinstance(loaded, tuple) else loaded
+    assert type(loaded) is cls and loaded.config() == m.config()
+    x = torch.randn(2, 3, 8)
+    with hg.no_cache():
+        torch.testing.assert_close(loaded.eval()(x), m.eval()(x))
+    with pytest.raises(ShapeError, match=r"\(B, T, 8\)"):
+        m(torch.randn(2, 3, 7))
+    with pytest.raises(InputError, match="divisible"):
+        cls(8, 3)
+    with pytest.raises(InputError, match="dropout"):
+        cls(8, 2, 1.5)
+
+
+def test_gpt_has_no_torch_twin_as_before():
+    with pytest.raises(NotSupportedError, match="GPT"):
+        hg.to_torch(hg.GPT(10, 4, 1, 1, 8))
 
 
 def test_init_tie_save_and_load(tmp_path):
@@ -117,7 +199,7 @@ def test_gpt_bad_inputs():
     m = hg.GPT(10, 4, 1, 1, 8)
     with pytest.raises(ShapeError, match="block_size=4"):
         m(torch.zeros(1, 5, dtype=torch.long))
-    with pytest.raises(ShapeError, match=r"\(N, T\)"):
+    with pytest.raises(ShapeError, match=r"\(B, T\)"):
         m(torch.zeros(5, dtype=torch.long))
     with pytest.raises(InputError, match="index out of range"):
         m(torch.full((1, 2), 10))
