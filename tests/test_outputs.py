@@ -321,3 +321,11 @@ def test_out_holding_the_current_folder_is_refused(tmp_path, capsys, monkeypatch
     for out in (".", str(tmp_path.parent)):
         assert _train(out) == 1
         assert "holds the current folder" in _error(capsys)
+
+
+def test_a_staging_folder_whose_pid_no_process_can_have_is_kept(tmp_path):
+    # 20 digits: os.kill raises OverflowError; io.pid_alive counts it alive, so it stays
+    out = tmp_path / "run"
+    odd = tmp_path / ".run.new-99999999999999999999"
+    odd.mkdir()
+    assert outputs.clean_stale(out) == [] and odd.is_dir()

@@ -22,9 +22,10 @@ from handgrad.module import Module
 from handgrad.nn.containers import ModuleList
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.embedding import Embedding
-from handgrad.nn.linear import Linear, positive_int
+from handgrad.nn.linear import Linear
 from handgrad.nn.normalization import LayerNorm
 from handgrad.nn.transformer import TransformerEncoderLayer
+from handgrad.validate import positive_int
 
 
 class GPT(Module):

@@ -14,7 +14,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
-from handgrad.nn.linear import positive_int
+from handgrad.validate import positive_int
 
 
 def _eps(owner: str, eps: object) -> float:

@@ -236,7 +236,7 @@ def _predict(args: argparse.Namespace) -> int:
     model = io.load(args.model)
     prep = getattr(model, "preprocessing", None)
     if prep is not None:  # a model trained on a table: its columns by name, its labels back
-        from handgrad.preprocessing import Table
+        from handgrad.data.preprocessing import Table
 
         labels, prob = prep.predict(model, Table.read_csv(args.file), threads=args.threads)
         if prob is None:

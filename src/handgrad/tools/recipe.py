@@ -14,6 +14,7 @@ from torch import Tensor
 
 from handgrad import io, plot, registry
 from handgrad.data import datasets
+from handgrad.data.preprocessing import IMPUTE, TASKS
 from handgrad.errors import InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module
@@ -36,7 +37,6 @@ from handgrad.optim import (
     LRScheduler,
     StepLR,
 )
-from handgrad.preprocessing import IMPUTE, TASKS
 from handgrad.tools import outputs
 from handgrad.training import History, evaluate, fit, metrics, predict
 from handgrad.training.callbacks import Callback, EarlyStopping
