@@ -188,3 +188,17 @@ def test_the_old_preprocessing_path_still_works():
 
     assert hg.preprocessing.Preprocessing is preprocessing.Preprocessing
     assert preprocessing.Preprocessing.predict is predict_table
+
+
+def test_the_shared_validators_are_defined_once():
+    from handgrad import validate
+
+    shared = {n for n in vars(validate) if n.startswith(("positive_int", "check_"))}
+    elsewhere = [
+        f"{p.relative_to(PACKAGE)}: {node.name}"
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p.name != "validate.py"
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef) and node.name in shared
+    ]
+    assert shared == {"positive_int", "check_int", "check_number"} and not elsewhere, elsewhere
