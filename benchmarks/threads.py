@@ -40,7 +40,7 @@ def digits_steps() -> dict[str, bench.Step]:
     import handgrad as hg
 
     case = bench.Case("digits", "mlp", (64, 128, 10), 64)
-    X, y = bench._data(case)
+    X, y = bench.mlp_data(case)
     steps: dict[str, bench.Step] = {}
     for threads_ in (2, 1):
         ref = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
@@ -98,7 +98,7 @@ def main() -> None:
         for case in CASES:
             one, all_ = bench.handgrad_step(case), bench.handgrad_step(case)
             one.threads, all_.threads = 1, cores  # type: ignore[attr-defined]
-            X, _ = bench._data(case)
+            X, _ = bench.mlp_data(case)
             work = threads.step_work(one.model, X)  # type: ignore[attr-defined]
             t = bench.measure({"one": one, "all": all_}, rounds=args.rounds)
             print(

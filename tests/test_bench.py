@@ -13,7 +13,7 @@ from handgrad.tools.cli import main
 
 def test_numpy_baseline_learns_the_same_function_as_handgrad():
     case = bench.Case("t", "mlp", (3, 5, 2), 8, "mse")
-    X, y = bench._data(case)
+    X, y = bench.mlp_data(case)
     mlp = bench.NumpyMLP(case.sizes, "mse", lr=0.1)
     losses = [mlp.step(X.numpy(), y.numpy()) for _ in range(50)]
     assert losses[-1] < losses[0]

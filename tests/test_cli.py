@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import handgrad as hg
+from handgrad.tools.build import build_cnn
 from handgrad.tools.cli import main
-from handgrad.tools.recipe import TrainConfig, build_cnn
+from handgrad.tools.config import TrainConfig
 
 
 def test_lab_single_tasks(capsys, tmp_path):
@@ -389,3 +390,57 @@ def test_a_flag_argparse_refuses_is_one_line_too(capsys, argv, message):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.endswith("--help)\n") and err.count("\n") == 1
+
+
+def test_the_train_flags_are_the_config_fields():
+    """Each TrainConfig field is one `handgrad train` flag (tools/flags.py), so a new flag is
+    a field and the code that uses it; the only other option is argparse's --help."""
+    import dataclasses
+
+    from handgrad.tools import cli
+
+    parser = cli.build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    options = {a.dest for a in train._actions}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    not_flags = {"extra"}  # set from Python only
+    not_fields = {"help"}
+    assert options == (fields - not_flags) | not_fields
+    args = train.parse_args(["--unidirectional", "--quiet", "--no-standardize", "--drop", "a"])
+    assert (args.bidirectional, args.progress, args.standardize, args.drop) == (
+        False,
+        False,
+        False,
+        ["a"],
+    )
+
+
+def test_the_config_from_the_flags_has_the_field_defaults():
+    from handgrad.tools import cli
+    from handgrad.tools.flags import config_from_args
+
+    parser = cli.build_parser()
+    assert config_from_args(parser.parse_args(["train"])) == TrainConfig()
+    gpt = config_from_args(parser.parse_args(["train", "--arch", "gpt", "--drop", "x"]))
+    assert (gpt.data, gpt.drop) == ("text", ("x",))
+
+
+def test_a_new_config_field_is_a_new_flag():
+    import argparse
+    import dataclasses
+
+    from handgrad.tools.config import flag
+    from handgrad.tools.flags import add_train_flags
+
+    @dataclasses.dataclass
+    class Bigger(TrainConfig):
+        warmup: int = flag(0, "steps of linear warm-up (default: %(default)s)", metavar="N")
+        tags: tuple[str, ...] = flag((), "a label (repeatable)")
+
+    parser = argparse.ArgumentParser()
+    add_train_flags(parser, Bigger)
+    args = parser.parse_args(["--warmup", "5", "--tags", "a", "--tags", "b"])
+    assert (args.warmup, args.tags, args.lr) == (5, ["a", "b"], 1e-3)
+    assert "steps of linear warm-up (default: 0)" in " ".join(parser.format_help().split())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--warmup", "x"])  # its type read from the annotation

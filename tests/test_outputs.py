@@ -13,7 +13,7 @@ import torch
 
 import handgrad as hg
 from handgrad import io, plot
-from handgrad.tools import cli, outputs, recipe
+from handgrad.tools import commands, outputs, recipe
 from handgrad.tools.cli import main
 
 RUN = ["train", "--data", "spiral", "--hidden", "4", "--epochs", "1", "--quiet"]
@@ -142,7 +142,7 @@ def test_an_interrupt_while_writing_keeps_the_old_run(tmp_path, monkeypatch):
 
 
 def test_sigterm_becomes_a_clean_exit():
-    with pytest.raises(SystemExit) as stop, cli._terminate_cleanly():
+    with pytest.raises(SystemExit) as stop, commands._terminate_cleanly():
         os.kill(os.getpid(), signal.SIGTERM)
     assert stop.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
@@ -321,3 +321,11 @@ def test_out_holding_the_current_folder_is_refused(tmp_path, capsys, monkeypatch
     for out in (".", str(tmp_path.parent)):
         assert _train(out) == 1
         assert "holds the current folder" in _error(capsys)
+
+
+def test_a_staging_folder_whose_pid_no_process_can_have_is_kept(tmp_path):
+    # 20 digits: os.kill raises OverflowError; io.pid_alive counts it alive, so it stays
+    out = tmp_path / "run"
+    odd = tmp_path / ".run.new-99999999999999999999"
+    odd.mkdir()
+    assert outputs.clean_stale(out) == [] and odd.is_dir()

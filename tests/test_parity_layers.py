@@ -526,7 +526,7 @@ def test_flatten_start_after_end_is_refused_as_torch():
 
 
 def test_cli_names_still_offered():
-    from handgrad.tools.recipe import ACTIVATIONS
+    from handgrad.tools.config import ACTIVATIONS
 
     assert {"relu", "tanh", "gelu", "leaky_relu", "relu6", "hardswish", "mish", "prelu"} <= set(
         ACTIVATIONS

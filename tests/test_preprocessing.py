@@ -394,7 +394,7 @@ def test_bad_ensemble_flags_are_one_line_errors(tmp_path, capsys, extra, message
 
 
 def test_the_table_recipe_and_what_a_given_flag_changes(tmp_path):
-    from handgrad.tools.recipe import TrainConfig
+    from handgrad.tools.config import TrainConfig
 
     data = str(_table_csv(tmp_path))
     table = TrainConfig(data=data).resolved()

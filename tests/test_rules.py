@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "handgrad"
-REFERENCE_SIDE = {"check.py", "tools/lab.py", "tools/bench.py"}
+REFERENCE_SIDE = {
+    "check.py",
+    "tools/lab.py",
+    "tools/lab_backprop.py",
+    "tools/lab_result.py",
+    "tools/bench.py",
+    "tools/bench_steps.py",
+}
 BANNED_MODULES = ("torch.nn", "torch.autograd", "torch.optim", "torch.func")
 BANNED_NAMES = {"requires_grad", "requires_grad_", "no_grad", "enable_grad", "autograd"}
 

@@ -24,11 +24,11 @@ import torch
 from torch import Tensor
 
 from handgrad import registry
+from handgrad.data.preprocessing import PREFIX as PREPROCESSING_PREFIX
+from handgrad.data.preprocessing import Preprocessing
 from handgrad.errors import ArgumentTypeError, InputError, StateDictError
 from handgrad.module import Module
 from handgrad.optim import OPTIMIZERS, LRScheduler, Optimizer
-from handgrad.preprocessing import PREFIX as PREPROCESSING_PREFIX
-from handgrad.preprocessing import Preprocessing
 
 FORMAT = "handgrad-model-1"
 CHECKPOINT_FORMAT = "handgrad-checkpoint-1"
@@ -153,7 +153,7 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     prefix = f".{path.name}."
     for entry in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
         pid = entry.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             try:
                 entry.unlink()
                 removed.append(entry)
@@ -162,7 +162,9 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` may still run: a number no process can have (too large for the
+    OS, OverflowError) or one we may not signal counts as alive, so its files are kept."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -31,7 +31,7 @@ class Dataset:
 
     ``X_val``/``y_val`` are carved from the training data (``split_validation``) for early
     stopping, schedules and checkpoints; ``X_test``/``y_test`` are for the one final score.
-    A table's Dataset also carries its fitted ``preprocessing`` (handgrad.preprocessing).
+    A table's Dataset also carries its fitted ``preprocessing`` (handgrad.data.preprocessing).
     """
 
     name: str
@@ -43,7 +43,7 @@ class Dataset:
     num_classes: int | None = None
     X_val: Tensor | None = None
     y_val: Tensor | None = None
-    preprocessing: Any = None  # a handgrad.preprocessing.Preprocessing, for tables
+    preprocessing: Any = None  # a handgrad.data.preprocessing.Preprocessing, for tables
     task_reason: str = ""  # why this task (a table's guess, or "given")
     rows: dict[str, Tensor] | None = None  # a table's row numbers of "train", "val", "test"
 
@@ -316,7 +316,7 @@ def from_table(
     test_rows: Sequence[int] | None = None,
     name: str = "table",
 ) -> Dataset:
-    """A Dataset from a table (handgrad.preprocessing.Table, a dict of columns, a DataFrame):
+    """A Dataset from a table (handgrad.data.preprocessing.Table, a dict of columns, a DataFrame):
     split into train / validation / test, its preprocessing fitted on the training rows only.
 
     Args:
@@ -326,9 +326,9 @@ def from_table(
         test_fraction: the share of rows held out for the final test; 0 for none.
         val_fraction: the share of the remaining (training) rows held out for validation.
         test_rows: these rows are the test split (test_fraction is then ignored).
-        standardize, impute, categorical, drop: handgrad.preprocessing.Preprocessing.fit.
+        standardize, impute, categorical, drop: handgrad.data.preprocessing.Preprocessing.fit.
     """
-    from handgrad.preprocessing import Preprocessing, as_table, guess_task, target_column
+    from handgrad.data.preprocessing import Preprocessing, as_table, guess_task, target_column
 
     table = as_table(data)
     tname = target_column(table.names, target)
@@ -383,7 +383,7 @@ def load_csv(path: str | Path, target: str | int = -1, task: str = "auto", **kw:
     """A CSV with a header row, every column but `target` a feature (text columns one-hot):
     ``from_table`` on its table, with the same arguments (by default a 0.2 test split and
     standardised features, fitted on the training rows)."""
-    from handgrad.preprocessing import Table
+    from handgrad.data.preprocessing import Table
 
     path = Path(path)
     try:

@@ -21,7 +21,7 @@ from torch import Tensor
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, DimensionError, InputError, ShapeError, UsageError
 from handgrad.module import Module
-from handgrad.nn.linear import check_algorithm
+from handgrad.validate import check_algorithm
 
 
 def _tensors(cache: Any) -> Iterator[Tensor]:

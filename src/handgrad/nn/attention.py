@@ -25,7 +25,8 @@ from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
 from handgrad.init import xavier_normal_, xavier_uniform_
 from handgrad.module import Module
-from handgrad.nn.linear import Linear, check_algorithm, positive_int
+from handgrad.nn.linear import Linear
+from handgrad.validate import check_algorithm, positive_int
 
 
 def _additive(mask: Tensor | None, name: str, owner: str, like: Tensor) -> Tensor | None:

@@ -18,12 +18,12 @@ from handgrad.mode import _mode
 from handgrad.nn.loss import (
     Loss,
     check_device,
-    check_number,
     check_probabilities,
     check_tensor,
     check_weight_arg,
     copied,
 )
+from handgrad.validate import check_number
 
 
 class _ClassLoss(Loss):

@@ -18,7 +18,7 @@ from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.kernels import F4x4_3x3, Im2col, Winograd, Workspace
 from handgrad.mode import autocasting
 from handgrad.module import Module
-from handgrad.nn.linear import positive_int
+from handgrad.validate import positive_int
 
 Size = int | tuple[int, ...]
 Pairs = tuple[tuple[int, int], ...]

@@ -17,7 +17,7 @@ from handgrad.errors import InputError, ShapeError
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.module import Module
 from handgrad.nn.conv import Size, _check_groups, _refuse_complex, _tuple
-from handgrad.nn.linear import positive_int
+from handgrad.validate import positive_int
 
 
 class _ConvTransposeNd(Module):

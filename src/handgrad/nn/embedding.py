@@ -11,7 +11,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, NotSupportedError, ShapeError
 from handgrad.module import Module
-from handgrad.nn.linear import positive_int
+from handgrad.validate import positive_int
 
 
 class Embedding(Module):

@@ -28,8 +28,9 @@ from handgrad.nn.activation import GELU
 from handgrad.nn.containers import ModuleList
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.embedding import Embedding
-from handgrad.nn.linear import Linear, positive_int
+from handgrad.nn.linear import Linear
 from handgrad.nn.normalization import LayerNorm
+from handgrad.validate import positive_int
 
 
 def _check_sizes(owner: str, n_embd: int, n_head: int, dropout: float) -> None:

@@ -8,25 +8,11 @@ import torch
 from torch import Tensor
 
 from handgrad import kernels, ops
-from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.errors import ArgumentTypeError, ShapeError
 from handgrad.init import linear_parameters
 from handgrad.mode import autocasting
 from handgrad.module import Module
-
-
-def check_algorithm(owner: str, algorithm: object, choices: tuple[str, ...]) -> str:
-    """A module's ``algorithm=`` argument: one of its choices (handgrad.kernels' variants)."""
-    if not isinstance(algorithm, str) or algorithm not in choices:
-        raise InputError(f"{owner}: algorithm must be one of {choices}, got {algorithm!r}")
-    return algorithm
-
-
-def positive_int(owner: str, name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ArgumentTypeError(f"{owner}: {name} must be a positive int, got {value!r}")
-    if value <= 0:
-        raise InputError(f"{owner}: {name} must be a positive int, got {value!r}")
-    return value
+from handgrad.validate import check_algorithm, positive_int
 
 
 class Linear(Module):

@@ -16,7 +16,6 @@ and ``pos_weight`` are buffers: in state_dict() when given, moved by ``.to()``.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,7 @@ from handgrad import ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.mode import _mode
 from handgrad.module import Module
+from handgrad.validate import check_number
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -197,13 +197,6 @@ def check_weight_arg(owner: str, name: str, w: Any) -> Tensor | None:
     if w is not None and not isinstance(w, Tensor):
         raise ArgumentTypeError(f"{owner}: {name} must be a tensor or None, got {type(w).__name__}")
     return w
-
-
-def check_number(owner: str, name: str, v: Any) -> float:
-    """A real number (an int, a float, a NumPy scalar), as torch takes it."""
-    if not isinstance(v, numbers.Real):
-        raise ArgumentTypeError(f"{owner}: {name} must be a float or int, got {type(v).__name__}")
-    return v  # type: ignore[return-value]
 
 
 # ---- regression ----------------------------------------------------------------------------------

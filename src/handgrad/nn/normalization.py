@@ -14,7 +14,7 @@ from torch import Tensor
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
-from handgrad.nn.linear import check_algorithm, positive_int
+from handgrad.validate import check_algorithm, positive_int
 
 
 def _eps(owner: str, eps: object) -> float:

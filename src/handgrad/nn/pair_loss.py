@@ -11,7 +11,8 @@ from torch import Tensor
 
 from handgrad import ops
 from handgrad.errors import ShapeError
-from handgrad.nn.loss import Loss, check_device, check_number, check_tensor
+from handgrad.nn.loss import Loss, check_device, check_tensor
+from handgrad.validate import check_number
 
 
 class _PairLoss(Loss):

@@ -13,9 +13,10 @@ from torch import Tensor
 
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
 from handgrad.module import Module
-from handgrad.nn.linear import Linear, positive_int
+from handgrad.nn.linear import Linear
 from handgrad.nn.recurrent import GRU, LSTM, RNN
 from handgrad.nn.shape import Flatten
+from handgrad.validate import positive_int
 
 MODES: dict[str, Any] = {"gru": GRU, "lstm": LSTM, "rnn": RNN}  # mode -> class
 

@@ -12,12 +12,7 @@ from torch import Tensor
 from handgrad import ops
 from handgrad.errors import ArgumentTypeError, DimensionError, NotSupportedError, ShapeError
 from handgrad.module import Module
-
-
-def _int(owner: str, name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ArgumentTypeError(f"{owner}: {name} must be an int, got {value!r}")
-    return value
+from handgrad.validate import check_int
 
 
 class Flatten(Module):
@@ -26,8 +21,8 @@ class Flatten(Module):
     torch_name = "Flatten"
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
-        self.start_dim = _int("Flatten", "start_dim", start_dim)
-        self.end_dim = _int("Flatten", "end_dim", end_dim)
+        self.start_dim = check_int("Flatten", "start_dim", start_dim)
+        self.end_dim = check_int("Flatten", "end_dim", end_dim)
 
     def config(self) -> dict[str, Any]:
         return {"start_dim": self.start_dim, "end_dim": self.end_dim}
@@ -68,7 +63,7 @@ class Unflatten(Module):
     def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
         if isinstance(dim, str):  # torch's named-tensor form: handgrad has no named dims
             raise NotSupportedError("Unflatten", f"dim={dim!r}", "named dimensions")
-        self.dim = _int("Unflatten", "dim", dim)
+        self.dim = check_int("Unflatten", "dim", dim)
         if not isinstance(unflattened_size, (tuple, list)):
             raise ArgumentTypeError(
                 "Unflatten: unflattened_size must be a tuple of ints, but found type "

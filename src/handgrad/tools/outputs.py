@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from handgrad.errors import InputError
+from handgrad.io import pid_alive
 
 # every name `handgrad train` writes into a run folder (and its marker)
 MARKER = ".handgrad-run"
@@ -141,16 +142,6 @@ def check_run_folder(
     return folder
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale(folder: Path) -> list[Path]:
     """Remove the staging folders of killed runs into `folder` (their process is gone)."""
     removed: list[Path] = []
@@ -161,7 +152,7 @@ def clean_stale(folder: Path) -> list[Path]:
         prefix = kind.format(name=folder.name, pid="")
         for entry in parent.glob(prefix + "*"):
             pid = entry.name[len(prefix) :]
-            if pid.isdigit() and not _pid_alive(int(pid)) and entry.is_dir():
+            if pid.isdigit() and not pid_alive(int(pid)) and entry.is_dir():
                 if kind == OLD and not folder.exists():
                     os.replace(entry, folder)  # killed between the two renames: put it back
                 else:

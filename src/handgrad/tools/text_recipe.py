@@ -29,12 +29,9 @@ from handgrad.nn.class_loss import CrossEntropyLoss
 from handgrad.nn.gpt import GPT
 from handgrad.threads import policy, step_work
 from handgrad.tools import outputs
-from handgrad.tools.recipe import (
-    RunResult,
-    TrainConfig,
-    _optimizer_and_schedule,
-    check_paths,
-)
+from handgrad.tools.build import optimizer_and_schedule as _optimizer_and_schedule
+from handgrad.tools.config import TrainConfig
+from handgrad.tools.results import RunResult, check_paths
 from handgrad.training.callbacks import History
 from handgrad.training.step import HostGuard, train_step
 
