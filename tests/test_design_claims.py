@@ -112,3 +112,15 @@ def test_the_gated_model_it_shows_is_the_one_tested_against_autograd():
     tested = _methods((ROOT / "tests" / "test_containers.py").read_text(), "Gated")
     assert set(shown) == {"__init__", "config", "forward", "backward"}
     assert shown == tested
+
+
+# ---- Model files: a module met again is written {"same_as": k} and loaded as one --------------
+def test_a_module_met_again_is_stored_as_same_as_and_loaded_as_one(tmp_path):
+    from handgrad.io import architecture
+
+    shared = hg.Linear(2, 2)
+    model = hg.Sequential(shared, hg.Tanh(), shared)
+    layers = architecture(model)["layers"]
+    assert layers[0]["type"] == "Linear" and set(layers[2]) == {"same_as"}
+    loaded = hg.load(hg.save(model, tmp_path / "shared.safetensors"))
+    assert loaded[2] is loaded[0] and len(loaded.parameters()) == 2
