@@ -74,16 +74,29 @@ def docs_module(monkeypatch, tmp_path):
     torch.set_default_dtype(dtype)
 
 
+def run_blocks(doc: str, text: str, namespace: dict) -> None:
+    """Run the python blocks of `text` in order in `namespace`; a failure names the block."""
+    for line, code in python_blocks(text):
+        try:  # padded to its own line, so that a traceback points at the line in the file
+            exec(compile("\n" * (line - 1) + code, doc, "exec"), namespace)
+        except Exception as exc:
+            raise AssertionError(f"{doc}: the block at line {line} raised {exc!r}") from exc
+
+
+def test_a_failing_block_is_named_and_later_blocks_see_earlier_ones():
+    text = "```python\na = 1\n```\n\n```python\nb = a + 1\nc = d\n```\n"
+    namespace: dict = {}
+    with pytest.raises(AssertionError, match=r"^x\.md: the block at line 6 raised NameError"):
+        run_blocks("x.md", text, namespace)
+    assert namespace["b"] == 2
+    with pytest.raises(AssertionError, match="line 2 raised IndentationError"):
+        run_blocks("x.md", "```python\n    def f(self): ...\n```\n", {})
+
+
 @pytest.mark.parametrize("doc", DOCS)
-def test_every_python_block_runs(doc, docs_module, capsys):
-    blocks = python_blocks((ROOT / doc).read_text())
-    assert blocks, f"{doc} has no python block"
+def test_every_python_block_runs(doc, docs_module):
+    text = (ROOT / doc).read_text()
+    assert python_blocks(text), f"{doc} has no python block"
     module = docs_module("docs_" + Path(doc).stem)
     torch.manual_seed(0)
-    for line, code in blocks:
-        # Padded to its own line so that a traceback points at the line in the file.
-        compiled = compile("\n" * (line - 1) + code, doc, "exec")
-        try:
-            exec(compiled, module.__dict__)
-        except Exception as exc:
-            pytest.fail(f"{doc}: the block at line {line} raised {exc!r}")
+    run_blocks(doc, text, module.__dict__)
