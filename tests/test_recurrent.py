@@ -337,6 +337,43 @@ def test_bad_constructor_arguments(build, error, match):
             build()
 
 
+def test_lstm_proj_size_true_is_a_handgrad_type_error():
+    """torch lets True through its check and fails inside torch.empty with a TypeError."""
+    with pytest.raises(ArgumentTypeError, match=r"LSTM: proj_size should be an int.*got True"):
+        hg.LSTM(3, 4, proj_size=True)
+    assert isinstance(ArgumentTypeError("x"), TypeError)
+
+
+SIZE_CASES = [
+    (cls, name, value)
+    for cls in ("RNN", "GRU", "LSTM")
+    for name in ("input_size", "hidden_size", "num_layers", "proj_size")
+    for value in (True, False, 2.0, "2", 0, -1, 2)
+    if name != "proj_size" or cls == "LSTM"
+    # torch's check takes True as an int here, then RNN (alone) fails inside torch.empty
+    if (cls, name, value) != ("RNN", "hidden_size", True)
+]
+
+
+@pytest.mark.parametrize("cls,name,value", SIZE_CASES, ids=str)
+def test_integer_arguments_are_taken_or_refused_as_torch_does(cls, name, value):
+    """A bool is an int to torch's checks (True builds a size or a layer count of 1, False is
+    refused as not above zero), except proj_size=True: the same outcome, as handgrad's error
+    of the builtin class torch raises."""
+    kwargs = {"input_size": 3, "hidden_size": 4, name: value}
+    try:
+        twin = getattr(nn, cls)(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - torch's class is what is compared
+        with pytest.raises(type(exc)) as raised:
+            getattr(hg, cls)(**kwargs)
+        assert isinstance(raised.value, hg.errors.HandgradError), raised.value
+        return
+    mine = getattr(hg, cls)(**kwargs)
+    assert {k: v.shape for k, v in mine.state_dict().items()} == {
+        k: v.shape for k, v in twin.state_dict().items()
+    }
+
+
 @pytest.mark.parametrize(
     "module,args,error,match",
     [

@@ -10,6 +10,8 @@ build or read a torch.nn module and compute nothing.
 from __future__ import annotations
 
 import ast
+import inspect
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,73 @@ def test_checks_raise_handgrad_errors(path):
 def test_the_error_scanner_catches_a_bare_raise():
     assert bare_raises("def f():\n    raise ValueError('x')\n") == ["line 2: raise ValueError"]
     assert not bare_raises("def f():\n    raise InputError('x')\n")
+
+
+# ---- the rest of docs/design.md's rules that a scan can check ----------------------------------
+LOADERS = {"pickle", "marshal", "shelve", "dill", "cloudpickle"}
+
+
+def unsafe_loading(source: str) -> list[str]:
+    """Model files build nothing but registered classes (docs/design.md#model-files): no pickle
+    or its kin, no torch.load, no eval or exec."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            found += [f"line {node.lineno}: import {n}" for n in names if n in LOADERS]
+        elif isinstance(node, ast.Call):
+            name = ast.unparse(node.func)
+            if name in ("eval", "exec", "torch.load", "compile", "__import__"):
+                found.append(f"line {node.lineno}: {name}()")
+    return found
+
+
+def setattr_magic(source: str) -> list[str]:
+    """No class defines __setattr__: children are found when asked for (docs/design.md)."""
+    return [
+        f"line {node.lineno}: def __setattr__"
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef) and node.name == "__setattr__"
+    ]
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_unsafe_loading_and_no_setattr_magic(path):
+    source = path.read_text()
+    assert unsafe_loading(source) == [] and setattr_magic(source) == []
+
+
+def test_the_loading_and_setattr_scanners_catch_each_form():
+    for snippet in ["import pickle", "from marshal import loads", "torch.load(f)", "eval(s)"]:
+        assert unsafe_loading(snippet), snippet
+    assert not unsafe_loading("import json\njson.loads(s)\nmodel.eval()")
+    assert setattr_magic("class M:\n    def __setattr__(self, k, v): pass\n")
+
+
+def _loss_classes():
+    import handgrad as hg
+    from handgrad import registry
+
+    losses = [c for c in registry.public().values() if issubclass(c, hg.nn.loss.Loss)]
+    return sorted(losses, key=lambda c: c.__name__)
+
+
+def backward_calls(source: str) -> list[str]:
+    """The ops backwards (`ops.*_backward`) and `.backward` methods that a source names."""
+    return [
+        ast.unparse(node)
+        for node in ast.walk(ast.parse(textwrap.dedent(source)))
+        if isinstance(node, ast.Attribute) and node.attr.endswith("backward")
+    ]
+
+
+@pytest.mark.parametrize("cls", _loss_classes(), ids=lambda c: c.__name__)
+def test_a_loss_computes_its_derivative_in_backward_not_forward(cls):
+    """docs/design.md#the-protocol: an evaluation pays for no gradient."""
+    assert backward_calls(inspect.getsource(cls.forward)) == [], cls.__name__
+
+
+def test_the_backward_scanner_sees_an_op_backward():
+    source = "def forward(self, x):\n    return ops.mse_loss_backward(x, None)\n"
+    assert backward_calls(source) == ["ops.mse_loss_backward"]
+    assert len(_loss_classes()) >= 14  # every loss the README lists

@@ -41,9 +41,9 @@ def test_fit_reduces_loss_and_records_history():
 
 def test_fit_matches_a_hand_written_loop():
     d = hg.datasets.parabola()
-    a, b = _spiral_model(), _spiral_model()
     a, b = [hg.Sequential(hg.Linear(1, 8), hg.Tanh(), hg.Linear(8, 1)) for _ in range(2)]
     b.load_state_dict(a.state_dict())
+    start = [p.clone() for p in a.parameters()]
     hg.fit(
         a,
         hg.MSELoss(),
@@ -60,8 +60,8 @@ def test_fit_matches_a_hand_written_loop():
         opt.zero_grad()
         b.backward(loss.backward())
         opt.step()
-    for p, q in zip(a.parameters(), b.parameters()):
-        assert torch.equal(p, q)
+    for p, q, p0 in zip(a.parameters(), b.parameters(), start):
+        assert torch.equal(p, q) and not torch.equal(p, p0)  # both moved, by the same steps
 
 
 def test_early_stopping_stops_and_restores_best():

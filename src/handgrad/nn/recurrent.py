@@ -28,8 +28,9 @@ _MODES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # gates stacked in each weight
 
 
 def _check_sizes(owner: str, input_size: Any, hidden_size: Any) -> None:
+    """torch's checks: an int (a bool is one to torch: True builds a size of 1), above zero."""
     for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if not isinstance(v, int) or isinstance(v, bool):
+        if not isinstance(v, int):
             raise ArgumentTypeError(
                 f"{owner}: {name} should be of type int, got: {type(v).__name__}"
             )
@@ -105,11 +106,16 @@ class _RNNBase(Module):
         _check_bool(owner, "bias", bias)
         _check_bool(owner, "batch_first", batch_first)
         _check_sizes(owner, input_size, hidden_size)
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool):
+        if not isinstance(num_layers, int):  # True is 1 layer, False 0, as in torch
             raise ArgumentTypeError(f"{owner}: num_layers should be an int, got {num_layers!r}")
         if num_layers <= 0:
             raise InputError(f"{owner}: num_layers must be greater than zero, got {num_layers}")
-        if not isinstance(proj_size, int) or proj_size < 0:
+        # torch takes False for 0 but fails on True (a TypeError from inside torch.empty)
+        if not isinstance(proj_size, int) or proj_size is True:
+            raise ArgumentTypeError(
+                f"{owner}: proj_size should be an int (0 to disable projections), got {proj_size!r}"
+            )
+        if proj_size < 0:
             raise InputError(
                 f"{owner}: proj_size should be a positive integer or zero to disable "
                 f"projections, got {proj_size!r}"
