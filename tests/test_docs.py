@@ -17,15 +17,7 @@ import torch
 from handgrad import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-# docs/adding_a_layer.md is being rewritten to the new LayerNorm code (issue 19): until then
-# its excerpts of a class (indented methods, `class LayerNorm(Module)` without its imports) and
-# its `from mylib.layers import Scale` cannot run. strict: the rewrite must remove this mark.
-PENDING = pytest.mark.xfail(strict=True, reason="adding_a_layer.md's excerpts are not fenced text")
-DOCS = [
-    "README.md",
-    "docs/design.md",
-    pytest.param("docs/adding_a_layer.md", marks=PENDING),
-]
+DOCS = ["README.md", "docs/design.md", "docs/adding_a_layer.md"]
 FENCE = re.compile(r"^```(\S*)\s*$")
 
 

@@ -78,12 +78,20 @@ def _mask(kind, L, S):
     return m
 
 
-@pytest.mark.parametrize("B,L,S,d", [(2, 4, 4, 3), (3, 5, 2, 4), (1, 1, 1, 1), (2, 0, 3, 2)])
-@pytest.mark.parametrize("mask", [None, "causal", "blocked"])
+SIZES = [(2, 4, 4, 3), (3, 5, 2, 4), (1, 1, 1, 1), (2, 0, 3, 2)]
+# each mask with the sizes it is defined for: causal needs L = S, "blocked" two rows and keys
+SIZES_AND_MASKS = [
+    (*size, mask)
+    for size in SIZES
+    for mask in (None, "causal", "blocked")
+    if not (mask == "causal" and size[1] != size[2])
+    and not (mask == "blocked" and min(size[1], size[2]) < 2)
+]
+
+
+@pytest.mark.parametrize("B,L,S,d,mask", SIZES_AND_MASKS)
 @pytest.mark.parametrize("safe", [False, True])
 def test_attention_kernel_forward_is_bit_equal(B, L, S, d, mask, safe):
-    if mask == "causal" and L != S or mask == "blocked" and (L < 2 or S < 2):
-        pytest.skip("the mask needs other sizes")
     q, k, v = _randn(B, L, d), _randn(B, S, d, seed=1), _randn(B, S, d + 1, seed=2)
     m = _mask(mask, L, S)
     (y, P), cache = kernels.attention.attention_forward(q, k, v, m, safe=safe)
@@ -93,13 +101,12 @@ def test_attention_kernel_forward_is_bit_equal(B, L, S, d, mask, safe):
     assert len(cache) == len(cache_ref)
 
 
-@pytest.mark.parametrize("B,L,S,d", [(2, 4, 4, 3), (3, 5, 2, 4), (1, 1, 1, 1)])
-@pytest.mark.parametrize("mask", [None, "causal"])
+@pytest.mark.parametrize(
+    "B,L,S,d,mask", [m for m in SIZES_AND_MASKS if m[1] > 0 and m[4] != "blocked"]
+)
 @pytest.mark.parametrize("outputs", ["y", "weights", "both"])
 @pytest.mark.parametrize("dropout_p", [0.0, 0.3])
 def test_attention_kernel_backward_is_bit_equal(B, L, S, d, mask, outputs, dropout_p):
-    if mask == "causal" and L != S:
-        pytest.skip("causal needs L = S")
     q, k, v = _randn(B, L, d), _randn(B, S, d, seed=1), _randn(B, S, d + 1, seed=2)
     torch.manual_seed(5)
     (y, P), cache = ops.attention_forward(q, k, v, _mask(mask, L, S), dropout_p)

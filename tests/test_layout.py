@@ -201,4 +201,6 @@ def test_the_shared_validators_are_defined_once():
         for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
         if isinstance(node, ast.FunctionDef) and node.name in shared
     ]
-    assert shared == {"positive_int", "check_int", "check_number"} and not elsewhere, elsewhere
+    assert (
+        shared == {"positive_int", "check_int", "check_number", "check_algorithm"} and not elsewhere
+    ), elsewhere
