@@ -172,11 +172,12 @@ def test_model_checkpoint_saves_best(tmp_path):
 
 def test_labels_outside_the_model_classes():
     d = hg.datasets.spiral(classes=4)
+    model = _spiral_model()
     with pytest.raises(ValueError, match=r"labels span \[0, 3\] but the model has 3 outputs"):
         hg.fit(
-            _spiral_model(),
+            model,
             hg.CrossEntropyLoss(),
-            hg.optim.SGD(_spiral_model().parameters(), lr=0.1),
+            hg.optim.SGD(model.parameters(), lr=0.1),
             d,
             epochs=1,
             progress=False,

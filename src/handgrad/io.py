@@ -27,7 +27,7 @@ from handgrad import registry
 from handgrad.data.preprocessing import PREFIX as PREPROCESSING_PREFIX
 from handgrad.data.preprocessing import Preprocessing
 from handgrad.errors import ArgumentTypeError, InputError, StateDictError
-from handgrad.module import Module
+from handgrad.module import Module, require_module
 from handgrad.optim import OPTIMIZERS, LRScheduler, Optimizer
 
 FORMAT = "handgrad-model-1"
@@ -320,6 +320,7 @@ def save(
     `preprocessing` (default: the model's own ``model.preprocessing``, if it has one) is
     stored beside the network as tensors ``__preprocessing__.*`` and JSON, never in it.
     """
+    require_module("save", "model", model)
     tensors, tied = _untied(model)
     meta = {
         "format": FORMAT,

@@ -14,6 +14,7 @@ Module-valued attributes, found when asked for (no ``__setattr__`` magic).
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -31,7 +32,10 @@ from handgrad.errors import (
 )
 from handgrad.mode import _mode, autocasting, no_cache
 
-__all__ = ["Module", "accumulate_grad", "no_cache", "zero_grads"]
+__all__ = ["Module", "accumulate_grad", "no_cache", "require_module", "zero_grads"]
+
+CACHE_WARN_AT = 10_000  # caches on one module's stack: forwards that no backward follows
+_warned_undeclared: set[type] = set()  # classes warned for tensors outside parameter_names
 
 
 def accumulate_grad(param: Tensor, grad: Tensor) -> None:
@@ -44,6 +48,18 @@ def accumulate_grad(param: Tensor, grad: Tensor) -> None:
         param.grad = grad.clone() if grad._is_view() else grad
     else:
         param.grad += grad
+
+
+def require_module(owner: str, what: str, obj: Any) -> None:
+    """Refuse anything but a handgrad Module, naming it (a torch.nn one with the way across)."""
+    if isinstance(obj, Module):
+        return
+    kind = type(obj)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    hint = ""
+    if kind.__module__.startswith("torch.nn"):
+        hint = f"; handgrad's twin is hg.{kind.__name__} (hg.from_torch converts a model)"
+    raise ArgumentTypeError(f"{owner}: {what} must be a handgrad Module, got {name}{hint}")
 
 
 def zero_grads(params: Iterable[Tensor], set_to_none: bool = True) -> None:
@@ -105,6 +121,15 @@ class Module:
             self._caches.append(cache)
         except AttributeError:  # the first forward of this module
             self._caches = [cache]
+        if len(self._caches) == CACHE_WARN_AT and not self.__dict__.get("_cache_warned"):
+            self._cache_warned = True  # once per module
+            warnings.warn(
+                f"{self._short_name()}: {CACHE_WARN_AT} forwards wait for their backward, each "
+                "keeping its cache; run forwards you will not backpropagate under "
+                "`with hg.no_cache():` (or call model.clear_cache())",
+                UserWarning,
+                stacklevel=3,
+            )
         return True
 
     def pop_cache(self) -> Any:
@@ -183,7 +208,11 @@ class Module:
 
     def named_parameters(self) -> list[tuple[str, Tensor]]:
         """(dotted name, tensor) of every trainable tensor, each once (a tied tensor at its
-        first place), in the order torch.nn lists them."""
+        first place), in the order torch.nn lists them. A class that names no parameters or
+        buffers but holds floating tensors is warned about (once): nothing would train them."""
+        for m in self.modules():
+            if not (m.parameter_names or m.buffer_names) and type(m) not in _warned_undeclared:
+                _warn_undeclared(m)
         return self._named_tensors("parameter_names", remove_duplicate=True)
 
     def parameters(self) -> list[Tensor]:
@@ -269,8 +298,10 @@ class Module:
     ) -> Module:
         """Move parameters, their grads and buffers; floating tensors take ``dtype``. Returns self.
 
-        As in PyTorch, build the optimizer after moving the model: moved tensors are new objects.
-        A tensor shared by several modules stays shared.
+        As torch.nn.Module.to keeps its Parameters, each parameter (and its .grad) stays the
+        same tensor object with its data replaced (``p.data = p.data.to(...)``), so an
+        optimizer built before the move still steps the model. Buffers become new tensors, as
+        torch's do. A tensor shared by several modules stays shared.
         """
         if isinstance(device, torch.dtype):
             device, dtype = None, device
@@ -282,16 +313,16 @@ class Module:
         return self
 
     def _apply(self, fn: Callable[[Tensor], Tensor]) -> None:
-        moved: dict[int, Tensor] = {}  # one new tensor per old one: ties survive the move
+        """fn on every parameter (in place: the same objects), .grad and buffer (new ones)."""
+        moved: dict[int, Tensor] = {}  # one result per tensor: ties survive the move
         for m in self.modules():
             for n in m.parameter_names + m.buffer_names:
                 t = getattr(m, n)
                 if t is None:
                     continue
                 if id(t) not in moved:
-                    moved[id(t)] = fn(t)
-                    if t.grad is not None:
-                        moved[id(t)].grad = fn(t.grad)
+                    in_place = n in m.parameter_names
+                    moved[id(t)] = _apply_in_place(t, fn) if in_place else fn(t)
                 setattr(m, n, moved[id(t)])
         self.clear_cache()  # caches hold tensors of the old device and dtype
 
@@ -390,6 +421,43 @@ class Module:
                 f"{self._short_name()}: expected an input with at least {min_dim} dimension(s), "
                 f"got shape {tuple(x.shape)}"
             )
+
+
+def _apply_in_place(t: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    """t with its data (and its .grad's) replaced by fn's: t itself, as torch keeps a Parameter."""
+    grad, t.grad = t.grad, None  # dropped while t's dtype or device changes under it
+    new = fn(t)
+    if new is not t:
+        t.data = new
+    if grad is not None:
+        new_grad = fn(grad)
+        if new_grad is not grad:
+            grad.data = new_grad
+        t.grad = grad
+    return t
+
+
+def _warn_undeclared(m: Module) -> None:
+    """Warn (once per class) when m holds floating tensors but its class names none of them."""
+    held = [n for n, v in vars(m).items() if not n.startswith("_") and _holds_float_tensor(v)]
+    if held:
+        _warned_undeclared.add(type(m))
+        warnings.warn(
+            f"{type(m).__name__} holds tensors {', '.join(held)} but names no parameter_names: "
+            "named_parameters(), optimizers, hg.save and check see none of them; list the "
+            "trainable ones in parameter_names (and saved state in buffer_names)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _holds_float_tensor(v: Any) -> bool:
+    """A floating tensor, or a list/tuple/dict holding one."""
+    if isinstance(v, (list, tuple)):
+        return any(_holds_float_tensor(x) for x in v)
+    if isinstance(v, dict):
+        return any(_holds_float_tensor(x) for x in v.values())
+    return isinstance(v, Tensor) and v.is_floating_point()
 
 
 def _is_module(v: Any) -> bool:

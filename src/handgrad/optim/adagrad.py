@@ -53,6 +53,12 @@ class Adagrad(Optimizer):
     """
 
     positional = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    setstate_defaults = {
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "fused": None,
+    }  # torch's __setstate__
 
     def __init__(
         self,

@@ -66,6 +66,15 @@ class Adam(Optimizer):
     """
 
     positional = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    setstate_defaults = {
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "decoupled_weight_decay": False,
+        "fused": None,
+    }  # torch's __setstate__
 
     def __init__(
         self,

@@ -58,6 +58,9 @@ class Optimizer:
     """Holds param_groups (a list of dicts) and state (a dict keyed by parameter)."""
 
     positional: tuple[str, ...] = ()  # the constructor's hyperparameters, in its order
+    # What torch's __setstate__ fills into a loaded group that lacks it (an older state_dict);
+    # these can differ from the constructor's defaults (SGD's fused: None built, False loaded).
+    setstate_defaults: dict[str, Any] = {}
 
     # The capture-safe step (see step()): off by default; training/graph.py turns it on.
     _device_scalars = False
@@ -340,7 +343,7 @@ class Optimizer:
             saved["params"] = group["params"]
             if "param_names" in group and "param_names" not in saved:
                 saved["param_names"] = group["param_names"]
-            for name, default in self.defaults.items():
+            for name, default in {**self.defaults, **self.setstate_defaults}.items():
                 saved.setdefault(name, default)  # keys torch added later (maximize, foreach)
             if isinstance(saved.get("betas"), list):
                 saved["betas"] = tuple(saved["betas"])  # a state that went through JSON
@@ -383,7 +386,11 @@ class Optimizer:
 
 
 def _cast(p: Tensor, name: str, v: Any) -> Any:
-    """A saved state value onto p's device (and p's dtype, except the step count), copied."""
+    """A saved state value onto p's device (and p's dtype, except the step count), copied.
+    A step count saved as a number (an older torch) becomes a tensor, as torch's
+    __setstate__ makes it."""
+    if name == "step" and isinstance(v, (int, float)):
+        return torch.tensor(float(v), dtype=scalar_dtype())
     if not isinstance(v, Tensor):
         return copy.deepcopy(v)
     if name == "step":

@@ -63,6 +63,14 @@ class RMSprop(Optimizer):
     """
 
     positional = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    setstate_defaults = {
+        "momentum": 0,
+        "centered": False,
+        "foreach": None,
+        "maximize": False,
+        "differentiable": False,
+        "capturable": False,
+    }  # torch's __setstate__
 
     def __init__(
         self,

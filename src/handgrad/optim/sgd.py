@@ -53,6 +53,13 @@ class SGD(Optimizer):
     """
 
     positional = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    setstate_defaults = {
+        "nesterov": False,
+        "maximize": False,
+        "foreach": None,
+        "differentiable": False,
+        "fused": False,
+    }  # torch's __setstate__
 
     def __init__(
         self,

@@ -18,11 +18,12 @@ from handgrad.data.datasets import Dataset
 from handgrad.data.loader import DataLoader
 from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.mode import no_cache
-from handgrad.module import Module
+from handgrad.module import Module, require_module
 from handgrad.nn.loss import Loss
 from handgrad.optim.optimizer import Optimizer
 from handgrad.optim.scheduler_base import LRScheduler
 from handgrad.threads import Threads, policy, step_work
+from handgrad.training.arguments import check_fit
 from handgrad.training.callbacks import Callback, History
 from handgrad.training.graph import GraphStep, Step
 from handgrad.training.graph import check_options as check_gpu_options
@@ -91,6 +92,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss (when given) and metrics over `data`, in eval mode and under no_cache (nothing is
     kept for a backward); the model's mode is restored. `threads`: handgrad.threads."""
+    require_module("evaluate", "model", model)
     loader = _loader(data, batch_size, shuffle=False, seed=None, what="data")
     was_training = model.training
     model.eval()
@@ -177,6 +179,7 @@ def fit(
     epoch, and an inf/NaN masks that step and the rest of the epoch (the weights stay those
     from before it) before NonFiniteLossError is raised.
     """
+    check_fit(model, loss, optimizer)
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"fit: epochs must be an int >= 0, got {epochs!r}")
     if clip_grad_norm is not None and not (
