@@ -166,6 +166,8 @@ def test_drop_naming_the_target_and_csv_flags_on_bundled_data(tmp_path, capsys):
     data = _write(tmp_path / "t.csv", HEADER, _table_rows())
     assert _train(data, tmp_path / "run", "--target", "answer", "--drop", "answer") == 1
     assert "drop names the target column 'answer'" in capsys.readouterr().err
+    assert _train(data, tmp_path / "run", "--target", "rooms", "--categorical", "rooms") == 1
+    assert "categorical names the target column 'rooms'" in capsys.readouterr().err
     assert _train("spiral", tmp_path / "run", "--drop", "x0") == 1
     assert "--drop applies to a CSV file; spiral is a bundled dataset" in capsys.readouterr().err
 

@@ -271,6 +271,11 @@ class Preprocessing:
                 f"drop names the target column {tname!r}; a target cannot be left out "
                 "(choose another target, or drop another column)"
             )
+        if tname is not None and tname in categorical:
+            raise InputError(
+                f"categorical names the target column {tname!r}; it applies to features "
+                "(the task says what the target is: classification for classes)"
+            )
         for name in table.names:
             if name not in drop and name not in categorical:
                 _check_numbers(table, name, is_target=name == tname)
