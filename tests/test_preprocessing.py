@@ -274,7 +274,8 @@ def test_bad_targets_and_labels_are_one_line_errors(tmp_path, capsys):
 
 
 def test_many_classes_draw_a_bounded_confusion_matrix(tmp_path, capsys):
-    rows = [(i, i % 40) for i in range(200)] + [(7, 1000)]
+    # 41 classes of 10: one example of each in every split (the floor), 41 > 30 drawn
+    rows = [(i, i % 40) for i in range(400)] + [(7 + i, 1000) for i in range(10)]
     data = _csv(tmp_path / "m.csv", ["a", "y"], rows)
     assert _train(data, tmp_path / "run", "--task", "classification", "--epochs", "1") == 0
     from PIL import Image

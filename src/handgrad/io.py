@@ -26,6 +26,7 @@ from torch import Tensor
 from handgrad import registry
 from handgrad.data.preprocessing import PREFIX as PREPROCESSING_PREFIX
 from handgrad.data.preprocessing import Preprocessing
+from handgrad.data.scaling import Scaling
 from handgrad.errors import ArgumentTypeError, InputError, StateDictError
 from handgrad.module import Module, require_module
 from handgrad.optim import OPTIMIZERS, LRScheduler, Optimizer
@@ -311,14 +312,15 @@ def save(
     model: Module,
     path: str | os.PathLike[str],
     metadata: dict[str, Any] | None = None,
-    preprocessing: Preprocessing | None = None,
+    preprocessing: Preprocessing | Scaling | None = None,
 ) -> Path:
     """Write model's weights and architecture to `path` (safetensors), atomically.
 
     A tensor at several places (tied weights, one module at two places) is stored once and
     tied again by load. `metadata` (JSON-able) is stored beside them; read_metadata reads it.
     `preprocessing` (default: the model's own ``model.preprocessing``, if it has one) is
-    stored beside the network as tensors ``__preprocessing__.*`` and JSON, never in it.
+    stored beside the network as tensors ``__preprocessing__.*`` and JSON, never in it; a
+    bundled dataset's ``Scaling`` (``Dataset.scaling``: digits' / 16) as the JSON ``scaling``.
     """
     require_module("save", "model", model)
     tensors, tied = _untied(model)
@@ -329,9 +331,12 @@ def save(
     }
     if tied:
         meta["tied"] = json.dumps(tied)
-    if preprocessing is None and isinstance(getattr(model, "preprocessing", None), Preprocessing):
-        preprocessing = model.preprocessing  # type: ignore[attr-defined]
-    if preprocessing is not None:
+    own = getattr(model, "preprocessing", None)
+    if preprocessing is None and isinstance(own, (Preprocessing, Scaling)):
+        preprocessing = own
+    if isinstance(preprocessing, Scaling):
+        meta["scaling"] = preprocessing.to_json()
+    elif preprocessing is not None:
         prep_tensors, prep_meta = preprocessing.state()
         tensors = {**tensors, **prep_tensors}
         meta["preprocessing"] = json.dumps(prep_meta)
@@ -340,9 +345,19 @@ def save(
 
 def _split_preprocessing(
     tensors: dict[str, Tensor], meta: dict[str, str], path: Path
-) -> tuple[dict[str, Tensor], Preprocessing | None]:
-    """The network's tensors, and the preprocessing stored beside them (None if none)."""
+) -> tuple[dict[str, Tensor], Preprocessing | Scaling | None]:
+    """The network's tensors, and the preprocessing or scaling stored beside them (None if
+    none: a file written before scalings were saved, or a model trained in Python)."""
     net = {k: v for k, v in tensors.items() if not k.startswith(PREPROCESSING_PREFIX)}
+    if "scaling" in meta:
+        try:
+            record = json.loads(meta["scaling"])
+        except json.JSONDecodeError:
+            raise InputError(f"load: {path} has a damaged scaling record") from None
+        try:
+            return net, Scaling.from_state(record)
+        except InputError as exc:
+            raise InputError(f"load: {path}: {exc}") from None
     if "preprocessing" not in meta:
         return net, None
     try:
@@ -370,7 +385,7 @@ def load(path: str | os.PathLike[str], device: torch.device | str | None = None)
     The weights keep their saved dtype; `device` moves them. Every tensor's shape is checked
     against the architecture before any is allocated. ``model.preprocessing`` is the
     preprocessing saved with it (``model.preprocessing.predict(model, table)`` applies it),
-    or None.
+    a bundled dataset's Scaling (which ``hg.predict`` applies to raw features), or None.
     """
     tensors, meta = _read(path, "model")
     p = Path(path)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from handgrad.data.scaling import BYTES, DIGITS, Scaling
 from handgrad.data.text import TextData, text  # noqa: F401  (re-exported: datasets.text)
 from handgrad.errors import InputError
 
@@ -31,7 +32,9 @@ class Dataset:
 
     ``X_val``/``y_val`` are carved from the training data (``split_validation``) for early
     stopping, schedules and checkpoints; ``X_test``/``y_test`` are for the one final score.
-    A table's Dataset also carries its fitted ``preprocessing`` (handgrad.data.preprocessing).
+    A table's Dataset also carries its fitted ``preprocessing`` (handgrad.data.preprocessing);
+    a bundled dataset that scales its raw features (digits: / 16) says how in ``scaling``
+    (handgrad.data.scaling), which a model trained on it saves, to predict from raw features.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Dataset:
     preprocessing: Any = None  # a handgrad.data.preprocessing.Preprocessing, for tables
     task_reason: str = ""  # why this task (a table's guess, or "given")
     rows: dict[str, Tensor] | None = None  # a table's row numbers of "train", "val", "test"
+    scaling: Scaling | None = None  # the loader's scaling of the raw features, if any
 
     def __iter__(self) -> Iterator[Tensor]:
         return iter((self.X, self.y))
@@ -81,6 +85,37 @@ class Dataset:
         test = "" if self.X_test is None else f", test X {tuple(self.X_test.shape)}"
         shapes = f"X {tuple(self.X.shape)}, y {tuple(self.y.shape)}{val}{test}"
         return f"Dataset({self.name!r}, {shapes}, {self.task})"
+
+
+MIN_REGRESSION_TRAIN = 2  # a regression needs at least 2 training examples
+
+
+def check_splits(d: Dataset, asked: str) -> None:
+    """Refuse splits below the floor: for classes, at least one example of every class in each
+    split there is (train, validation, test); for regression, at least 2 training examples.
+    `asked` names what chose the sizes ("--test-fraction 0.99"), for the message."""
+    splits = {"train": d.y, "validation": d.y_val, "test": d.y_test}
+    present = {k: v for k, v in splits.items() if v is not None}
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in present.items())
+    problem = ""
+    if d.task == "regression":
+        if len(d.y) < MIN_REGRESSION_TRAIN:
+            problem = f"a regression needs at least {MIN_REGRESSION_TRAIN} training examples"
+    else:
+        # the class indices in each split (binary: 0/1 in (N, 1))
+        labels = {k: set(v.reshape(len(v), -1)[:, 0].long().tolist()) for k, v in present.items()}
+        every = set().union(*labels.values())
+        lacking = {k: sorted(every - found) for k, found in labels.items() if every - found}
+        if lacking:
+            split, absent = next(iter(lacking.items()))
+            names = d.preprocessing.classes if d.preprocessing is not None else None
+            shown = ", ".join(repr(names[c]) if names else str(c) for c in absent[:5])
+            problem = (
+                f"{split} has no example of class {shown}{', ...' if len(absent) > 5 else ''}; "
+                "every split needs at least one example of each class"
+            )
+    if problem:
+        raise InputError(f"{asked}: the splits would hold {sizes} examples, and {problem}")
 
 
 def _check_fraction(what: str, fraction: float) -> None:
@@ -194,7 +229,7 @@ def digits(image: bool = False) -> Dataset:
     tr, te = _stratified_split(d.target, 0.2, seed=0)
     if image:
         X = X.view(-1, 1, 8, 8)
-    return Dataset("digits", X[tr], y[tr], X[te], y[te], "classification", 10)
+    return Dataset("digits", X[tr], y[tr], X[te], y[te], "classification", 10, scaling=DIGITS)
 
 
 @lru_cache(maxsize=1)
@@ -299,7 +334,9 @@ def idx_dataset(
     X_test = y_test = None
     if test_images is not None and test_labels is not None:
         X_test, y_test = pair(test_images, test_labels)
-    return Dataset(Path(images).stem, X, y, X_test, y_test, "classification", int(y.max()) + 1)
+    return Dataset(
+        Path(images).stem, X, y, X_test, y_test, "classification", int(y.max()) + 1, scaling=BYTES
+    )
 
 
 def from_table(
@@ -315,6 +352,7 @@ def from_table(
     drop: Sequence[str] = (),
     test_rows: Sequence[int] | None = None,
     name: str = "table",
+    check_sizes: bool = True,
 ) -> Dataset:
     """A Dataset from a table (handgrad.data.preprocessing.Table, a dict of columns, a DataFrame):
     split into train / validation / test, its preprocessing fitted on the training rows only.
@@ -327,6 +365,8 @@ def from_table(
         val_fraction: the share of the remaining (training) rows held out for validation.
         test_rows: these rows are the test split (test_fraction is then ignored).
         standardize, impute, categorical, drop: handgrad.data.preprocessing.Preprocessing.fit.
+        check_sizes: refuse splits below the floor (check_splits); False leaves that to the
+            caller (the command line checks them itself, naming its flags).
     """
     from handgrad.data.preprocessing import Preprocessing, as_table, guess_task, target_column
 
@@ -376,6 +416,9 @@ def from_table(
         task_reason=reason,
         rows={"train": rows, "val": val, "test": test},
     )
+    if check_sizes:
+        asked = "given test_rows" if test_rows is not None else f"test_fraction={test_fraction}"
+        check_splits(d, f"{asked} and val_fraction={val_fraction}")
     return d
 
 

@@ -29,19 +29,18 @@ only.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from handgrad.data.csvfile import read_rows
 from handgrad.errors import ArgumentTypeError, InputError
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -65,6 +64,8 @@ class Table:
         self.columns: dict[str, np.ndarray] = {}
         for name, values in columns.items():
             self.columns[str(name)] = _column(values)
+        self.lines: np.ndarray | None = None  # each row's line in its CSV file, if read from one
+        self.source = ""  # the CSV file it was read from, for errors
         lengths = {len(v) for v in self.columns.values()}
         if len(lengths) > 1:
             raise InputError(f"Table: columns have different lengths {sorted(lengths)}")
@@ -81,25 +82,17 @@ class Table:
 
     @classmethod
     def read_csv(cls, path: str | os.PathLike[str]) -> Table:
-        """A CSV with a header row; a column whose every present value is a number is numeric."""
-        p = Path(path)
-        try:
-            with p.open(newline="") as f:
-                rows = [r for r in csv.reader(f) if r]
-        except OSError as exc:
-            raise FileNotFoundError(f"cannot read {p}: {exc.strerror}") from None
-        except (UnicodeDecodeError, csv.Error):
-            raise InputError(f"{p} is not a text CSV file") from None
-        if len(rows) < 2:
-            raise InputError(f"{p} needs a header row and at least one data row")
-        header = [h.strip() for h in rows[0]]
+        """A CSV with a header row (handgrad.data.csvfile: a byte-order mark dropped, the
+        separator detected); a column whose every present value is a number is numeric."""
+        data = read_rows(path)
+        header = data.header
         if len(set(header)) != len(header):
             dup = sorted({h for h in header if header.count(h) > 1})
-            raise InputError(f"{p}: column names must be unique; repeated: {dup}")
-        for i, r in enumerate(rows[1:], start=2):
-            if len(r) != len(header):
-                raise InputError(f"{p}: line {i} has {len(r)} values, the header {len(header)}")
-        return cls({h: [r[j] for r in rows[1:]] for j, h in enumerate(header)})
+            raise InputError(f"{data.path}: column names must be unique; repeated: {dup}")
+        table = cls(data.columns())
+        table.lines = np.asarray(data.lines)
+        table.source = f"{data.path} ({data.separator_name}-separated)"
+        return table
 
     @classmethod
     def from_arrays(cls, X: Any, names: Sequence[str] | None = None) -> Table:
@@ -113,7 +106,16 @@ class Table:
         return cls({n: a[:, j] for j, n in enumerate(names)})
 
     def rows(self, index: Any) -> Table:
-        return Table({k: v[index] for k, v in self.columns.items()})
+        table = Table({k: v[index] for k, v in self.columns.items()})
+        table.lines = None if self.lines is None else self.lines[index]
+        table.source = self.source
+        return table
+
+    def where(self, row: int) -> str:
+        """Row `row` (0-based) as a user finds it: its line in the CSV file, or its data row."""
+        if self.lines is not None:
+            return f"line {int(self.lines[row])}"
+        return f"data row {row + 1}"
 
 
 def _column(values: Any) -> np.ndarray:
@@ -264,6 +266,19 @@ class Preprocessing:
             if name not in table.names:
                 raise InputError(f"no column named {name!r}; columns: {', '.join(table.names)}")
         tname = None if target is None else target_column(table.names, target)
+        if tname is not None and tname in drop:
+            raise InputError(
+                f"drop names the target column {tname!r}; a target cannot be left out "
+                "(choose another target, or drop another column)"
+            )
+        if tname is not None and tname in categorical:
+            raise InputError(
+                f"categorical names the target column {tname!r}; it applies to features "
+                "(the task says what the target is: classification for classes)"
+            )
+        for name in table.names:
+            if name not in drop and name not in categorical:
+                _check_numbers(table, name, is_target=name == tname)
         train = table if rows is None else table.rows(np.asarray(rows))
         if len(train) == 0:
             raise InputError("preprocessing: no training rows")
@@ -337,10 +352,12 @@ class Preprocessing:
         table = as_table(data)
         missing = [f.name for f in self.columns if f.name not in table.names]
         if missing:
+            source = f" ({table.source})" if table.source else ""
             raise InputError(
-                f"the table lacks column(s) the model was trained on: {', '.join(missing)}"
+                f"the table lacks column(s) the model was trained on: {', '.join(missing)}; "
+                f"its columns{source}: {', '.join(map(repr, table.names))}"
             )
-        parts = [_apply_feature(f, table[f.name]) for f in self.columns]
+        parts = [_apply_feature(f, table[f.name], table.where) for f in self.columns]
         return torch.tensor(np.concatenate(parts, axis=1), dtype=dtype)
 
     def targets(self, data: Any) -> Tensor:
@@ -477,13 +494,49 @@ def _fit_feature(name: str, values: np.ndarray, categorical: bool, impute: str) 
     return feature
 
 
+NUMERIC_SHARE = 0.9  # a text column with at least this share of numbers: numbers with typos
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_numbers(table: Table, name: str, is_target: bool = False) -> None:
+    """A column of numbers but for a few cells ('1O.5', '12,3'), which would otherwise become a
+    text column one-hot by mistake: an error naming the first such cell where the file has it."""
+    values = table[name]
+    if values.dtype != object:
+        return
+    present = [(r, v) for r, v in enumerate(values.tolist()) if v != ""]
+    bad = [(r, v) for r, v in present if not _is_number(v)]
+    if not bad or len(present) - len(bad) < NUMERIC_SHARE * len(present):
+        return
+    r, v = bad[0]
+    more = f" (and {len(bad) - 1} other cell(s))" if len(bad) > 1 else ""
+    fix = (
+        "fix it or leave that row out"
+        if is_target
+        else (
+            f"fix it, leave it empty for a missing value, or --categorical {name} to one-hot the "
+            "column as text"
+        )
+    )
+    raise InputError(
+        f"column {name!r} holds numbers, but {table.where(r)} holds {v!r}{more}: {fix}"
+    )
+
+
 def _text(v: Any) -> str:
     if isinstance(v, float):
         return "" if math.isnan(v) else (str(int(v)) if v == int(v) else str(v))
     return str(v)
 
 
-def _apply_feature(f: Feature, values: np.ndarray) -> np.ndarray:
+def _apply_feature(f: Feature, values: np.ndarray, where: Callable[[int], str]) -> np.ndarray:
     miss = _missing(values)
     if f.kind == "categorical":
         text = [_text(v) for v in values.tolist()]
@@ -493,12 +546,16 @@ def _apply_feature(f: Feature, values: np.ndarray) -> np.ndarray:
             if t not in index:
                 what = "a missing value" if t == "" else f"category {t!r}"
                 raise InputError(
-                    f"column {f.name!r}: {what} (data row {r + 1}) was not in the training data"
+                    f"column {f.name!r}: {what} ({where(r)}) was not in the training data"
                 )
             out[r, index[t]] = 1.0
         return out
     if values.dtype == object:
-        raise InputError(f"column {f.name!r} holds text, but the model was trained on numbers")
+        r = next(i for i, v in enumerate(values.tolist()) if v != "" and not _is_number(v))
+        raise InputError(
+            f"column {f.name!r}: {where(r)} holds {values[r]!r}, but the model was trained on "
+            "numbers"
+        )
     x = values.astype(np.float64).copy()
     if miss.any():
         if math.isnan(f.fill):

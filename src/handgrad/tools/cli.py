@@ -58,11 +58,14 @@ PREDICT_EXAMPLES = """examples:
   handgrad predict runs/digits/model.safetensors features.csv
   handgrad predict runs/digits/model.safetensors features.csv --out predictions.csv
 
-FILE is a CSV with a header row. For a model trained on a CSV, its columns are matched by
-name (any order; others, such as the label, are ignored), the saved preprocessing is applied
-and classes come back as their own labels; otherwise the columns are the features in order
-(--drop leaves one out). Classification prints the class and its probability, regression
-the value in the target's units. --out never overwrites the model or FILE.
+FILE is a CSV with a header row (UTF-8, a byte-order mark allowed; separated by commas,
+semicolons or tabs). It holds RAW features: the model file's saved steps are applied. For a
+model trained on a CSV, its columns are matched by name (any order; others, such as the
+label, are ignored), its preprocessing is applied and classes come back as their own labels;
+otherwise the columns are the features in order (--drop leaves one out), as the dataset's
+own files hold them (digits: pixels 0..16; the saved scaling / 16 is applied). Classification
+prints the class and its probability, regression the value in the target's units. --out
+never overwrites the model or FILE.
 """
 
 BENCH_EXAMPLES = """examples:
@@ -158,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="COLUMN",
-        help="ignore this column (repeatable)",
+        help="leave this column out (repeatable; a model trained on a CSV takes its columns "
+        "by name and needs no --drop)",
     )
     p.add_argument("--out", help="write the predictions here instead of printing them")
     p.add_argument("--threads", type=_threads, default="auto", help=threads_help)

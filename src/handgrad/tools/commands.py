@@ -89,16 +89,18 @@ def predict(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out", inputs=[args.model, args.file])
     meta = io.read_metadata(args.model)
     model = io.load(args.model)
-    prep = getattr(model, "preprocessing", None)
-    if prep is not None:  # a model trained on a table: its columns by name, its labels back
-        from handgrad.data.preprocessing import Table
+    from handgrad.data.preprocessing import Preprocessing, Table
 
-        labels, prob = prep.predict(model, Table.read_csv(args.file), threads=args.threads)
+    prep = getattr(model, "preprocessing", None)
+    if isinstance(prep, Preprocessing):  # trained on a table: its columns by name
+        table = Table.read_csv(args.file)
+        _check_drop_by_name(args.drop, prep.columns, table.names)
+        labels, prob = prep.predict(model, table, threads=args.threads)
         if prob is None:
             lines = [prep.target or "prediction"] + [f"{v:.6g}" for v in labels]
         else:
             lines = ["class,probability"] + [f"{c},{float(q):.4f}" for c, q in zip(labels, prob)]
-    else:
+    else:  # raw features in order; hg.predict applies a bundled dataset's saved scaling
         lines = _predict_plain(args, model, meta)
     text = "\n".join(lines) + "\n"
     if args.out:
@@ -109,35 +111,56 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -> list[str]:
-    """A model without preprocessing (a bundled dataset): the CSV's columns in order."""
-    import csv
+def _check_drop_by_name(drop: Sequence[str], columns: Sequence[Any], names: Sequence[str]) -> None:
+    """--drop with a model that matches columns by name: a column the model needs is an error,
+    another is ignored anyway, which a note on stderr says."""
+    needed = [c for c in drop if c in {f.name for f in columns}]
+    if needed:
+        raise InputError(
+            f"--drop {needed[0]}: the model was trained on column {needed[0]!r} and needs it"
+        )
+    unknown = [c for c in drop if c not in names]
+    if unknown:
+        raise InputError(f"--drop {unknown[0]}: the file has no column {unknown[0]!r}")
+    if drop:
+        print(
+            f"note: --drop is not needed here: this model takes its columns by name, and "
+            f"ignores {', '.join(drop)} and every other column it was not trained on",
+            file=sys.stderr,
+        )
 
+
+def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -> list[str]:
+    """A model without a table's preprocessing (a bundled dataset): the CSV's columns in order,
+    but for --drop; raw values (digits: pixels 0..16), as hg.predict scales them itself."""
     import torch
 
+    from handgrad.data.csvfile import read_rows
     from handgrad.training import predict as run_network
 
-    path = Path(args.file)
-    try:
-        with path.open(newline="") as f:
-            rows = [r for r in csv.reader(f) if r]
-    except OSError as exc:
-        raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path} is not a text CSV file") from None
-    if len(rows) < 2:
-        raise InputError(f"{path} needs a header row and at least one data row")
-    header = rows[0]
+    data = read_rows(args.file)
+    path, header = data.path, data.header
+    unknown = [c for c in args.drop if c not in header]
+    if unknown:
+        raise InputError(
+            f"--drop {unknown[0]}: {path} has no column {unknown[0]!r}; its columns: "
+            f"{', '.join(header)}"
+        )
     keep = [i for i, name in enumerate(header) if name not in args.drop]
-    try:
-        X = torch.tensor([[float(r[i]) for i in keep] for r in rows[1:]], dtype=torch.float32)
-    except (ValueError, IndexError):
-        raise InputError(f"{path} holds a non-numeric value or a short row") from None
+    values = []
+    for r, line in zip(data.rows, data.lines):
+        try:
+            values.append([float(r[i]) for i in keep])
+        except ValueError:
+            i = next(i for i in keep if not _is_float(r[i]))
+            what = "is empty" if not r[i].strip() else f"holds {r[i]!r}, not a number"
+            raise InputError(f"{path}, line {line}, column {header[i]!r} {what}") from None
+    X = torch.tensor(values, dtype=torch.float32)
     bad = ~torch.isfinite(X)
     if bad.any():
         row, col = (int(v) for v in bad.nonzero()[0])
         raise InputError(
-            f"{path}: column {header[keep[col]]!r}, data row {row + 1} is missing or not finite"
+            f"{path}, line {data.lines[row]}, column {header[keep[col]]!r} is missing or not finite"
         )
     shape = meta.get("input_shape")
     if shape and X.shape[1] != int(torch.tensor(shape).prod()):
@@ -154,6 +177,14 @@ def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -
         conf, cls = probs.max(1)
         return ["class,probability"] + [f"{int(c)},{float(q):.4f}" for c, q in zip(cls, conf)]
     return ["prediction"] + [",".join(f"{float(v):.6g}" for v in row.reshape(-1)) for row in out]
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def generate(args: argparse.Namespace) -> int:

@@ -72,9 +72,12 @@ def parse_threads(text: str) -> int | str | None:
 
 
 def parse_ints(text: str) -> tuple[int, ...]:
-    """128,64 -> (128, 64)."""
+    """128,64 -> (128, 64); "" -> () (--hidden "": no hidden layer); an empty item, as in
+    128,,64 or 128, is an error, not dropped."""
+    if not text.strip():
+        return ()
     try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
+        return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"

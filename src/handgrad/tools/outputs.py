@@ -21,6 +21,7 @@ import ctypes
 import os
 import shutil
 import stat
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -93,7 +94,22 @@ def check_output_file(
         raise InputError(f"{flag}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{flag}: folder {parent} is not writable")
+    _check_new_files_allowed(parent, flag, path)
     return target
+
+
+def _check_new_files_allowed(folder: Path, flag: str, path: str | os.PathLike[str]) -> None:
+    """Create and remove an empty file in `folder`: a write goes through a new file beside the
+    target (io.atomic_write), and some folders refuse one whatever their permissions say
+    (/proc, /sys, a read-only mount; root passes every os.access check)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".handgrad-probe-", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(
+            f"{flag}: cannot write {path}: folder {folder} does not take new files ({exc.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -129,6 +145,7 @@ def check_run_folder(
         raise InputError(f"--out: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"--out: folder {parent} is not writable")
+    _check_new_files_allowed(parent, "--out", out)
     if folder.is_dir():
         if not os.access(folder, os.W_OK | os.X_OK):
             raise InputError(f"--out: folder {out} is not writable")

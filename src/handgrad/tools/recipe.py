@@ -37,7 +37,8 @@ __all__ = ["TrainConfig", "RunResult", "load_dataset", "run"]
 def load_dataset(config: TrainConfig) -> datasets.Dataset:
     """The named dataset or CSV file, split three ways: training, validation (`val_fraction`
     of the training data; none when 0) and test (the dataset's own test split, or
-    `test_fraction` of the examples). A CSV's preprocessing is fitted on the training rows."""
+    `test_fraction` of the examples). A CSV's preprocessing is fitted on the training rows.
+    Splits below the floor (datasets.check_splits) are refused, naming the flags."""
     if config.data == "mnist1d" and config.arch in RECURRENT_ARCHS:
         d = datasets.mnist1d(sequence=True)  # (N, 40, 1): 40 time steps of one value
     elif config.data == "digits" and config.arch in RECURRENT_ARCHS:
@@ -48,7 +49,7 @@ def load_dataset(config: TrainConfig) -> datasets.Dataset:
     elif config.data in datasets.DATASETS:
         d = datasets.DATASETS[config.data]()
     elif config.is_table():
-        return datasets.load_csv(
+        d = datasets.load_csv(
             config.data,
             target=config.target,
             task=config.task,
@@ -59,20 +60,55 @@ def load_dataset(config: TrainConfig) -> datasets.Dataset:
             impute=config.impute,
             categorical=config.categorical,
             drop=config.drop,
+            check_sizes=False,  # checked below, naming the flags
         )
+        datasets.check_splits(d, _asked(config, own_test=False))
+        return d
     else:
         raise InputError(
             f"unknown dataset {config.data!r}: choose from "
             f"{', '.join(datasets.DATASETS)}, or give a CSV file"
         )
+    _check_no_table_flags(config)
     if config.task not in (None, "auto") and config.task != d.task:  # never ignored unsaid
         raise InputError(
             f"--task {config.task}: {config.data} is a {d.task} dataset; --task chooses the "
             "task of a CSV file"
         )
-    if d.X_test is None:
+    own_test = d.X_test is not None
+    if not own_test:
         d = d.split(config.test_fraction, seed=config.seed)
-    return d.split_validation(config.val_fraction, seed=config.seed)
+    d = d.split_validation(config.val_fraction, seed=config.seed)
+    datasets.check_splits(d, _asked(config, own_test))
+    return d
+
+
+def _asked(config: TrainConfig, own_test: bool) -> str:
+    """The flags that chose the split sizes, for check_splits' message."""
+    flags = [] if own_test else [f"--test-fraction {config.test_fraction}"]
+    if config.val_fraction:
+        flags.append(f"--val-fraction {config.val_fraction}")
+    return " and ".join(flags) or "--val-fraction 0"
+
+
+def _check_no_table_flags(config: TrainConfig) -> None:
+    """The CSV flags do nothing for a bundled dataset: an error, not silently ignored."""
+    given = [
+        name
+        for name, used in (
+            ("--target", config.target != "-1"),
+            ("--drop", bool(config.drop)),
+            ("--categorical", bool(config.categorical)),
+            ("--impute", config.impute != "none"),
+            ("--no-standardize", not config.standardize),
+        )
+        if used
+    ]
+    if given:
+        raise InputError(
+            f"{', '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to a CSV file; "
+            f"{config.data} is a bundled dataset"
+        )
 
 
 def _rows(X: Tensor | None) -> Tensor | None:

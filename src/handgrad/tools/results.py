@@ -102,7 +102,8 @@ def write_outputs(
         "in_features": data.in_features,
         "input_shape": list(data.X.shape[1:]),
     }
-    io.save(model, out / "model.safetensors", metadata=meta, preprocessing=data.preprocessing)
+    saved = data.preprocessing if data.preprocessing is not None else data.scaling  # digits: /16
+    io.save(model, out / "model.safetensors", metadata=meta, preprocessing=saved)
     for name, text in (
         ("history.json", json.dumps(logged, indent=2)),
         ("config.json", json.dumps(asdict(config), indent=2)),

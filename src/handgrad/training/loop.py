@@ -16,6 +16,7 @@ from torch import Tensor
 
 from handgrad.data.datasets import Dataset
 from handgrad.data.loader import DataLoader
+from handgrad.data.scaling import Scaling
 from handgrad.errors import ArgumentTypeError, InputError
 from handgrad.mode import no_cache
 from handgrad.module import Module, require_module
@@ -108,9 +109,14 @@ def predict(
     model: Module, X: Tensor, batch_size: int | None = 1024, threads: Threads = "auto"
 ) -> Tensor:
     """model(X) in eval mode, in batches, under no_cache; the model's mode is restored.
-    `threads`: handgrad.threads."""
+    `threads`: handgrad.threads. A model loaded from a file with a bundled dataset's scaling
+    (``model.preprocessing``, handgrad.data.scaling: digits' / 16) takes raw features: the
+    scaling is applied first."""
     if not isinstance(X, Tensor):
         raise ArgumentTypeError(f"predict: X must be a torch.Tensor, got {type(X).__name__}")
+    scaling = getattr(model, "preprocessing", None)
+    if isinstance(scaling, Scaling):
+        X = scaling.apply(X)
     was_training = model.training
     n = X.shape[0]
     b = batch_size or n
