@@ -57,9 +57,10 @@ def _interrupt_after(calls: int):
         SPIRAL,
         ["train", "--data", "digits", "--arch", "cnn", "--channels", "2", "--epochs", "2"],
         ["train", "--data", "digits", "--arch", "gru", "--width", "2", "--epochs", "2"],
-        ["train", "--data", "mnist1d", "--arch", "lstm", "--width", "2", "--epochs", "2"],
+        ["train", "--data", "digits", "--arch", "lstm", "--width", "2", "--epochs", "2"],
+        ["train", "--data", "digits", "--arch", "rnn", "--layers", "2", "--epochs", "4"],
     ],
-    ids=["mlp", "cnn", "gru", "lstm"],
+    ids=["mlp", "cnn", "gru", "lstm", "rnn"],
 )
 def test_ctrl_c_in_training_is_one_line_and_keeps_the_previous_run(
     argv, tmp_path, capsys, monkeypatch
@@ -347,7 +348,8 @@ def test_the_config_line_lists_what_applies(tmp_path, capsys):
         (["--steps", "5"], "--steps applies to --arch gpt only"),
         (["--channels", "4"], "--channels applies to --arch cnn only"),
         (["--unidirectional"], "--unidirectional applies to --arch gru, lstm, rnn only"),
-        (["--target", "y"], "--target applies to a CSV file, not --data spiral"),
+        (["--target", "y"], "--target applies to a CSV file; spiral is a bundled dataset"),
+        (["--no-standardize"], "--no-standardize applies to a CSV file; spiral is a bundled"),
         (["--arch", "gru", "--data", "digits", "--hidden", "64"], "--hidden applies to --arch mlp"),
         (["--arch", "gru", "--data", "digits", "--activation", "tanh"], "--activation applies"),
         (["--arch", "gpt", "--data", "text", "--batchnorm"], "--batchnorm applies to --arch mlp"),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from handgrad.data.datasets import DATASETS
 from handgrad.errors import InputError
 
 if TYPE_CHECKING:
@@ -119,7 +120,8 @@ def check_applicable(config: TrainConfig) -> None:
             continue
         key, kind, kinds = misfit
         if key == "data":
-            raise InputError(f"{flag_name(f)} applies to a CSV file, not --data {kind}")
+            what = "a bundled dataset" if kind in DATASETS else "not a CSV file"
+            raise InputError(f"{flag_name(f)} applies to a CSV file; {kind} is {what}")
         chosen = " (the default)" if key == "optimizer" and config.optimizer is None else ""
         raise InputError(
             f"{flag_name(f)} applies to --{key} {', '.join(kinds)} only, not --{key} {kind}{chosen}"
