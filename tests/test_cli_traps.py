@@ -256,6 +256,16 @@ def test_generate_refuses_tokens_above_the_bound_without_force(tmp_path, capsys,
     assert main(["generate", str(path), "--tokens", many, "--force"]) == 0
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--tokens", "-5"], "--tokens must be >= 0"), (["--top-k", "0"], "--top-k must be >= 1")],
+)
+def test_generate_checks_its_arguments_before_any_output(flags, message, tmp_path, capsys):
+    assert main(["generate", str(_gpt_file(tmp_path)), *flags]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in _one_line(captured.err)
+
+
 def test_ctrl_c_in_generate_says_how_far_it_got(tmp_path, capsys, monkeypatch):
     path = _gpt_file(tmp_path)
     model_cls = type(hg.load(path))

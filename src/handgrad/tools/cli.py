@@ -53,7 +53,9 @@ a CSV trains an ensemble of 5 networks by default (--ensemble), their outputs av
 writes into --out: model.safetensors, history.json, config.json, scores.json, curves.png,
 and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression).
 The run is written beside --out and replaces the previous run whole when complete; a folder
-holding other files is refused unless --force (which keeps them).
+holding other files is refused unless --force (which keeps them). Ctrl-C stops it with one
+line, the previous run kept. A flag for another --arch, --optimizer or a CSV (its help says
+which: "gpt: ...", "sgd and rmsprop: ...", "CSV: ...") is an error, never ignored.
 """
 
 PREDICT_EXAMPLES = """examples:

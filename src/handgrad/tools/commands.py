@@ -178,15 +178,16 @@ def generate(args: argparse.Namespace) -> int:
     chars = sample_text(
         model, vocab, args.prompt, args.tokens, args.temperature, args.top_k, args.seed
     )
-    done = 0
+    text, done = next(chars), 0  # the prompt: the arguments are checked before any output
     bar = tqdm(total=args.tokens, disable=None if args.progress else True, leave=False)
     try:
         with policy(args.threads, work=0), bar:  # one sequence, token by token: small products
-            for i, c in enumerate(chars):  # the prompt, then one character at a time
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            for done, c in enumerate(chars, start=1):  # each character as soon as it is drawn
                 sys.stdout.write(c)
                 sys.stdout.flush()
-                done = i
-                bar.update(int(i > 0))
+                bar.update(1)
         sys.stdout.write("\n")
         sys.stdout.flush()
     except BrokenPipeError:  # the reader has all it wanted (| head): stop, quietly

@@ -171,7 +171,7 @@ class TrainConfig:
         "relu", "mlp, cnn: hidden activation (default: %(default)s)", choices=list(ACTIVATIONS)
     )
     dropout: float = flag(0.0, "probability of zeroing a hidden unit in training (default: 0)")
-    batchnorm: bool = flag(False, "BatchNorm1d after hidden layers")
+    batchnorm: bool = flag(False, "mlp: BatchNorm1d after hidden layers")
     loss: str = flag(
         "auto",
         "auto: cross_entropy for classes, bce for a binary CSV, mse for regression",
