@@ -184,9 +184,10 @@ def generate(args: argparse.Namespace) -> int:
         with policy(args.threads, work=0), bar:  # one sequence, token by token: small products
             sys.stdout.write(text)
             sys.stdout.flush()
-            for done, c in enumerate(chars, start=1):  # each character as soon as it is drawn
+            for c in chars:  # each character as soon as it is drawn
                 sys.stdout.write(c)
                 sys.stdout.flush()
+                done += 1
                 bar.update(1)
         sys.stdout.write("\n")
         sys.stdout.flush()
