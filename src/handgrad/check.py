@@ -45,7 +45,7 @@ def _is_loss(obj: Any) -> bool:
         return isinstance(obj, Loss)
     try:
         params = inspect.signature(obj.backward).parameters.values()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):  # no backward: gradcheck says so
         return False
     required = [
         p
@@ -54,6 +54,23 @@ def _is_loss(obj: Any) -> bool:
         or p.kind == p.VAR_POSITIONAL
     ]
     return not required
+
+
+def _check_protocol(obj: Any) -> None:
+    """A Module that writes its own backward, and names one tensor (or None) per parameter."""
+    if not isinstance(obj, Module):
+        return
+    name = type(obj).__name__
+    if type(obj).backward is Module.backward:
+        raise ArgumentTypeError(f"gradcheck: {name} defines no backward(); write the one to check")
+    for m in obj.modules():
+        for n in m.parameter_names + m.buffer_names:
+            v = getattr(m, n, None)
+            if v is not None and not isinstance(v, Tensor):
+                raise ArgumentTypeError(
+                    f"gradcheck: {type(m).__name__}.{n} is a {type(v).__name__}, not a tensor: "
+                    "each name in parameter_names holds one tensor (one name per tensor)"
+                )
 
 
 def _is_float(x: Any) -> bool:
@@ -245,10 +262,14 @@ def gradcheck(
     if not (autograd or finite_differences):
         raise InputError("gradcheck: autograd=False and finite_differences=False compare nothing")
     pair = _is_pair(obj)
-    if not pair and not (
-        callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None))
-    ):
-        raise ArgumentTypeError(f"gradcheck: {type(obj).__name__} has no forward/backward methods")
+    missing = [m for m in ("forward", "backward") if not callable(getattr(obj, m, None))]
+    if not pair and missing:
+        lacks = " and ".join(f"{m}()" for m in missing)
+        raise ArgumentTypeError(
+            f"gradcheck: {type(obj).__name__} has no forward/backward methods: it lacks {lacks}"
+        )
+    if not pair:
+        _check_protocol(obj)
     xs = [_float64(x) for x in inputs]
     named = getattr(obj, "named_parameters", None)
     has_params = bool(params) or (callable(named) and any(True for _ in named()))

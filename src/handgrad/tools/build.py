@@ -146,22 +146,32 @@ def build_model(config: TrainConfig, data: datasets.Dataset) -> Module:
 
 
 BYTES_PER_PARAMETER = 16  # float32 weight, gradient and two Adam moments
+BYTES_PER_ACTIVATION = 4  # a float32 number a training step keeps for its backward
+SIZE_FLAGS = {  # the flags that set each architecture's size
+    "mlp": "--hidden",
+    "cnn": "--channels",
+    **{arch: "--width or --layers" for arch in RECURRENT_ARCHS},
+    "gpt": "--width, --layers, --context or --batch-size",
+}
 
 
-def check_size(model: Module, members: int = 1) -> None:
+def check_size(model: Module, members: int = 1, arch: str = "mlp", activations: int = 0) -> None:
     """Refuse a model whose weights, gradients and optimizer state (times the members of an
-    ensemble) would take more than half of this machine's memory (counted on the meta
-    device, so nothing is allocated)."""
+    ensemble), and the `activations` numbers a step keeps for its backward, would take more
+    than half of this machine's memory (counted on the meta device: nothing is allocated).
+    The error names the flags that size the `arch`."""
     n = sum(p.numel() for p in model.parameters()) * members
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return
-    if n * BYTES_PER_PARAMETER > memory / 2:
+    need = n * BYTES_PER_PARAMETER + activations * BYTES_PER_ACTIVATION
+    if need > memory / 2:
+        what = f"{n:,} parameters" + (f" and {activations:,} activations" if activations else "")
         raise InputError(
-            f"the model would have {n:,} parameters, about {n * BYTES_PER_PARAMETER / 2**30:.0f} "
-            f"GiB to train, more than half of this machine's {memory / 2**30:.0f} GiB; "
-            "choose smaller --hidden or --channels"
+            f"the model would have {what}, about {need / 2**30:,.0f} GiB to train, more than "
+            f"half of this machine's {memory / 2**30:.0f} GiB; choose a smaller "
+            f"{SIZE_FLAGS.get(arch, '--hidden')}"
         )
 
 

@@ -1,12 +1,16 @@
-"""TrainConfig.check's checks of the sequence models' and the device's options: each a
+"""TrainConfig.check's checks: the sequence models' and the device's options, the flags that
+do not apply to a run (config.APPLIES), and the parsers of --threads and --seed. Each is a
 one-line error naming the flag, before any work (or any CUDA call) starts."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import argparse
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from handgrad.data.datasets import DATASETS
 from handgrad.errors import InputError
 
 if TYPE_CHECKING:
@@ -66,4 +70,59 @@ def check_device(config: TrainConfig) -> None:
         raise InputError(
             "--device, --cuda-graph and --precision apply to --arch mlp, cnn, gru, lstm and "
             "rnn without --distributed"
+        )
+
+
+THREADS_HELP = (
+    "CPU threads: auto (one for a small model, every core for a large one; the default), "
+    "a number, or torch (torch's own setting)"
+)
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds (the splits): 0 .. 2**32 - 1
+
+
+def parse_threads(text: str) -> int | str | None:
+    """--threads: auto, a positive count, or torch (leave torch's setting alone)."""
+    if text in ("auto", "torch"):
+        return None if text == "torch" else text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected auto, torch or a positive number of threads, got {text!r}"
+        )
+    return n
+
+
+def parse_seed(text: str) -> int:
+    """--seed: an integer from 0 to 2**32 - 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to {SEED_MAX}, got {text!r}")
+    return n
+
+
+def flag_name(f: dataclasses.Field[Any]) -> str:
+    """A TrainConfig field's flag: --its-name-with-dashes, or the name its metadata gives."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def check_applicable(config: TrainConfig) -> None:
+    """A field set away from its default for a run it does not apply to (config.APPLIES) is
+    an error: never ignored unsaid."""
+    for f in dataclasses.fields(config):
+        misfit = None if getattr(config, f.name) == f.default else config.misfit(f.name)
+        if misfit is None:
+            continue
+        key, kind, kinds = misfit
+        if key == "data":
+            what = "a bundled dataset" if kind in DATASETS else "not a CSV file"
+            raise InputError(f"{flag_name(f)} applies to a CSV file; {kind} is {what}")
+        chosen = " (the default)" if key == "optimizer" and config.optimizer is None else ""
+        raise InputError(
+            f"{flag_name(f)} applies to --{key} {', '.join(kinds)} only, not --{key} {kind}{chosen}"
         )

@@ -1,5 +1,6 @@
 """The `handgrad` command: lab, train, predict, generate, check, bench. A user's mistake prints
-one line; an unexpected error inside handgrad shows its traceback (always, with --debug)."""
+one line, and so does Ctrl-C (exit status 130); an unexpected error inside handgrad shows its
+traceback (always, with --debug)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import NoReturn
 from handgrad.tools import commands
 from handgrad.tools.config import THREADS_HELP
 from handgrad.tools.config import parse_ints as _ints
+from handgrad.tools.config import parse_seed as _seed
 from handgrad.tools.config import parse_threads as _threads
 from handgrad.tools.flags import add_train_flags
 
@@ -51,7 +53,9 @@ a CSV trains an ensemble of 5 networks by default (--ensemble), their outputs av
 writes into --out: model.safetensors, history.json, config.json, scores.json, curves.png,
 and confusion.png (classification), boundary.png (2-D inputs) or fit.png (1-D regression).
 The run is written beside --out and replaces the previous run whole when complete; a folder
-holding other files is refused unless --force (which keeps them).
+holding other files is refused unless --force (which keeps them). Ctrl-C stops it with one
+line, the previous run kept. A flag for another --arch, --optimizer or a CSV (its help says
+which: "gpt: ...", "sgd and rmsprop: ...", "CSV: ...") is an error, never ignored.
 """
 
 PREDICT_EXAMPLES = """examples:
@@ -84,7 +88,8 @@ GENERATE_EXAMPLES = """examples:
       --seed 1 --progress
 
 MODEL is a model.safetensors written by `handgrad train --arch gpt`; its vocabulary is stored
-in it, and a prompt character outside it is an error. Prints the prompt and the sampled text.
+in it, and a prompt character outside it is an error. Prints the prompt, then each sampled
+character as it is drawn; a reader that stops early (| head) ends it quietly.
 """
 
 CHECK_EXAMPLES = """examples:
@@ -113,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show the traceback of every error (also HANDGRAD_DEBUG=1)",
     )
+    from handgrad import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     raw = argparse.RawDescriptionHelpFormatter
     threads_help = THREADS_HELP
@@ -203,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt",
         help="the text to continue (default: a newline, or the vocabulary's first character)",
     )
-    p.add_argument("--tokens", type=int, default=200, help="characters to sample (default: 200)")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=200,
+        help=f"characters to sample (default: 200; more than {commands.MAX_TOKENS:,} needs "
+        "--force)",
+    )
     p.add_argument(
         "--temperature",
         type=float,
@@ -211,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="divides the logits: below 1 more predictable, above 1 more varied (default: 1)",
     )
     p.add_argument("--top-k", type=int, help="sample only among the K likeliest characters")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.add_argument("--seed", type=_seed, default=0, help="seeds the sampling (default: 0)")
+    p.add_argument("--force", action="store_true", help=f"sample more than {commands.MAX_TOKENS:,}")
+    p.add_argument("--progress", action="store_true", help="a progress bar on stderr (a terminal)")
     p.add_argument("--threads", type=_threads, default="auto", help=threads_help)
     p.set_defaults(func=commands.generate)
 
@@ -222,24 +237,35 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=CHECK_EXAMPLES,
         formatter_class=raw,
     )
-    p.add_argument("target", metavar="FILE.py:ClassName")
+    p.add_argument("target", metavar="FILE.py:ClassName", help="the file and the class in it")
     p.add_argument("--args", default="", help="constructor arguments, e.g. 4,3")
     p.add_argument("--input-shape", type=_ints, default=(4, 3), help="default: %(default)s")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="seeds the random input (default: 0)")
     p.set_defaults(func=commands.check)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command. A user's mistake (a HandgradError, or a file that cannot be read or
-    written) prints one line and returns 1; anything else is a bug in handgrad and shows its
-    traceback. --debug or HANDGRAD_DEBUG=1 shows the traceback of every error."""
+    written) prints one line and returns 1; Ctrl-C prints one line (what was kept) and returns
+    130; a reader that closed the output (| head) ends it quietly (141, as SIGPIPE would);
+    anything else is a bug in handgrad and shows its traceback. --debug or HANDGRAD_DEBUG=1
+    shows the traceback of every error."""
     args = build_parser().parse_args(argv)
     from handgrad.errors import HandgradError
 
     debug = args.debug or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args))
+    except KeyboardInterrupt as exc:  # the command says where it stopped and what it kept
+        if debug:
+            raise
+        after_caret = "\n" if sys.stderr.isatty() else ""  # a terminal shows ^C on the line
+        print(f"{after_caret}handgrad {args.command}: {str(exc) or 'interrupted'}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        commands.close_stdout()
+        return 141
     except (HandgradError, OSError) as exc:
         if debug:
             raise

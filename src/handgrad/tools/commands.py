@@ -1,5 +1,6 @@
 """What each `handgrad` command does, given its parsed arguments (tools/cli.py parses them):
-lab, train, predict, generate, bench, check. Each returns the exit status."""
+lab, train, predict, generate, bench, check. Each returns the exit status; Ctrl-C comes out
+as a KeyboardInterrupt whose text is the line to print (tools/cli.py prints it)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ def lab(args: argparse.Namespace) -> int:
         )
     if not args.no_figure and (not args.task or "4.4" in args.task):
         check_output_file(args.figure, "--figure", make_folders=True)
+        check_figure_suffix(args.figure, "--figure")
     torch.set_printoptions(precision=4, sci_mode=None)
     names = args.task or list(seed_lab.TASKS)
     figure = None if args.no_figure else args.figure
@@ -52,7 +54,8 @@ def train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.check()
     config = config.resolved()
-    print("config: " + ", ".join(f"{k}={v}" for k, v in vars(config).items() if k != "extra"))
+    shown = {k: v for k, v in vars(config).items() if k != "extra" and config.applies(k)}
+    print("config: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     with _terminate_cleanly():
         result = run(config)
     if result.files:  # in a distributed run, only rank 0 reports and writes
@@ -187,24 +190,68 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def generate(args: argparse.Namespace) -> int:
-    from handgrad.threads import policy
-    from handgrad.tools.text_recipe import generate_text, load_text_model
+MAX_TOKENS = 100_000  # above it, generate needs --force: a forward pass of the model each
 
-    model, vocab = load_text_model(args.model)
-    with policy(args.threads, work=0):  # one sequence, token by token: small products
-        text = generate_text(
-            model,
-            vocab,
-            args.prompt,
-            args.tokens,
-            args.temperature,
-            args.top_k,
-            args.seed,
-            progress=args.progress,
+
+def generate(args: argparse.Namespace) -> int:
+    """Print the prompt, then each sampled character as soon as it is drawn."""
+    from tqdm.auto import tqdm
+
+    from handgrad.threads import policy
+    from handgrad.tools.text_recipe import load_text_model, sample_text
+
+    if args.tokens > MAX_TOKENS and not args.force:
+        raise InputError(
+            f"--tokens {args.tokens:,} is more than {MAX_TOKENS:,} (a forward pass of the model "
+            "each); add --force to sample them all"
         )
-    print(text)
+    model, vocab = load_text_model(args.model)
+    chars = sample_text(
+        model, vocab, args.prompt, args.tokens, args.temperature, args.top_k, args.seed
+    )
+    text, done = next(chars), 0  # the prompt: the arguments are checked before any output
+    bar = tqdm(total=args.tokens, disable=None if args.progress else True, leave=False)
+    try:
+        with policy(args.threads, work=0), bar:  # one sequence, token by token: small products
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            for c in chars:  # each character as soon as it is drawn
+                sys.stdout.write(c)
+                sys.stdout.flush()
+                done += 1
+                bar.update(1)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader has all it wanted (| head): stop, quietly
+        close_stdout()
+    except KeyboardInterrupt:
+        print(flush=True)
+        raise KeyboardInterrupt(
+            f"interrupted after {done:,} of {args.tokens:,} characters"
+        ) from None
     return 0
+
+
+def close_stdout() -> None:
+    """After a broken pipe: stdout to /dev/null, so that Python's flush at exit stays quiet."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a file (a test's capture)
+        pass
+
+
+# what matplotlib writes an image as, by the file's suffix
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".eps")
+
+
+def check_figure_suffix(path: str, flag: str) -> None:
+    """A figure's file name ends in an image suffix matplotlib writes (.png, .pdf, ...)."""
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise InputError(
+            f"{flag}: {path} is not an image file name; end it in {', '.join(FIGURE_SUFFIXES)}"
+        )
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ from handgrad.nn.activation import Activation
 from handgrad.nn.conv import Conv2d
 from handgrad.nn.loss import Loss
 from handgrad.optim import OPTIMIZERS, SCHEDULES
-from handgrad.tools.checks import check_sequence_options
+from handgrad.tools.checks import SEED_MAX, check_applicable, check_sequence_options
+from handgrad.tools.checks import THREADS_HELP as THREADS_HELP
+from handgrad.tools.checks import parse_seed as parse_seed
+from handgrad.tools.checks import parse_threads as parse_threads
 
 # the command line's choices, read from the registry: every class with a cli_name
 ACTIVATIONS: dict[str, type[Activation]] = registry.cli_choices(Activation)
@@ -54,21 +57,29 @@ MEMBER_SEED_STEP = 1000  # ensemble member k draws its weights and batches from 
 
 RECURRENT_ARCHS = ("gru", "lstm", "rnn")  # RecurrentClassifier on (N, L, F) sequences
 ARCHS = ("mlp", "cnn", *RECURRENT_ARCHS, "gpt")  # gpt: a character-level GPT on text
+BY_EPOCH = ("mlp", "cnn", *RECURRENT_ARCHS)  # the archs that train on examples, by epochs
 
-
-def parse_threads(text: str) -> int | str | None:
-    """--threads: auto, a positive count, or torch (leave torch's setting alone)."""
-    if text in ("auto", "torch"):
-        return None if text == "torch" else text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected auto, torch or a positive number of threads, got {text!r}"
-        )
-    return n
+# Which runs a field applies to, by the run's arch, optimizer (the recipe's when none is
+# chosen) or data ("table": a CSV file); a field not named here applies to every run. A flag
+# set for a run it does not apply to is an error (TrainConfig.check), the `config:` line
+# leaves the field out, and TrainConfig.resolved puts it back to its default.
+APPLIES: dict[str, dict[str, tuple[str, ...]]] = {
+    **dict.fromkeys(("hidden", "batchnorm"), {"arch": ("mlp",)}),
+    "activation": {"arch": ("mlp", "cnn")},
+    **dict.fromkeys(("channels", "conv_algorithm"), {"arch": ("cnn",)}),
+    **dict.fromkeys(("width", "layers"), {"arch": (*RECURRENT_ARCHS, "gpt")}),
+    "bidirectional": {"arch": RECURRENT_ARCHS},
+    **dict.fromkeys(("heads", "context", "steps", "eval_every"), {"arch": ("gpt",)}),
+    **dict.fromkeys(  # a text run: cross-entropy, counted in --steps, on the CPU
+        ("loss", "epochs", "patience", "ensemble", "resume", "checkpoint_every", "checkpoint")
+        + ("test_fraction", "device", "cuda_graph", "precision", "distributed"),
+        {"arch": BY_EPOCH},
+    ),
+    **dict.fromkeys(  # and --task: a bundled dataset's own task is accepted (load_dataset)
+        ("target", "standardize", "impute", "categorical", "drop"), {"data": ("table",)}
+    ),
+    "momentum": {"optimizer": ("sgd", "rmsprop")},
+}
 
 
 def parse_ints(text: str) -> tuple[int, ...]:
@@ -82,12 +93,6 @@ def parse_ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from None
-
-
-THREADS_HELP = (
-    "CPU threads: auto (one for a small model, every core for a large one; the default), "
-    "a number, or torch (torch's own setting)"
-)
 
 
 def flag(default: Any, help: str | None = None, **cli: Any) -> Any:
@@ -165,19 +170,27 @@ class TrainConfig:
         choices=["float32", "bf16"],
     )
     hidden: tuple[int, ...] = flag((128,), "mlp hidden widths, e.g. 128,64")  # (): linear
-    activation: str = flag("relu", choices=list(ACTIVATIONS))
-    dropout: float = flag(0.0)  # after every hidden activation; 0 = none
-    batchnorm: bool = flag(False, "BatchNorm1d after hidden layers")
-    loss: str = flag("auto", choices=["auto", *LOSSES])  # cross_entropy or mse by the task
+    activation: str = flag(
+        "relu", "mlp, cnn: hidden activation (default: %(default)s)", choices=list(ACTIVATIONS)
+    )
+    dropout: float = flag(0.0, "probability of zeroing a hidden unit in training (default: 0)")
+    batchnorm: bool = flag(False, "mlp: BatchNorm1d after hidden layers")
+    loss: str = flag(
+        "auto",
+        "auto: cross_entropy for classes, bce for a binary CSV, mse for regression",
+        choices=["auto", *LOSSES],
+    )
     optimizer: str | None = flag(
         None, "default: adam, or adamw for a CSV", choices=list(OPTIMIZERS)
     )
-    lr: float = flag(1e-3)
-    momentum: float = flag(0.0)  # sgd and rmsprop only
+    lr: float = flag(1e-3, "learning rate (default: %(default)s)")
+    momentum: float = flag(0.0, "sgd and rmsprop: momentum (default: 0)")
     weight_decay: float | None = flag(
         None, "default: 0, or 1.0 for a CSV trained with the default optimizer (adamw)"
     )
-    schedule: str = flag("none", choices=["none", *SCHEDULES])
+    schedule: str = flag(
+        "none", "learning rate over the run (default: none, constant)", choices=["none", *SCHEDULES]
+    )
     epochs: int | None = flag(None, "default: 20, or 200 for a CSV (with --patience 20)")
     batch_size: int | None = flag(None, "0 = full batch (default: 64, or 32 for a CSV)")
     val_fraction: float = flag(
@@ -214,7 +227,9 @@ class TrainConfig:
         metavar="COLUMN",
     )
     drop: tuple[str, ...] = flag((), "CSV: leave out (repeatable)", metavar="COLUMN")
-    seed: int = flag(0)
+    seed: int = flag(
+        0, "draws the weights, splits and batches: 0 to 2**32 - 1 (default: 0)", type=parse_seed
+    )
     out: str = flag(
         "runs/train", "run folder (default: %(default)s); replaced whole when the run succeeds"
     )
@@ -301,6 +316,25 @@ class TrainConfig:
                         f"--ensemble {self.ensemble} cannot be combined with {name}, which "
                         "trains one network: pass --ensemble 1"
                     )
+        if not 0 <= self.seed <= SEED_MAX:
+            raise InputError(f"--seed: expected an integer from 0 to {SEED_MAX}, got {self.seed}")
+        check_applicable(self)
+
+    def applies(self, name: str) -> bool:
+        """Whether the field `name` means anything to this run (APPLIES)."""
+        return self.misfit(name) is None
+
+    def misfit(self, name: str) -> tuple[str, str, tuple[str, ...]] | None:
+        """Why `name` does not apply: (arch, optimizer or data; this run's; those it applies
+        to), the optimizer being the recipe's when none is chosen, the data "table" for a CSV."""
+        for key, kinds in APPLIES.get(name, {}).items():
+            recipe = RECIPES["table" if self.is_table() else "bundled"]
+            kind = {"optimizer": self.optimizer or recipe["optimizer"], "data": self.data}.get(
+                key, getattr(self, key)
+            )
+            if ("table" if key == "data" and self.is_table() else kind) not in kinds:
+                return key, kind, kinds
+        return None
 
     def one_network_flags(self) -> list[tuple[str, bool]]:
         """The flags whose runs hold one network (checkpoints, data-parallel ranks)."""
@@ -312,14 +346,14 @@ class TrainConfig:
 
     def resolved(self) -> TrainConfig:
         """A copy with the recipe's epochs, batch size, patience and ensemble size where they
-        are None. A run that checkpoints, resumes or runs distributed trains one network."""
+        are None (a run that checkpoints, resumes or runs distributed trains one network)."""
         recipe = RECIPES["table" if self.is_table() else "bundled"]
         if self.arch == "gpt":  # counts --steps; epochs stay None
             recipe = {**RECIPES["bundled"], "batch_size": 32, "epochs": None}
         if any(used for _, used in self.one_network_flags()):
             recipe = {**recipe, "ensemble": 1}
         recurrent = self.arch in RECURRENT_ARCHS
-        return replace(
+        done = replace(
             self,
             width=self.width or (6 if recurrent else 128 if self.arch == "gpt" else None),
             layers=self.layers or (1 if recurrent else 4 if self.arch == "gpt" else None),
@@ -330,7 +364,11 @@ class TrainConfig:
             ensemble=recipe["ensemble"] if self.ensemble is None else self.ensemble,
             optimizer=recipe["optimizer"] if self.optimizer is None else self.optimizer,
             weight_decay=self._weight_decay(recipe),
-        )
+        )  # and the fields that do not apply to this run at their defaults (APPLIES)
+        unused: dict[str, Any] = {
+            f.name: f.default for f in fields(done) if not done.applies(f.name)
+        }
+        return replace(done, **unused)
 
     def _weight_decay(self, recipe: dict[str, Any]) -> float:
         """The given weight decay; else the recipe's with the recipe's optimizer, 0 with one

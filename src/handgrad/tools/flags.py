@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from handgrad.tools.checks import flag_name as flag_name
 from handgrad.tools.config import TrainConfig, parse_ints
 from handgrad.tools.text_recipe import DEFAULT_CORPUS
 
@@ -35,10 +36,6 @@ def _annotation(f: dataclasses.Field[Any]) -> str:
     if isinstance(f.type, str):
         return f.type
     return f.type.__name__ if isinstance(f.type, type) else str(f.type)
-
-
-def flag_name(f: dataclasses.Field[Any]) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
 def add_train_flags(parser: argparse.ArgumentParser, config: type = TrainConfig) -> None:

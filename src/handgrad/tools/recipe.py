@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ from handgrad.tools.build import (
     optimizer_and_schedule,
 )
 from handgrad.tools.config import MEMBER_SEED_STEP, RECURRENT_ARCHS, TrainConfig
-from handgrad.tools.results import RunResult, check_paths, describe, scores_of, write_outputs
+from handgrad.tools.results import (
+    RunResult,
+    Where,
+    check_paths,
+    describe,
+    scores_of,
+    write_outputs,
+)
 from handgrad.training import History, evaluate, fit, predict
 from handgrad.training.callbacks import Callback, EarlyStopping
 
@@ -171,26 +179,36 @@ def _to_device(data: Any, device: str) -> None:
 
 def run(config: TrainConfig) -> RunResult:
     """Train as configured. Every output path is checked first; the files are written into a
-    new folder beside config.out, which replaces the old run only when all are written."""
+    new folder beside config.out, which replaces the old run only when all are written. Ctrl-C:
+    a KeyboardInterrupt whose text says at which epoch, and that --out is as it was."""
     config.check()
     config = config.resolved()
     if config.arch == "gpt":
         from handgrad.tools.text_recipe import run_text
 
         return run_text(config)
-    assert config.epochs is not None and config.ensemble is not None  # resolved
     rank = 0
     if config.distributed:
         from handgrad.training.distributed import init
 
         rank, _ = init()
     out = check_paths(config)
+    where = Where("epoch", config.epochs)
+    try:
+        return _run(config, out, rank, where)
+    except KeyboardInterrupt:
+        checkpoint = config.checkpoint_path if config.checkpoint_every else None
+        raise KeyboardInterrupt(where.line(out, checkpoint)) from None
+
+
+def _run(config: TrainConfig, out: Path, rank: int, where: Where) -> RunResult:
+    assert config.epochs is not None and config.ensemble is not None  # resolved
     data = load_dataset(config)
     assert data.X_test is not None and data.y_test is not None
     if rank == 0:
         print(describe(data), flush=True)
     with torch.device("meta"):  # the size first, without memory: a model that cannot fit
-        check_size(build_model(config, data), config.ensemble)  # is refused, not killed
+        check_size(build_model(config, data), config.ensemble, config.arch)  # is refused
     _to_device(data, config.device)
     loss = build_loss(config, data.task)
     metric_list = build_metrics(data)
@@ -199,11 +217,13 @@ def run(config: TrainConfig) -> RunResult:
         if config.ensemble != 1 and rank == 0:
             hint = f" (--ensemble 1: one network, 1/{config.ensemble} of the time)" if not k else ""
             print(f"ensemble member {k + 1} of {config.ensemble}{hint}", flush=True)
+        where.member = f" (member {k + 1} of {config.ensemble})" if config.ensemble > 1 else ""
         member, member_history = _train_one(
-            config, data, loss, metric_list, config.seed + MEMBER_SEED_STEP * k, rank
+            config, data, loss, metric_list, config.seed + MEMBER_SEED_STEP * k, rank, where
         )
         members.append(member)
         histories.append(member_history)
+    where.doing = "while scoring the run"
     # one network, or the mean of the members' outputs (their logits, for classes)
     model = members[0] if len(members) == 1 else Ensemble(*members)
     history = histories[0]  # the first member's epochs draw curves.png
@@ -218,13 +238,28 @@ def run(config: TrainConfig) -> RunResult:
     scores["test"] = scores_of(test_out, data.y_test, loss, metric_list)
     files: list[Path] = []
     if rank == 0:
+        where.doing = "while writing the run's files"
         with outputs.staged_run(out, config.force) as stage:
             write_outputs(stage, model, histories, scores, config, data, test_out)
-            if config.checkpoint_every and config.checkpoint_path.exists():
-                os.replace(config.checkpoint_path, stage / "checkpoint.safetensors")
+            _keep_checkpoint(config, out, stage)
         files = [out / p.name for p in sorted(out.iterdir()) if p.name in outputs.RUN_FILES]
         files = [f for f in files if f.name != outputs.MARKER]
     return RunResult(model, history, scores, files)
+
+
+def _keep_checkpoint(config: TrainConfig, out: Path, stage: Path) -> None:
+    """The run's last checkpoint moves into it. A --resume checkpoint inside --out (the
+    previous run's own) is carried over into the new run when the run saved none of its own:
+    checkpoints are never removed."""
+    kept = stage / "checkpoint.safetensors"
+    if config.checkpoint_every and config.checkpoint_path.exists():
+        os.replace(config.checkpoint_path, kept)
+    resumed = None if config.resume is None else Path(config.resume).absolute()
+    if resumed is not None and not kept.exists() and resumed.parent == out.absolute():
+        try:
+            os.link(resumed, kept)  # the same file under the new run's name; no copy
+        except OSError:
+            shutil.copy2(resumed, kept)
 
 
 def _train_one(
@@ -234,6 +269,7 @@ def _train_one(
     metric_list: list[Any],
     seed: int,
     rank: int,
+    where: Where,
 ) -> tuple[Module, History]:
     """One network trained as configured, its weights and batches drawn from `seed`; its
     history includes the epochs before a --resume."""
@@ -245,7 +281,8 @@ def _train_one(
     start, past = (
         (0, History()) if config.resume is None else _resume(config, model, opt, scheduler)
     )
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [where]  # the epoch that Ctrl-C names
+    where.training(start, where.member)
     if config.patience and val is not None:  # the best epoch's weights, by validation loss
         callbacks.append(EarlyStopping("val_loss", patience=config.patience))
     if config.checkpoint_every and rank == 0:

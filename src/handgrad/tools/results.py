@@ -1,5 +1,6 @@
 """What a run leaves: its result, the paths it will write (checked before any work), the
-log's description of the data, the final scores, and the files of the run folder."""
+log's description of the data, the final scores, the files of the run folder, and the line
+that Ctrl-C prints."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from handgrad.nn.loss import Loss
 from handgrad.tools import outputs
 from handgrad.tools.config import TrainConfig
 from handgrad.training import History, metrics, predict
+from handgrad.training.callbacks import Callback
 
 
 @dataclass
@@ -31,6 +33,34 @@ class RunResult:
     history: History
     scores: dict[str, dict[str, float]]
     files: list[Path]
+
+
+class Where(Callback):
+    """Where a run is, for the one line that Ctrl-C prints: "interrupted at epoch 4 of 20; the
+    previous run in runs/x is kept" (a run replaces --out only when it is complete)."""
+
+    def __init__(self, unit: str, total: int | None) -> None:
+        self.unit, self.total, self.done, self.member = unit, total, 0, ""
+        self.doing = "before training"  # or "" while training: at the unit after `done`
+
+    def training(self, done: int = 0, member: str = "") -> None:
+        self.done, self.member, self.doing = done, member, ""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float], model: Module) -> bool:
+        self.done = epoch
+        return False
+
+    def line(self, out: Path, checkpoint: Path | None = None) -> str:
+        doing = self.doing or f"at {self.unit} {self.done + 1} of {self.total}{self.member}"
+        if not out.is_dir() or not any(out.iterdir()):
+            kept = f"nothing was written to {out}"
+        elif outputs.is_run_folder(out):
+            kept = f"the previous run in {out} is kept"
+        else:
+            kept = f"{out} is as it was"
+        if checkpoint is not None and checkpoint.is_file():
+            kept += f"; the checkpoint {checkpoint} is kept (--resume it to continue)"
+        return f"interrupted {doing}; {kept}"
 
 
 def describe(data: datasets.Dataset) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,10 @@ from handgrad.nn.class_loss import CrossEntropyLoss
 from handgrad.nn.gpt import GPT
 from handgrad.threads import policy, step_work
 from handgrad.tools import outputs
+from handgrad.tools.build import check_size
 from handgrad.tools.build import optimizer_and_schedule as _optimizer_and_schedule
 from handgrad.tools.config import TrainConfig
-from handgrad.tools.results import RunResult, check_paths
+from handgrad.tools.results import RunResult, Where, check_paths
 from handgrad.training.callbacks import History
 from handgrad.training.step import HostGuard, train_step
 
@@ -52,7 +54,13 @@ def load_text(config: TrainConfig) -> TextData:
         raise InputError(f"--data: no such text file: {path} (or: --data text)")
     if config.val_fraction == 0:
         raise InputError("--arch gpt needs a validation split: --val-fraction above 0")
-    return datasets.text(path, block_size=config.context, val_fraction=config.val_fraction)
+    try:
+        return datasets.text(path, block_size=config.context, val_fraction=config.val_fraction)
+    except InputError as exc:  # its words are the Python API's: name the flags instead
+        if "block_size" not in str(exc):
+            raise
+        message = str(exc).replace("block_size", "--context").removeprefix("text: ")
+        raise InputError(f"--data: {message}") from None
 
 
 def build_gpt(config: TrainConfig, vocab_size: int) -> GPT:
@@ -60,6 +68,15 @@ def build_gpt(config: TrainConfig, vocab_size: int) -> GPT:
     return GPT(
         vocab_size, config.context, config.layers, config.heads, config.width, config.dropout
     )
+
+
+def _activations(config: TrainConfig, vocab_size: int) -> int:
+    """About how many numbers a training step keeps for its backward: per block and token,
+    some 16 of width (attention's inputs and outputs, the 4x MLP) and the attention weights
+    of every head (its scores and softmax, over up to --context earlier tokens); the logits."""
+    assert config.width is not None and config.layers is not None
+    B, T, C = config.batch_size or 32, config.context, config.width
+    return B * T * (config.layers * (16 * C + 2 * config.heads * T) + 2 * vocab_size)
 
 
 @no_cache()
@@ -78,15 +95,19 @@ def text_loss(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> f
 
 
 def _progress(total: int, enabled: bool) -> Any:
+    """A progress bar on a terminal only (disable=None: off when stderr is not one)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, leave=False, dynamic_ncols=True, unit="step")
+    return tqdm(
+        total=total, disable=None if enabled else True, leave=False, dynamic_ncols=True, unit="step"
+    )
 
 
 def run_text(config: TrainConfig) -> RunResult:
     """Train a GPT on the configured text for config.steps steps and write the run folder
     (model.safetensors with the vocabulary, history.json, config.json, scores.json,
-    curves.png). config is resolved (TrainConfig.resolved)."""
+    curves.png). config is resolved (TrainConfig.resolved). Ctrl-C: a KeyboardInterrupt whose
+    text says at which step, and that --out is as it was."""
     assert config.steps is not None and config.batch_size is not None
     out = check_paths(config)
     data = load_text(config)
@@ -95,6 +116,26 @@ def run_text(config: TrainConfig) -> RunResult:
         f"characters, vocabulary {data.vocab_size}",
         flush=True,
     )
+    with torch.device("meta"):  # its size first, without memory: refused, not killed
+        meta = build_gpt(config, data.vocab_size)
+        check_size(meta, arch="gpt", activations=_activations(config, data.vocab_size))
+    where = Where("step", config.steps)
+    try:
+        model, history, scores = _train_text(config, data, where)
+        where.doing = "while writing the run's files"
+        with outputs.staged_run(out, config.force) as stage:
+            _write_outputs(stage, model, data, history, scores, config)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(where.line(out)) from None
+    files = [out / p.name for p in sorted(out.iterdir()) if p.name in outputs.RUN_FILES]
+    return RunResult(model, history, scores, [f for f in files if f.name != outputs.MARKER])
+
+
+def _train_text(
+    config: TrainConfig, data: TextData, where: Where
+) -> tuple[GPT, History, dict[str, Any]]:
+    """The trained GPT, its logged steps and its final scores."""
+    assert config.steps is not None
     torch.manual_seed(config.seed)
     model = build_gpt(config, data.vocab_size)
     n_params = sum(p.numel() for p in model.parameters())
@@ -108,10 +149,12 @@ def run_text(config: TrainConfig) -> RunResult:
     train_batches = [data.batch("train", B, fixed) for _ in range(EVAL_BATCHES)]
     history = History()
     guard = HostGuard(model.parameters(), "train", "try a smaller --lr or --clip-grad-norm 1")
+    where.training()
     with policy(config.threads, step_work(model, val_batches[0][0])):
         running, count, tokens, start = 0.0, 0, 0, time.perf_counter()
         with _progress(config.steps, config.progress) as bar:
             for step in range(1, config.steps + 1):
+                where.done = step - 1
                 x, y = data.batch("train", B, gen)  # (B, T) ids, y the next characters
                 guard.where = f"step {step}"  # an inf/NaN loss or gradient raises before the step
                 train_step(
@@ -137,14 +180,12 @@ def run_text(config: TrainConfig) -> RunResult:
                             f"step {step}/{config.steps}  loss {logs['loss']:.4f}  val_loss "
                             f"{logs['val_loss']:.4f}  {rate:,.0f} tokens/s"
                         )
+        where.doing = "while scoring the run"
         scores = {
             "train": {"loss": text_loss(model, train_batches)},
             "val": {"loss": history["val_loss"][-1]},
         }
-    with outputs.staged_run(out, config.force) as stage:
-        _write_outputs(stage, model, data, history, scores, config)
-    files = [out / p.name for p in sorted(out.iterdir()) if p.name in outputs.RUN_FILES]
-    return RunResult(model, history, scores, [f for f in files if f.name != outputs.MARKER])
+    return model, history, scores
 
 
 def _write_outputs(
@@ -207,9 +248,32 @@ def generate_text(
     seed: int = 0,
     progress: bool = False,
 ) -> str:
-    """The prompt followed by `tokens` sampled characters (GPT.generate, one token at a time
-    so that a progress bar can follow; the same draws as one call). No prompt (None): a
-    newline, or the vocabulary's first character if the text had no newline."""
+    """The prompt followed by `tokens` sampled characters (sample_text, joined; a progress bar
+    on a terminal with `progress`)."""
+    from tqdm.auto import tqdm
+
+    text: list[str] = []
+    with tqdm(total=tokens, disable=None if progress else True, leave=False, unit="token") as bar:
+        for c in sample_text(model, vocab, prompt, tokens, temperature, top_k, seed):
+            bar.update(int(bool(text)))  # the first item is the prompt
+            text.append(c)
+    return "".join(text)
+
+
+def sample_text(
+    model: GPT,
+    vocab: list[str],
+    prompt: str | None,
+    tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+) -> Iterator[str]:
+    """The prompt, then each of `tokens` sampled characters as soon as it is drawn
+    (GPT.generate one token at a time on the last --context ids: the same draws as one call,
+    in memory that does not grow with `tokens`). No prompt (None): a newline, or the
+    vocabulary's first character if the text had no newline. The arguments are checked at
+    the first next()."""
     if tokens < 0:
         raise InputError(f"--tokens must be >= 0, got {tokens}")
     if not temperature > 0:
@@ -220,10 +284,7 @@ def generate_text(
         prompt = "\n" if "\n" in vocab else vocab[0]
     idx = encode_prompt(prompt, vocab).to(next(iter(model.parameters())).device)
     g = torch.Generator(device=idx.device).manual_seed(seed)
-    from tqdm.auto import tqdm
-
-    with tqdm(total=tokens, disable=not progress, leave=False, unit="token") as bar:
-        for _ in range(tokens):
-            idx = model.generate(idx, 1, temperature, top_k, generator=g)
-            bar.update(1)
-    return "".join(vocab[i] for i in idx[0].tolist())
+    yield prompt
+    for _ in range(tokens):
+        idx = model.generate(idx[:, -model.block_size :], 1, temperature, top_k, generator=g)
+        yield vocab[int(idx[0, -1])]

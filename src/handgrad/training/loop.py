@@ -134,7 +134,7 @@ def _progress(total: int, epoch: int, epochs: int, enabled: bool) -> Any:
     return tqdm(
         total=total,
         desc=f"epoch {epoch}/{epochs}",
-        disable=not enabled,
+        disable=None if enabled else True,  # None: a bar only on a terminal
         leave=False,
         dynamic_ncols=True,
         unit="batch",
