@@ -9,10 +9,14 @@ API (stable; the grader, `handgrad grade --train` and `handgrad check` use only 
     outcome.reason   None when ok, else one of REASONS, e.g. "timeout"
     outcome.detail   a one-line message for the report (the exception, the limit hit)
     outcome.output   what fn printed (stdout and stderr, capped at Limits.output_bytes)
+    outcome.traceback  the formatted exception, when fn raised
 
 fn runs in a child process with the workdir as its cwd; it may import the student's file by
 path. Nothing it does (a loop, an allocation, sys.exit, a crash, printing gigabytes, writing
-files outside workdir) can take down the caller: it costs that call alone.
+files outside workdir) can take down the caller: it costs that call alone. The limits travel
+with each call, so `box.limits` may be replaced between calls. fn's value must be data,
+tensors or handgrad objects: an instance of a class of the student's module is refused
+("error"), since unpickling it here would import that module into this process.
 
 Threat model: the code is untrusted but not malicious. The sandbox contains accidents (an
 endless loop, an unbounded allocation, a flood of output, sys.exit or os._exit, a crash, a
@@ -31,7 +35,9 @@ How, on Linux (the fork server is sandbox_worker.py, the child's side sandbox_co
   not set: it counts every process of the user on the machine, not those of one call;
 - writes: Landlock (Linux >= 5.13) allows writing under the workdir only, for the child and
   all it starts; an audit hook refuses Python-level writes elsewhere with the path, so the
-  reason is "write" (`Sandbox.confinement` says which hold on this machine).
+  reason is "write" (`Sandbox.confinement` says which hold on this machine). A write that
+  only Landlock stops (torch.save's C++ writer, a shell command) fails with the error it
+  raises there ("Permission denied"), reported as "error" or as the command's exit status;
 macOS: the same, except Landlock and the subreaper (writes: the audit hook alone, Python-
 level only) and RLIMIT_AS, which macOS does not enforce (no memory limit there).
 Windows has no fork: Sandbox() refuses with UsageError; `handgrad check` runs there in its
