@@ -13,8 +13,9 @@ API (stable; the grader, `handgrad grade --train` and `handgrad check` use only 
 
 fn runs in a child process with the workdir as its cwd; it may import the student's file by
 path. Nothing it does (a loop, an allocation, sys.exit, a crash, printing gigabytes, writing
-files outside workdir) can take down the caller: it costs that call alone. The limits travel
-with each call, so `box.limits` may be replaced between calls. fn's value must be data,
+files outside workdir) can take down the caller: it costs that call alone. The workdir and
+the limits travel with each call, so `box.workdir` and `box.limits` may be replaced between
+calls (one worker can serve a whole folder of students). fn's value must be data,
 tensors or handgrad objects: an instance of a class of the student's module is refused
 ("error"), since unpickling it here would import that module into this process.
 
