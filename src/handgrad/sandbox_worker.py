@@ -110,33 +110,11 @@ def _failed(reason: str, detail: str, output: bytes = b"") -> dict[str, Any]:
 def _supervise(
     pid: int, out_r: int, res_r: int, req: int, limits: dict[str, Any], confine: Any
 ) -> dict[str, Any]:
-    """Read the child's output and result until it exits, runs out of time or prints too
-    much; then kill its process group and orphans, reap it, and classify the ending."""
+    """Watch the child until it exits, runs out of time or prints too much; then kill its
+    process group and orphans, reap it, and classify the ending."""
     exit_fd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-    deadline = time.monotonic() + limits["wall_seconds"]
     out, res = bytearray(), bytearray()
-    open_fds = {out_r, res_r}
-    stop: tuple[str, str] | None = None
-    while stop is None:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            stop = ("timeout", f"ran past its wall-clock limit of {limits['wall_seconds']:g} s")
-            break
-        waiting = [*open_fds, req] + ([exit_fd] if exit_fd is not None else [])
-        ready = select.select(waiting, [], [], left)[0]
-        if req in ready:  # the caller went away: end the call and then the worker
-            confine.kill_group(pid)
-            confine.kill_orphans()
-            os._exit(0)
-        for fd in (fd for fd in ready if fd in open_fds):
-            data = os.read(fd, _CHUNK)
-            if not data:
-                open_fds.discard(fd)
-            (out if fd == out_r else res).extend(data)
-        if len(out) > limits["output_bytes"]:
-            stop = ("output", f"printed more than {limits['output_bytes']:,} bytes")
-        elif exit_fd in ready or res_r not in open_fds:
-            break  # the child exited (or closed its result pipe in exiting)
+    stop = _watch(pid, out_r, res_r, req, exit_fd, limits, out, res, confine)
     if stop is not None:
         confine.kill_group(pid)
     status, rusage = _reap(pid, confine)
@@ -149,6 +127,42 @@ def _supervise(
     if stop is not None:
         return _failed(*stop, output)
     return _ending(bytes(res), status, rusage, limits, output)
+
+
+def _watch(
+    pid: int,
+    out_r: int,
+    res_r: int,
+    req: int,
+    exit_fd: int | None,
+    limits: dict[str, Any],
+    out: bytearray,
+    res: bytearray,
+    confine: Any,
+) -> tuple[str, str] | None:
+    """Read the child's output into `out` and its result into `res` until it exits (None),
+    or until the wall-clock limit or the output cap ends the call: (reason, detail)."""
+    deadline = time.monotonic() + limits["wall_seconds"]
+    open_fds = {out_r, res_r}
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ("timeout", f"ran past its wall-clock limit of {limits['wall_seconds']:g} s")
+        waiting = [*open_fds, req] + ([exit_fd] if exit_fd is not None else [])
+        ready = select.select(waiting, [], [], left)[0]
+        if req in ready:  # the caller went away: end the call and then the worker
+            confine.kill_group(pid)
+            confine.kill_orphans()
+            os._exit(0)
+        for fd in (fd for fd in ready if fd in open_fds):
+            data = os.read(fd, _CHUNK)
+            if not data:
+                open_fds.discard(fd)
+            (out if fd == out_r else res).extend(data)
+        if len(out) > limits["output_bytes"]:
+            return ("output", f"printed more than {limits['output_bytes']:,} bytes")
+        if exit_fd in ready or res_r not in open_fds:
+            return None  # the child exited (or closed its result pipe in exiting)
 
 
 def _reap(pid: int, confine: Any) -> tuple[int, Any]:
