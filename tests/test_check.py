@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -121,7 +123,7 @@ def test_bad_arguments():
         gradcheck(hg.ReLU(), torch.tensor([1, 2]))
 
 
-# ---- a check that cannot run never passes ------------------------------------------------------
+# ---- a check that cannot run never passes -------------------------------------------------------
 class LeavesTheGraph(hg.Linear):
     def forward(self, x):
         y = super().forward(x)
@@ -210,3 +212,35 @@ def test_a_module_of_integer_inputs_checks_its_parameters():
     # padding_idx: the row gets no gradient by torch's convention, not by the math
     padded = gradcheck(hg.Embedding(6, 3, padding_idx=0), torch.tensor([[0, 2], [5, 0]]))
     assert not padded.ok and {c.worst_index[0] for c in padded.failures} == {0}
+
+
+# ---- `handgrad check` runs the user's file in the sandbox (handgrad/tools/check_file.py) --------
+def test_the_check_command_runs_the_users_file_in_another_process(tmp_path, capsys):
+    from handgrad.tools.cli import main
+
+    (tmp_path / "layer.py").write_text(
+        "import os\n"
+        "print('hello from the layer file')\n"
+        "open('pid.txt', 'w').write(str(os.getpid()))  # cwd: the file's folder\n"
+        "class Double:\n"
+        "    def forward(self, x):\n"
+        "        return 2 * x\n"
+        "    def backward(self, dy):\n"
+        "        return 2 * dy\n"
+    )
+    assert main(["check", f"{tmp_path / 'layer.py'}:Double", "--input-shape", "3,2"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("hello from the layer file") < out.index("gradcheck Double: PASS")
+    assert int((tmp_path / "pid.txt").read_text()) != os.getpid()
+
+
+def test_a_file_that_ends_its_process_costs_the_check_alone(tmp_path, capsys):
+    from handgrad.tools.cli import main
+
+    (tmp_path / "quits.py").write_text("import os\nos._exit(0)\n")
+    assert main(["check", f"{tmp_path / 'quits.py'}:L"]) == 1  # before, pytest itself ended
+    err = capsys.readouterr().err
+    assert err == (
+        "handgrad check: error: quits.py:L: the code ended its process with status 0 "
+        "(os._exit) (exit)\n"
+    )

@@ -173,10 +173,18 @@ def setattr_magic(source: str) -> list[str]:
     ]
 
 
+# The sandbox pickles calls and values between handgrad's own processes, never a model file
+# (docs/design.md#running-a-students-code; its unpickler admits only data and tensors).
+SANDBOX = {"sandbox.py", "sandbox_worker.py", "sandbox_confine.py"}
+
+
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_no_unsafe_loading_and_no_setattr_magic(path):
     source = path.read_text()
-    assert unsafe_loading(source) == [] and setattr_magic(source) == []
+    found = unsafe_loading(source)
+    if path.relative_to(PACKAGE).as_posix() in SANDBOX:
+        found = [f for f in found if not f.endswith(": import pickle")]
+    assert found == [] and setattr_magic(source) == []
 
 
 def test_the_loading_and_setattr_scanners_catch_each_form():

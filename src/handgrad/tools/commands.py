@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -303,11 +304,7 @@ MAX_CHECK_ELEMENTS = 1_000_000  # float64 input and its copies: tens of MB, not 
 
 
 def check(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    import torch
-
-    from handgrad.check import gradcheck
+    from handgrad.tools.check_file import run_check
 
     file, _, class_name = args.target.rpartition(":")
     if not file or not class_name:
@@ -324,56 +321,9 @@ def check(args: argparse.Namespace) -> int:
             f"--input-shape: {math.prod(args.input_shape):,} elements; a gradient check needs "
             f"only a few (at most {MAX_CHECK_ELEMENTS:,})"
         )
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    if spec is None or spec.loader is None:
-        raise InputError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent.resolve()))
-    try:
-        spec.loader.exec_module(module)  # the user's own file: running it is the point
-    except SyntaxError as exc:
-        raise InputError(f"{path}, line {exc.lineno}: syntax error: {exc.msg}") from None
-    except Exception as exc:  # noqa: BLE001 the user's code failed, not handgrad
-        raise InputError(
-            f"importing {path} failed: {type(exc).__name__}: {exc} (run it with python to see "
-            "where)"
-        ) from None
-    finally:
-        sys.path.pop(0)
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise InputError(f"{path} defines no {class_name}")
     try:
         ctor_args = [float(a) if "." in a else int(a) for a in args.args.split(",") if a.strip()]
     except ValueError:
         raise InputError(f"--args: expected comma-separated numbers, got {args.args!r}") from None
-    try:
-        obj = cls(*ctor_args)
-    except Exception as exc:  # noqa: BLE001 the user's constructor
-        raise InputError(
-            f"cannot build {class_name}({', '.join(map(str, ctor_args))}): "
-            f"{type(exc).__name__}: {exc}; pass its arguments with --args"
-        ) from exc
-    torch.manual_seed(args.seed)
-    x = torch.randn(args.input_shape, dtype=torch.float64)
-    from handgrad.check import _is_loss
-
-    inputs = [x, torch.rand(args.input_shape, dtype=torch.float64)] if _is_loss(obj) else [x]
-    try:
-        report = gradcheck(obj, *inputs)
-    except Exception as exc:
-        if not _raised_in(exc, path):
-            raise  # a bug in handgrad: its traceback
-        raise InputError(
-            f"{class_name} raised {type(exc).__name__}: {exc} (--debug shows where in {path.name})"
-        ) from exc
-    print(report)
-    return 0 if report.ok else 1
-
-
-def _raised_in(exc: BaseException, path: Path) -> bool:
-    """Whether the exception came out of the user's file (its innermost frames are there)."""
-    import traceback
-
-    frames = traceback.extract_tb(exc.__traceback__)
-    return any(Path(f.filename).resolve() == path.resolve() for f in frames[-3:])
+    debug = getattr(args, "debug", False) or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
+    return run_check(path, class_name, ctor_args, tuple(args.input_shape), args.seed, debug)
