@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handgrad.comparison import GradcheckReport
-from handgrad.errors import InputError
+from handgrad.errors import HandgradError, InputError
 from handgrad.sandbox import AVAILABLE, Limits, Sandbox
 
 # A check is small (at most a million input elements, a few hundred probes per tensor), but a
@@ -83,6 +83,8 @@ def _gradcheck(
     inputs = [x, torch.rand(input_shape, dtype=torch.float64)] if _is_loss(obj) else [x]
     try:
         return CheckResult(report=gradcheck(obj, *inputs))
+    except HandgradError as exc:  # gradcheck's own argument checks: what the class lacks
+        return CheckResult(error=str(exc), where=traceback.format_exc())
     except Exception as exc:
         if not _raised_in(exc, path):
             raise  # a bug in handgrad: its traceback
