@@ -98,7 +98,7 @@ def _notebook_cells(name: str, lang: str) -> list[dict]:
     parts = sections(name)
     code, _, demo = parts["code"].partition('\nif __name__ == "__main__":\n')
     code = "\n".join(line for line in code.splitlines() if not line.startswith("from task_"))
-    demo = "\n".join(line[4:] for line in demo.splitlines())
+    demo = "\n".join(line[4:] for line in demo.splitlines() if "from task_" not in line)
     tag = {"tags": [name]}
     return [
         {
