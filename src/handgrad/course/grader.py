@@ -180,20 +180,35 @@ class Grader:
             return
         report.status, report.first_wrong = "failed", places[0]
         cases = list(dict.fromkeys(p["case"].split(".")[0].split("[")[0] for p in places))
-        right = [c for c in exp if c not in cases]
-        for mistake, outputs in self.variants(task):
-            if mistake.id in report.mistakes or any(
-                _case_wrong(task, c, outputs.get(c), exp[c]) for c in right
-            ):
-                continue  # a variant that is wrong where the student is right is not theirs
-            if any(compare.same(got.get(c), outputs.get(c)) for c in cases):
-                report.mistakes.append(mistake.id)
+        report.mistakes = self.name_mistakes(task, got, exp, cases)
         report.mistake = report.mistakes[0] if report.mistakes else None
         first = places[0]
         where = first["case"] + (str(first["index"]) if first["index"] else "")
         at = self.text("at", where=where, exp=_short(first["expected"]), got=_short(first["got"]))
         named = [getattr(catalogue.find(task, m), self.lang) for m in report.mistakes]
         report.message = "; ".join(named or [self.text("wrong")]) + f" ({at})"
+
+    def name_mistakes(self, task: str, got: Any, exp: Any, cases: list[str]) -> list[str]:
+        """The catalogued variants that explain the wrong cases: each agrees with the student
+        wherever the student is right, and equals the student's output on wrong cases; the
+        one explaining the most cases first, then what remains (a greedy cover)."""
+        right = [c for c in exp if c not in cases]
+        explains = {}
+        for mistake, outputs in self.variants(task):
+            if any(_case_wrong(task, c, outputs.get(c), exp[c]) for c in right):
+                continue  # a variant that is wrong where the student is right is not theirs
+            covered = {c for c in cases if compare.same(got.get(c), outputs.get(c))}
+            if covered:
+                explains.setdefault(mistake.id, covered)
+        named: list[str] = []
+        left = set(cases)
+        while left:
+            best = max(explains, key=lambda m: len(explains[m] & left), default=None)
+            if best is None or not explains[best] & left:
+                break
+            named.append(best)
+            left -= explains.pop(best)
+        return named
 
     def _pair(self, folder: Path, first: str, second: str, reports: dict[str, TaskReport]) -> None:
         """4.x.1 and 4.x.2 off from the lab's convention by reciprocal factors both pass."""
