@@ -199,6 +199,9 @@ def test_one_task_file_and_a_missing_task(tmp_path, capsys):
     assert main(["grade", str(folder), "--task", "2.1", "--task", "2.3", "--json"]) == 1
     rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["2.1"]["passed"] and rows["2.3"]["status"] == "not attempted"
+    shutil.copy(SOLUTIONS / "task_4_3.py", folder)  # it imports task_4_2, which is missing
+    assert main(["grade", str(folder / "task_4_3.py"), "--json"]) == 0
+    assert [r["passed"] for r in json.loads(capsys.readouterr().out)] == [True, True]
     assert main(["grade", str(folder), "--task", "9.9"]) == 1
     assert "unknown task 9.9" in capsys.readouterr().err
 

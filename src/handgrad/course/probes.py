@@ -501,8 +501,16 @@ def run_probe(path: str, task: str, seed: int, subs: dict[str, str]) -> Any:
     """In the sandbox's child: import the student's file, put the reference in for each name
     of `subs` ({name: task whose reference replaces it}), run the probe. Returns the outputs,
     or "not attempted"."""
+    import types
+
     from handgrad.course import reference
 
+    for file_task, classes in reference.CLASSES.items():  # a missing file: the reference's
+        dep = f"task_{file_task.replace('.', '_')}"
+        if not (Path(path).parent / f"{dep}.py").is_file():
+            sys.modules[dep] = types.ModuleType(dep)
+            for name, cls in classes.items():
+                setattr(sys.modules[dep], name, cls)
     try:
         module = load(Path(path))
         for name, ref_task in subs.items():
