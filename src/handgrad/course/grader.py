@@ -193,7 +193,7 @@ class Grader:
         wherever the student is right, and equals the student's output on wrong cases; the
         one explaining the most cases first, then what remains (a greedy cover)."""
         right = [c for c in exp if c not in cases]
-        explains = {}
+        explains: dict[str, set[str]] = {}
         for mistake, outputs in self.variants(task):
             if any(_case_wrong(task, c, outputs.get(c), exp[c]) for c in right):
                 continue  # a variant that is wrong where the student is right is not theirs
