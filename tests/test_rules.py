@@ -27,6 +27,9 @@ REFERENCE_SIDE = {
     "course/grader.py",  # the grader and its reference answers, probes and comparisons
     "course/reference.py",
     "course/probes.py",
+    "course/probes_backprop.py",
+    "course/hidden.py",
+    "course/runner.py",
     "course/catalogue.py",
     "course/compare.py",
 }

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from handgrad.course.probes import Raised
+from handgrad.course.hidden import Raised
 
 RTOL = 1e-4  # float32 arithmetic in another order than the reference's stays well inside
 ATOL = 1e-5  # scaled by the largest expected magnitude (at least 1)

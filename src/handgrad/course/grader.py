@@ -1,7 +1,7 @@
 """`handgrad grade`: each task of a workspace run alone in the sandbox on hidden inputs,
 compared with the reference, and a wrong answer named by the catalogued mistake it equals.
 
-The grader's own process never runs student code: `probes.run_probe` runs in the sandbox's
+The grader's own process never runs student code: `runner.run_probe` runs in the sandbox's
 child and sends back raw outputs; the reference and the catalogue's variants run here.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from handgrad.course import catalogue, compare, probes, readymade, reference
+from handgrad.course import catalogue, compare, probes, readymade, reference, runner
 from handgrad.sandbox import Limits, Sandbox
 
 TASKS = probes.TASKS
@@ -119,9 +119,9 @@ class Grader:
         return self._variants[task]
 
     def run_student(self, path: Path, task: str, subs: dict[str, str]) -> Any:
-        outcome = self.box.run(probes.run_probe, str(path), task, self.seed, subs)
+        outcome = self.box.run(runner.run_probe, str(path), task, self.seed, subs)
         if outcome.ok:
-            outcome.value = probes.unpack(outcome.value)
+            outcome.value = runner.unpack(outcome.value)
         return outcome
 
     def grade_folder(self, folder: Path, tasks: list[str] | None = None) -> list[TaskReport]:
