@@ -231,3 +231,14 @@ def test_compare_reads_gradients_on_values():
     assert compare.wrong(torch.ones(4), torch.ones(1, 4)) == []
     place = compare.wrong(torch.ones(4, 3), torch.ones(3, 4) * 2)[0]
     assert place["index"] == [0, 0] and place["expected"] == 2.0 and place["got"] == 1.0
+
+
+def test_a_file_that_fails_to_import_costs_its_own_tasks_only(tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    shutil.copy(SOLUTIONS / "task_2_1.py", folder)
+    (folder / "task_2_2.py").write_text("import torch\n\nclass Softmax(:\n")
+    assert main(["grade", str(folder), "--task", "2.1", "--task", "2.2", "--json"]) == 1
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["2.1"]["passed"]
+    assert rows["2.2"]["status"] == "error" and "SyntaxError" in rows["2.2"]["message"]
