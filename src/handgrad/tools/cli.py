@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from handgrad.tools import commands
+from handgrad.tools import commands, course
 from handgrad.tools.config import THREADS_HELP
 from handgrad.tools.config import parse_ints as _ints
 from handgrad.tools.config import parse_seed as _seed
@@ -19,6 +19,8 @@ from handgrad.tools.flags import add_train_flags
 
 LAB_EXAMPLES = """examples:
   handgrad lab                              all tasks, figure in runs/lab/fit_4_4.png
+  handgrad lab new my_lab --lang en         a student's workspace: the tasks to do, then
+                                            handgrad grade my_lab
   handgrad lab --task 4.4 --figure fit.png  one task
   handgrad lab --task 2.2 --task 3.2        several tasks
 """
@@ -131,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=LAB_EXAMPLES,
         formatter_class=raw,
     )
+    p.add_argument("action", nargs="?", choices=["new"], help="new: write a student workspace")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="the workspace folder (lab new)")
+    p.add_argument(
+        "--lang", choices=("ru", "en"), default="ru", help="lab new: task texts' language"
+    )
     p.add_argument(
         "--task",
         action="append",
@@ -146,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figure", action="store_true", help="skip the 4.4 figure")
     p.add_argument("--threads", type=_threads, default="auto", help=threads_help)
     p.set_defaults(func=commands.lab)
+
+    course.add_grade_parser(sub, raw)
 
     p = sub.add_parser(
         "train",

@@ -18,6 +18,10 @@ from handgrad.tools.outputs import check_output_file
 
 
 def lab(args: argparse.Namespace) -> int:
+    if args.action == "new":
+        from handgrad.tools.course import lab_new
+
+        return lab_new(args)
     import torch
 
     from handgrad.tools import lab as seed_lab
