@@ -1,0 +1,240 @@
+"""`handgrad grade --train` (handgrad.course.train): the student's own 4.4/4.5 classes, wrapped by
+handgrad.course.adapter, train the parabola and digits through hg.fit in the sandbox, beside
+handgrad's own network from the same initial weights.
+
+The student files are written here from strings that follow COURSE_CONTRACT.md; each planted
+mistake is one edit of the correct text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import sys
+
+import pytest
+
+from handgrad.course import train
+from handgrad.errors import HandgradError
+
+TASK_4_2 = """
+import torch
+
+
+class MSELoss:
+    def forward(self, y_pred, y_true):
+        return torch.mean((y_pred - y_true) ** 2)
+
+    def backward(self, y_pred, y_true):
+        return 2 * (y_pred - y_true)
+"""
+
+TASK_4_4 = """
+import os
+
+import torch
+
+from task_4_2 import MSELoss
+
+with open("pids.txt", "a") as f:  # where this file runs: the tests look
+    f.write(f"{os.getpid()}\\n")
+
+
+class Activation_ReLU:
+    def forward(self, inputs):
+        self.inputs = inputs
+        self.output = inputs.clip(min=0)
+        return self.output
+
+    def backward(self, dvalues):
+        self.dinputs = dvalues.clone()
+        self.dinputs[self.inputs <= 0] = 0
+
+
+class Linear:
+    def __init__(self, in_features, out_features):
+        self.weights = torch.randn(out_features, in_features)
+        self.biases = torch.randn(out_features)
+
+    def forward(self, inputs):
+        return inputs @ self.weights.T + self.biases
+
+    def backward(self, dvalue, inputs):
+        n = inputs.shape[0]
+        return dvalue.T @ inputs / n, dvalue.sum(0) / n, dvalue @ self.weights
+"""
+
+TASK_4_5 = """
+import torch
+
+
+class SoftmaxCrossEntropyLoss:
+    def _probs(self, z):
+        e = torch.exp(z - z.max(dim=1, keepdim=True).values)
+        return e / e.sum(dim=1, keepdim=True)
+
+    def forward(self, z, y_true):
+        p = self._probs(z)
+        return -torch.log(p[torch.arange(len(y_true)), y_true]).mean()
+
+    def backward(self, z, y_true):
+        d = self._probs(z)
+        d[torch.arange(len(y_true)), y_true] -= 1
+        return d / len(y_true)
+"""
+
+MISSING_4_5 = """
+class SoftmaxCrossEntropyLoss:
+    def forward(self, z, y_true):
+        raise NotImplementedError
+
+    def backward(self, z, y_true):
+        raise NotImplementedError
+"""
+
+SUMMED_LINEAR = "dvalue.T @ inputs, dvalue.sum(0), dvalue @ self.weights"
+EPOCHS = {"digits": 2}  # the parabola keeps its 2001 epochs; digits' real run is longer
+FEW = {"parabola": 300, "digits": 1}
+
+
+def workspace(tmp_path, edits=(), files=None):
+    """A workspace of the correct files, with (file, old, new) edits applied."""
+    texts = {"task_4_2.py": TASK_4_2, "task_4_4.py": TASK_4_4, "task_4_5.py": TASK_4_5}
+    texts.update(files or {})
+    for name, old, new in edits:
+        assert old in texts[name], f"the planted edit {old!r} does not apply to {name}"
+        texts[name] = texts[name].replace(old, new)
+    for name, text in texts.items():
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def same_run(mine, ours, atol):
+    assert mine["diverged"] is None and ours["diverged"] is None
+    assert len(mine["losses"]) == len(ours["losses"])
+    assert max(abs(a - b) for a, b in zip(mine["losses"], ours["losses"])) < atol
+    assert mine["accuracy"] == pytest.approx(ours["accuracy"], abs=1e-9) if ours["accuracy"] else 1
+
+
+@pytest.fixture(scope="module")
+def correct(tmp_path_factory):
+    return train.train_workspace(workspace(tmp_path_factory.mktemp("ws")), epochs=EPOCHS)
+
+
+def test_correct_classes_train_as_handgrads_own(correct):
+    assert {r: v[0] for r, v in correct.verdicts.items()} == dict.fromkeys(train.ROLES, "ok")
+    mine, ours = correct.runs["parabola"]
+    assert len(ours["losses"]) == 2001 and ours["final"] < 0.01  # the seed's goal
+    same_run(mine, ours, atol=1e-5)
+    mine, ours = correct.runs["digits"]
+    assert ours["accuracy"] > 0.5  # two epochs already learn something
+    same_run(mine, ours, atol=1e-4)
+
+
+def test_student_code_runs_only_in_the_sandbox(correct, tmp_path, monkeypatch):
+    calls = []
+
+    class Counting(train.Sandbox):
+        def run(self, fn, *args, **kwargs):
+            calls.append(fn.__name__)
+            return super().run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(train, "Sandbox", Counting)
+    ws = workspace(tmp_path, files={"task_4_5.py": None})
+    report = train.train_workspace(ws, epochs={"parabola": 3})
+    assert calls == ["probe", "train_student", "train_student"]
+    pids = {int(p) for p in (ws / "pids.txt").read_text().split()}
+    assert pids and os.getpid() not in pids
+    assert not {"task_4_2", "task_4_4", "task_4_5"} & set(sys.modules)
+    assert report.verdicts["CE"][0] == "missing"
+
+
+@pytest.mark.parametrize(
+    "role, edit, words",
+    [
+        ("ReLU", ("task_4_4.py", "self.dinputs[self.inputs <= 0] = 0", "pass"), "dinputs"),
+        ("Linear", ("task_4_4.py", "dvalue.T @ inputs / n", "inputs.T @ dvalue / n"), "dW"),
+        ("Linear", ("task_4_4.py", "dvalue.sum(0) / n", "dvalue / n"), "db"),
+        ("MSE", ("task_4_2.py", "2 * (y_pred", "(y_pred"), "backward"),
+        ("CE", ("task_4_5.py", "z - z.max(dim=1, keepdim=True).values", "z"), "forward"),
+    ],
+)
+def test_a_wrong_class_is_marked_and_replaced(tmp_path, role, edit, words):
+    report = train.train_workspace(workspace(tmp_path, [edit]), epochs=FEW)
+    status, reason, _ = report.verdicts[role]
+    assert status == "wrong" and words in reason
+    for name in ("parabola", "digits"):
+        same_run(*report.runs[name], atol=1e-4)  # handgrad's class in its place
+
+
+def test_a_class_not_written_is_replaced_with_a_note(tmp_path):
+    ws = workspace(tmp_path, files={"task_4_5.py": MISSING_4_5})
+    report = train.train_workspace(ws, epochs={"digits": 1, "parabola": 5})
+    assert report.verdicts["CE"][:2] == ("missing", "raises NotImplementedError (not written yet)")
+    same_run(*report.runs["digits"], atol=1e-4)
+    line = train._verdict_lines(report.verdicts, "en")[3]
+    assert line.split()[:4] == ["SoftmaxCrossEntropyLoss", "handgrad's", "(not", "written:"]
+
+
+def test_the_missing_one_over_n_shows_as_a_worse_result(tmp_path):
+    ws = workspace(
+        tmp_path,
+        [
+            (
+                "task_4_4.py",
+                "dvalue.T @ inputs / n, dvalue.sum(0) / n, dvalue @ self.weights",
+                SUMMED_LINEAR,
+            )
+        ],
+    )
+    report = train.train_workspace(ws, epochs={"digits": 1, "parabola": 50})
+    assert report.verdicts["Linear"][0] == "scaled"  # right up to N: trained as written
+    mine, ours = report.runs["parabola"]
+    assert mine["diverged"] or mine["final"] > 10 * ours["final"]  # 100x the step
+    assert "missing 1/N" in train._chain_note(report.verdicts, train.TEXT["en"])
+    same_run(*report.runs["digits"], atol=1e-4)  # digits normalises each convention
+
+
+def test_the_one_over_n_moved_into_the_loss_trains_the_same(tmp_path):
+    edits = [
+        (
+            "task_4_4.py",
+            "dvalue.T @ inputs / n, dvalue.sum(0) / n, dvalue @ self.weights",
+            SUMMED_LINEAR,
+        ),
+        ("task_4_2.py", "2 * (y_pred - y_true)", "2 * (y_pred - y_true) / len(y_pred)"),
+    ]
+    report = train.train_workspace(workspace(tmp_path, edits), epochs={"digits": 1})
+    assert report.verdicts["MSE"][0] == report.verdicts["Linear"][0] == "scaled"
+    same_run(*report.runs["parabola"], atol=1e-5)
+    assert "same update" in train._chain_note(report.verdicts, train.TEXT["en"])
+
+
+@pytest.mark.parametrize("lang, words", [("en", "final loss"), ("ru", "итоговая ошибка")])
+def test_run_train_prints_the_table(tmp_path, monkeypatch, lang, words):
+    fast = {k: dataclasses.replace(n, epochs=3) for k, n in train.NETWORKS.items()}
+    monkeypatch.setattr(train, "NETWORKS", fast)
+    out = io.StringIO()
+    assert train.run_train(workspace(tmp_path), lang=lang, out=out) == 0
+    text = out.getvalue()
+    assert words in text and "Linear(64, 32) -> ReLU -> Linear(32, 10)" in text
+
+
+def test_run_train_with_nothing_to_train(tmp_path):
+    out = io.StringIO()
+    assert train.run_train(tmp_path, out=out) == 1 and "no class to train" in out.getvalue()
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    workspace(ws, files={"task_4_2.py": None, "task_4_4.py": "x = 1\n", "task_4_5.py": MISSING_4_5})
+    out = io.StringIO()
+    assert train.run_train(ws, lang="ru", out=out) == 1
+    assert "обучать нечего" in out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["nowhere", "task_1_1.py"])
+def test_a_bad_path_is_one_line(tmp_path, name):
+    (tmp_path / "task_1_1.py").write_text("")
+    with pytest.raises(HandgradError, match="grade --train"):
+        train.run_train(tmp_path / name, out=io.StringIO())
