@@ -153,7 +153,8 @@ def _first_wrong(got: Any, want: Tensor) -> str:
         return f"shape {tuple(t.shape)}, expected {tuple(want.shape)}"
     t = t.reshape(want.shape)
     bad = (~torch.isclose(t, want, rtol=1e-4, atol=1e-5)).nonzero()[0].tolist()
-    return f"at {tuple(bad)} expected {float(want[tuple(bad)]):.5g}, got {float(t[tuple(bad)]):.5g}"
+    expected, got = float(want[tuple(bad)]) + 0.0, float(t[tuple(bad)]) + 0.0  # no "-0"
+    return f"at {tuple(bad)} expected {expected:.5g}, got {got:.5g}"
 
 
 def _powered(got: Any, true: Tensor, powers: tuple[int, ...]) -> int | None:

@@ -248,15 +248,17 @@ def _verdict_lines(verdicts: dict[str, tuple[str, str, int]], lang: str) -> list
     return lines
 
 
-def _chain_note(verdicts: dict[str, tuple[str, str, int]], t: dict[str, Any]) -> str | None:
-    """The parabola's step relative to the true gradient: N^(q_MSE - p_Linear) (adapter.py)."""
+def _note(name: str, verdicts: dict[str, tuple[str, str, int]], t: dict[str, Any]) -> str | None:
+    """What the 1/N conventions do to `name`'s run. The parabola steps N^(q_MSE - p_Linear)
+    times the true gradient (adapter.py: the student's own loop); digits normalises them."""
     power = {r: v[2] for r, v in verdicts.items() if v[0] in ("ok", "scaled")}
+    scaled = {r for r, v in verdicts.items() if v[0] == "scaled"}
+    if name == "digits":
+        return t["normalised"] if scaled & {"Linear", "CE"} else None
     q, p = power.get("MSE", 1), power.get("Linear", 1)
-    if q - p:
-        return t["steps"].format(e=q - p, why=t["why+" if q > p else "why-"])
-    if "scaled" in {verdicts["MSE"][0], verdicts["Linear"][0]}:
-        return t["moved"]
-    return None
+    if q != p:
+        return t["why+" if q > p else "why-"]
+    return t["moved"] if scaled & {"Linear", "MSE"} else None
 
 
 def _table(net: Network, mine: dict[str, Any], ours: dict[str, Any], t: dict[str, Any]) -> str:
@@ -360,7 +362,7 @@ def run_train(path: Path, *, lang: str = "en", out: TextIO) -> int:
         else:
             trained = True
             print(_table(NETWORKS[name], run[0], run[1], t), file=out)
-            note = _chain_note(report.verdicts, t) if name == "parabola" else None
+            note = _note(name, report.verdicts, t)
             if note:
                 print(note, file=out)
     if not trained and all(r == "skip" for r in report.runs.values()):

@@ -25,9 +25,12 @@ TEXT: dict[str, dict[str, Any]] = {
         "diverged": "diverged (epoch {e})",
         "failed": "your network failed: {detail}",
         "skip": "{name}: skipped (none of its classes is yours)",
-        "steps": "note: the parabola steps N^{e} times handgrad's ({why})",
-        "why+": "MSELoss.backward gives 2(p - t) and Linear.backward sums: the missing 1/N",
-        "why-": "the 1/N is taken twice, in the loss and in the layer",
+        "why+": "note: the parabola's steps are N times handgrad's: MSELoss.backward gives "
+        "2(p - t) and Linear.backward sums over the batch (the missing 1/N)",
+        "why-": "note: the parabola's steps are 1/N of handgrad's: the 1/N is taken twice, in "
+        "the loss and in the layer",
+        "normalised": "note: digits has no loop of yours, so each class's 1/N convention is "
+        "normalised there",
         "moved": "note: the 1/N sits in your loss instead of the layer: the same update",
     },
     "ru": {
@@ -48,9 +51,12 @@ TEXT: dict[str, dict[str, Any]] = {
         "diverged": "разошлась (эпоха {e})",
         "failed": "ваша сеть упала: {detail}",
         "skip": "{name}: пропущено (ни один её класс не ваш)",
-        "steps": "замечание: шаг на параболе в N^{e} раз больше, чем у handgrad ({why})",
-        "why+": "MSELoss.backward даёт 2(p - t), а Linear.backward суммирует: пропущен 1/N",
-        "why-": "1/N взят дважды: и в функции потерь, и в слое",
+        "why+": "замечание: шаг на параболе в N раз больше, чем у handgrad: MSELoss.backward "
+        "даёт 2(p - t), а Linear.backward суммирует по батчу (пропущен 1/N)",
+        "why-": "замечание: шаг на параболе в N раз меньше, чем у handgrad: 1/N взят дважды, и "
+        "в функции потерь, и в слое",
+        "normalised": "замечание: на digits вашего цикла нет, поэтому соглашение каждого класса "
+        "об 1/N там приведено к общему",
         "moved": "замечание: 1/N стоит в вашей функции потерь, а не в слое: шаг тот же",
     },
 }
