@@ -148,11 +148,22 @@ def test_student_code_runs_only_in_the_sandbox(correct, tmp_path, monkeypatch):
     monkeypatch.setattr(train, "Sandbox", Counting)
     ws = workspace(tmp_path, files={"task_4_5.py": None})
     report = train.train_workspace(ws, epochs={"parabola": 3})
-    assert calls == ["probe", "train_student", "train_student"]
+    assert calls == ["probe"] * 4 + ["train_student"] * 2
     pids = {int(p) for p in (ws / "pids.txt").read_text().split()}
     assert pids and os.getpid() not in pids
     assert not {"task_4_2", "task_4_4", "task_4_5"} & set(sys.modules)
     assert report.verdicts["CE"][0] == "missing"
+
+
+def test_a_file_that_hangs_costs_only_its_own_classes(tmp_path):
+    ws = workspace(tmp_path, files={"task_4_5.py": "while True:\n    pass\n"})
+    limits = train.Limits(cpu_seconds=2, wall_seconds=5)
+    report = train.train_workspace(ws, epochs={"parabola": 20, "digits": 1}, limits=limits)
+    status, reason, _ = report.verdicts["CE"]
+    assert status == "wrong" and reason.startswith("timeout")
+    assert {report.verdicts[r][0] for r in ("Linear", "ReLU", "MSE")} == {"ok"}
+    for name in ("parabola", "digits"):  # digits with handgrad's cross-entropy
+        same_run(*report.runs[name], atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,8 @@ NETWORKS = {
     "parabola": Network("parabola", (1, 10, 1), "MSE", lr=0.02, epochs=2001, batch_size=None),
     "digits": Network("digits", (64, 32, 10), "CE", lr=0.1, epochs=20, batch_size=32),
 }
+USES = {"parabola": ("Linear", "ReLU", "MSE"), "digits": ("Linear", "ReLU", "CE")}  # their roles
+LIMITS = Limits(cpu_seconds=60.0, wall_seconds=120.0)  # one sandboxed call, with margin
 
 
 # ---- data, initial weights and one training run (the same code for both networks) ----------
@@ -145,28 +147,31 @@ def train_reference(net: Network, init: list[list[Any]], epochs: int) -> dict[st
 
 
 # ---- inside the sandbox: the student's classes ------------------------------------------------
-def _student_classes(workspace: str, modules: list[str]) -> dict[str, Any]:
-    """role -> the student's class, or a Verdict when it is missing or its file fails."""
+def _student_classes(workspace: str, modules: list[str], roles: tuple[str, ...]) -> dict[str, Any]:
+    """role -> the student's class, or a Verdict when it is missing or its file fails. Only the
+    files these roles need are imported, so a file that fails costs only its own classes."""
     sys.path.insert(0, workspace)
     loaded: dict[str, Any] = {}
-    for name in modules:
-        sys.modules.pop(name, None)
-        try:
-            loaded[name] = importlib.import_module(name)
-        except Exception as e:  # noqa: BLE001 - the student's file: reported, not raised
-            loaded[name] = Verdict("wrong", f"{name}.py does not import: {type(e).__name__}: {e}")
     found: dict[str, Any] = {}
-    for role, (cls_name, files) in ROLES.items():
+    for role in roles:
+        cls_name, files = ROLES[role]
         found[role] = Verdict("missing", "not in the files given")
-        for f in files:
-            mod = loaded.get(f)
-            if isinstance(mod, Verdict):
-                found[role] = mod
-                break
-            if mod is not None and hasattr(mod, cls_name):
-                found[role] = getattr(mod, cls_name)
+        for f in (f for f in files if f in modules):
+            if f not in loaded:
+                loaded[f] = _import(f)
+            if isinstance(loaded[f], Verdict) or hasattr(loaded[f], cls_name):
+                found[role] = getattr(loaded[f], cls_name, loaded[f])
                 break
     return found
+
+
+def _import(name: str) -> Any:
+    """The student's module `name`, imported afresh, or a Verdict saying why it does not import."""
+    sys.modules.pop(name, None)
+    try:
+        return importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001 - the student's file: reported, not raised
+        return Verdict("wrong", f"{name}.py does not import: {type(e).__name__}: {e}")
 
 
 def _check(role: str, cls: Any) -> Verdict:
@@ -179,13 +184,11 @@ def _check(role: str, cls: Any) -> Verdict:
         return Verdict("wrong", f"raised {type(e).__name__}: {e}".splitlines()[0])
 
 
-def probe(workspace: str, modules: list[str]) -> dict[str, tuple[str, str, int]]:
-    """(sandboxed) role -> (status, reason, power) of every class the contract names."""
-    verdicts = {}
-    for role, cls in _student_classes(workspace, modules).items():
-        v = cls if isinstance(cls, Verdict) else _check(role, cls)
-        verdicts[role] = (v.status, v.reason, v.power)
-    return verdicts
+def probe(workspace: str, modules: list[str], role: str) -> tuple[str, str, int]:
+    """(sandboxed) (status, reason, power) of the student's class for `role`."""
+    cls = _student_classes(workspace, modules, (role,))[role]
+    v = cls if isinstance(cls, Verdict) else _check(role, cls)
+    return (v.status, v.reason, v.power)
 
 
 def train_student(
@@ -199,7 +202,9 @@ def train_student(
     """(sandboxed) `net_name` with the student's class for each role whose power is given (the
     adapters assume that power of N), handgrad's own for the others; trained from `init`."""
     net = NETWORKS[net_name]
-    classes = _student_classes(workspace, modules)
+    classes = _student_classes(
+        workspace, modules, tuple(r for r, p in powers.items() if p is not None)
+    )
     layers, loss = reference_network(net, init)
     for k in (0, 2):
         if powers.get("Linear") is not None:
@@ -285,10 +290,6 @@ def _table(net: Network, mine: dict[str, Any], ours: dict[str, Any], t: dict[str
     return "\n".join([head, *body])
 
 
-LIMITS = Limits(cpu_seconds=60.0, wall_seconds=120.0)  # one network's training, with margin
-USES = {"parabola": ("Linear", "ReLU", "MSE"), "digits": ("Linear", "ReLU", "CE")}
-
-
 @dataclass
 class Report:
     """What train_workspace found: each role's verdict, and per network (your run, handgrad's
@@ -296,6 +297,11 @@ class Report:
 
     verdicts: dict[str, tuple[str, str, int]]
     runs: dict[str, tuple[dict[str, Any], dict[str, Any]] | str]
+
+
+def _failed(outcome: Any) -> tuple[str, str, int]:
+    """The verdict of a sandboxed call that returned nothing (a timeout, a crash, an exit)."""
+    return ("wrong", f"{outcome.reason}: {outcome.detail}", 0)
 
 
 def _powers(name: str, verdicts: dict[str, tuple[str, str, int]]) -> dict[str, int | None]:
@@ -320,12 +326,10 @@ def train_workspace(
     runs: dict[str, Any] = {}
     # one thread here: small networks, and no thread pool alive in a process that forks
     with policy(1, 0), Sandbox(workspace, limits) as box:
-        outcome = box.run(probe, str(workspace), modules)
-        verdicts = (
-            outcome.value
-            if outcome.ok
-            else {r: ("wrong", f"{outcome.reason}: {outcome.detail}", 0) for r in ROLES}
-        )
+        verdicts = {}
+        for role in ROLES:  # one call each: a file that hangs costs its own classes only
+            outcome = box.run(probe, str(workspace), modules, role)
+            verdicts[role] = outcome.value if outcome.ok else _failed(outcome)
         for name, net in NETWORKS.items():
             powers = _powers(name, verdicts)
             if all(p is None for p in powers.values()):
