@@ -12,6 +12,8 @@ import dataclasses
 import io
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -99,8 +101,9 @@ EPOCHS = {"digits": 2}  # the parabola keeps its 2001 epochs; digits' real run i
 FEW = {"parabola": 300, "digits": 1}
 
 
-def workspace(tmp_path, edits=(), files=None):
-    """A workspace of the correct files, with (file, old, new) edits applied."""
+def workspace(folder, edits=(), files=None):
+    """`folder` holding the correct files, with (file, old, new) edits applied (None: no file)."""
+    folder.mkdir(exist_ok=True)
     texts = {"task_4_2.py": TASK_4_2, "task_4_4.py": TASK_4_4, "task_4_5.py": TASK_4_5}
     texts.update(files or {})
     for name, old, new in edits:
@@ -108,8 +111,8 @@ def workspace(tmp_path, edits=(), files=None):
         texts[name] = texts[name].replace(old, new)
     for name, text in texts.items():
         if text is not None:
-            (tmp_path / name).write_text(text)
-    return tmp_path
+            (folder / name).write_text(text)
+    return folder
 
 
 def same_run(mine, ours, atol):
@@ -123,8 +126,26 @@ def same_run(mine, ours, atol):
 
 
 @pytest.fixture(scope="module")
-def correct(tmp_path_factory):
-    return train.train_workspace(workspace(tmp_path_factory.mktemp("ws")), epochs=EPOCHS)
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("workspaces")
+
+
+@pytest.fixture(scope="module")
+def box(root):
+    """One sandbox for the workspaces under `root` (its worker starts once for the module)."""
+    with train.Sandbox(root, train.LIMITS) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def ws(root):
+    """A new empty workspace folder under `root`."""
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+@pytest.fixture(scope="module")
+def correct(root, box):
+    return train.train_workspace(workspace(root / "correct"), epochs=EPOCHS, box=box)
 
 
 def test_correct_classes_train_as_handgrads_own(correct):
@@ -135,24 +156,6 @@ def test_correct_classes_train_as_handgrads_own(correct):
     mine, ours = correct.runs["digits"]
     assert ours["accuracy"] > 0.5  # two epochs already learn something
     same_run(mine, ours, atol=1e-4)
-
-
-def test_student_code_runs_only_in_the_sandbox(correct, tmp_path, monkeypatch):
-    calls = []
-
-    class Counting(train.Sandbox):
-        def run(self, fn, *args, **kwargs):
-            calls.append(fn.__name__)
-            return super().run(fn, *args, **kwargs)
-
-    monkeypatch.setattr(train, "Sandbox", Counting)
-    ws = workspace(tmp_path, files={"task_4_5.py": None})
-    report = train.train_workspace(ws, epochs={"parabola": 3})
-    assert calls == ["probe"] * 4 + ["train_student"] * 2
-    pids = {int(p) for p in (ws / "pids.txt").read_text().split()}
-    assert pids and os.getpid() not in pids
-    assert not {"task_4_2", "task_4_4", "task_4_5"} & set(sys.modules)
-    assert report.verdicts["CE"][0] == "missing"
 
 
 def test_a_file_that_hangs_costs_only_its_own_classes(tmp_path):
@@ -176,26 +179,26 @@ def test_a_file_that_hangs_costs_only_its_own_classes(tmp_path):
         ("CE", ("task_4_5.py", "z - z.max(dim=1, keepdim=True).values", "z"), "forward"),
     ],
 )
-def test_a_wrong_class_is_marked_and_replaced(tmp_path, role, edit, words):
-    report = train.train_workspace(workspace(tmp_path, [edit]), epochs=FEW)
+def test_a_wrong_class_is_marked_and_replaced(ws, box, role, edit, words):
+    report = train.train_workspace(workspace(ws, [edit]), epochs=FEW, box=box)
     status, reason, _ = report.verdicts[role]
     assert status == "wrong" and words in reason
     for name in ("parabola", "digits"):
         same_run(*report.runs[name], atol=1e-4)  # handgrad's class in its place
 
 
-def test_a_class_not_written_is_replaced_with_a_note(tmp_path):
-    ws = workspace(tmp_path, files={"task_4_5.py": MISSING_4_5})
-    report = train.train_workspace(ws, epochs={"digits": 1, "parabola": 5})
+def test_a_class_not_written_is_replaced_with_a_note(ws, box):
+    workspace(ws, files={"task_4_5.py": MISSING_4_5})
+    report = train.train_workspace(ws, epochs={"digits": 1, "parabola": 5}, box=box)
     assert report.verdicts["CE"][:2] == ("missing", "raises NotImplementedError (not written yet)")
     same_run(*report.runs["digits"], atol=1e-4)
     line = train._verdict_lines(report.verdicts, "en")[3]
     assert line.split()[:4] == ["SoftmaxCrossEntropyLoss", "handgrad's", "(not", "written:"]
 
 
-def test_the_missing_one_over_n_shows_as_a_worse_result(tmp_path):
-    ws = workspace(tmp_path, [SUMMED_LINEAR])
-    report = train.train_workspace(ws, epochs={"digits": 1, "parabola": 50})
+def test_the_missing_one_over_n_shows_as_a_worse_result(ws, box):
+    workspace(ws, [SUMMED_LINEAR])
+    report = train.train_workspace(ws, epochs={"digits": 1, "parabola": 50}, box=box)
     assert report.verdicts["Linear"][0] == "scaled"  # right up to N: trained as written
     mine, ours = report.runs["parabola"]
     assert mine["diverged"] or mine["final"] > 10 * ours["final"]  # 100x the step
@@ -205,38 +208,49 @@ def test_the_missing_one_over_n_shows_as_a_worse_result(tmp_path):
     assert "normalised" in train._note("digits", report.verdicts, train.TEXT["en"])
 
 
-def test_the_one_over_n_moved_into_the_loss_trains_the_same(tmp_path):
+def test_the_one_over_n_moved_into_the_loss_trains_the_same(ws, box):
     edits = [
         SUMMED_LINEAR,
         ("task_4_2.py", "2 * (y_pred - y_true)", "2 * (y_pred - y_true) / len(y_pred)"),
     ]
-    report = train.train_workspace(workspace(tmp_path, edits), epochs={"digits": 1})
+    report = train.train_workspace(workspace(ws, edits), epochs={"digits": 1}, box=box)
     assert report.verdicts["MSE"][0] == report.verdicts["Linear"][0] == "scaled"
     same_run(*report.runs["parabola"], atol=1e-5)
     assert "same update" in train._note("parabola", report.verdicts, train.TEXT["en"])
 
 
-@pytest.mark.parametrize("lang, words", [("en", "final loss"), ("ru", "итоговая ошибка")])
-def test_run_train_prints_the_table(tmp_path, monkeypatch, lang, words):
+def test_run_train_prints_the_table_and_runs_student_code_only_in_the_sandbox(
+    tmp_path, monkeypatch
+):
+    calls = []
+
+    class Counting(train.Sandbox):
+        def run(self, fn, *args, **kwargs):
+            calls.append(fn.__name__)
+            return super().run(fn, *args, **kwargs)
+
+    monkeypatch.setattr(train, "Sandbox", Counting)
     fast = {k: dataclasses.replace(n, epochs=3) for k, n in train.NETWORKS.items()}
     monkeypatch.setattr(train, "NETWORKS", fast)
     out = io.StringIO()
-    assert train.run_train(workspace(tmp_path), lang=lang, out=out) == 0
+    assert train.run_train(workspace(tmp_path), lang="ru", out=out) == 0
+    assert calls == ["probe"] * 4 + ["train_student"] * 2
+    pids = {int(p) for p in (tmp_path / "pids.txt").read_text().split()}
+    assert pids and os.getpid() not in pids
+    assert not {"task_4_2", "task_4_4", "task_4_5"} & set(sys.modules)
     text = out.getvalue()
     assert "Linear(64, 32) -> ReLU -> Linear(32, 10)" in text
-    finals = [line.split() for line in text.splitlines() if line.strip().startswith(words)]
+    finals = [line.split() for line in text.splitlines() if "итоговая ошибка" in line]
     assert len(finals) == 2 and all(row[-1] == row[-2] for row in finals)  # yours == handgrad's
 
 
-def test_run_train_with_nothing_to_train(tmp_path):
+def test_nothing_to_train(tmp_path, ws, box):
     out = io.StringIO()
     assert train.run_train(tmp_path, out=out) == 1 and "no class to train" in out.getvalue()
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    workspace(ws, files={"task_4_2.py": None, "task_4_4.py": "x = 1\n", "task_4_5.py": MISSING_4_5})
-    out = io.StringIO()
-    assert train.run_train(ws, lang="ru", out=out) == 1
-    assert "обучать нечего" in out.getvalue()
+    files = {"task_4_2.py": None, "task_4_4.py": "x = 1\n", "task_4_5.py": MISSING_4_5}
+    report = train.train_workspace(workspace(ws, files=files), box=box)
+    assert {v[0] for v in report.verdicts.values()} == {"missing"}
+    assert report.runs == {"parabola": "skip", "digits": "skip"}
 
 
 @pytest.mark.parametrize("name", ["nowhere", "task_1_1.py"])

@@ -14,6 +14,7 @@ The student's code runs only in the sandbox (handgrad.sandbox); handgrad's netwo
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+from torch import Tensor
 
 from handgrad.course.adapter import (
     Verdict,
@@ -76,8 +78,13 @@ LIMITS = Limits(cpu_seconds=60.0, wall_seconds=120.0)  # one sandboxed call, wit
 
 
 # ---- data, initial weights and one training run (the same code for both networks) ----------
-def _data(name: str) -> Any:
-    return datasets.parabola() if name == "parabola" else datasets.digits()
+Data = tuple[Tensor, Tensor, Tensor | None, Tensor | None]  # X, y, X_test, y_test
+
+
+def load_data(name: str) -> Data:
+    """The network's data, loaded here and handed to the sandbox (the same tensors for both)."""
+    d = datasets.parabola() if name == "parabola" else datasets.digits()
+    return d.X, d.y, d.X_test, d.y_test
 
 
 def initial_weights(net: Network) -> list[list[Any]]:
@@ -92,7 +99,7 @@ def initial_weights(net: Network) -> list[list[Any]]:
     return [[W.tolist(), b.tolist()] for W, b in layers]
 
 
-def _train(model: Module, loss: Loss, net: Network, epochs: int) -> dict[str, Any]:
+def _train(model: Module, loss: Loss, net: Network, epochs: int, data: Data) -> dict[str, Any]:
     """fit with SGD; the per-epoch losses, the final one, the test accuracy (digits), and the
     epoch where the loss stopped being finite (None if it never did)."""
     losses: list[float] = []
@@ -102,7 +109,7 @@ def _train(model: Module, loss: Loss, net: Network, epochs: int) -> dict[str, An
             losses.append(logs["loss"])
             return False
 
-    data = _data(net.name)
+    X, y, X_test, y_test = data
     opt = SGD(model.parameters(), lr=net.lr)
     diverged = None
     try:
@@ -110,7 +117,7 @@ def _train(model: Module, loss: Loss, net: Network, epochs: int) -> dict[str, An
             model,
             loss,
             opt,
-            (data.X, data.y),
+            (X, y),
             epochs=epochs,
             batch_size=net.batch_size,
             callbacks=[Log()],
@@ -121,10 +128,8 @@ def _train(model: Module, loss: Loss, net: Network, epochs: int) -> dict[str, An
     except NonFiniteLossError:
         diverged = len(losses) + 1
     accuracy = None
-    if data.X_test is not None and diverged is None:
-        accuracy = evaluate(model, (data.X_test, data.y_test), metrics=["accuracy"], threads=1)[
-            "accuracy"
-        ]
+    if X_test is not None and y_test is not None and diverged is None:
+        accuracy = evaluate(model, (X_test, y_test), metrics=["accuracy"], threads=1)["accuracy"]
     final = losses[-1] if losses else float("nan")
     return {"losses": losses, "final": final, "accuracy": accuracy, "diverged": diverged}
 
@@ -140,10 +145,10 @@ def reference_network(net: Network, init: list[list[Any]]) -> tuple[list[Module]
     return layers, MSELoss() if net.loss == "MSE" else CrossEntropyLoss()
 
 
-def train_reference(net: Network, init: list[list[Any]], epochs: int) -> dict[str, Any]:
+def train_reference(net: Network, init: list[list[Any]], epochs: int, data: Data) -> dict[str, Any]:
     """handgrad's own network trained from `init` (in this process: no student code)."""
     layers, loss = reference_network(net, init)
-    return _train(Sequential(*layers), loss, net, epochs)
+    return _train(Sequential(*layers), loss, net, epochs, data)
 
 
 # ---- inside the sandbox: the student's classes ------------------------------------------------
@@ -198,6 +203,7 @@ def train_student(
     epochs: int,
     init: list[list[Any]],
     powers: dict[str, int | None],
+    data: Data,
 ) -> dict[str, Any]:
     """(sandboxed) `net_name` with the student's class for each role whose power is given (the
     adapters assume that power of N), handgrad's own for the others; trained from `init`."""
@@ -216,7 +222,7 @@ def train_student(
         layers[1] = wrap_layer("ReLU", classes["ReLU"](), 0)
     if powers.get(net.loss) is not None:
         loss = wrap_loss(classes[net.loss](), powers[net.loss] or 0)
-    return _train(Sequential(*layers), loss, net, epochs)
+    return _train(Sequential(*layers), loss, net, epochs, data)
 
 
 # ---- the command: resolve the path, run the sandboxed steps, print the table ------------------
@@ -314,33 +320,52 @@ def _powers(name: str, verdicts: dict[str, tuple[str, str, int]]) -> dict[str, i
 
 
 def train_workspace(
-    path: Path, epochs: dict[str, int] | None = None, limits: Limits = LIMITS
+    path: Path,
+    epochs: dict[str, int] | None = None,
+    limits: Limits = LIMITS,
+    box: Sandbox | None = None,
 ) -> Report | None:
     """Check the student's classes at `path`, then train each network that uses one of them,
     in the sandbox, beside handgrad's own; None when `path` holds no task file to read.
-    `epochs` overrides a network's epochs (the tests train digits for fewer)."""
+    `epochs` overrides a network's epochs (the tests train digits for fewer); `box`: a sandbox
+    to run in (the tests share one), else one opened here with `limits`."""
     workspace, modules = _resolve(path)
     modules = _present(workspace, modules)
     if not modules:
         return None
-    runs: dict[str, Any] = {}
     # one thread here: small networks, and no thread pool alive in a process that forks
-    with policy(1, 0), Sandbox(workspace, limits) as box:
+    with policy(1, 0), contextlib.ExitStack() as stack:
+        if box is None:
+            box = stack.enter_context(Sandbox(workspace, limits))
         verdicts = {}
         for role in ROLES:  # one call each: a file that hangs costs its own classes only
             outcome = box.run(probe, str(workspace), modules, role)
             verdicts[role] = outcome.value if outcome.ok else _failed(outcome)
-        for name, net in NETWORKS.items():
-            powers = _powers(name, verdicts)
-            if all(p is None for p in powers.values()):
-                runs[name] = "skip"
-                continue
-            n = (epochs or {}).get(name, net.epochs)
-            init = initial_weights(net)
-            mine = box.run(train_student, str(workspace), modules, name, n, init, powers)
-            ours = train_reference(net, init, n)
-            runs[name] = (mine.value, ours) if mine.ok else f"{mine.reason}: {mine.detail}"
+        runs = {
+            name: _run_both(box, str(workspace), modules, net, verdicts, (epochs or {}).get(name))
+            for name, net in NETWORKS.items()
+        }
     return Report(verdicts, runs)
+
+
+def _run_both(
+    box: Sandbox,
+    workspace: str,
+    modules: list[str],
+    net: Network,
+    verdicts: dict[str, tuple[str, str, int]],
+    epochs: int | None,
+) -> tuple[dict[str, Any], dict[str, Any]] | str:
+    """(the student's run, handgrad's run) of `net` from the same weights and data; "skip"
+    when none of its classes is the student's, or the sandbox's reason when theirs failed."""
+    powers = _powers(net.name, verdicts)
+    if all(p is None for p in powers.values()):
+        return "skip"
+    n = net.epochs if epochs is None else epochs
+    init, data = initial_weights(net), load_data(net.name)
+    mine = box.run(train_student, workspace, modules, net.name, n, init, powers, data)
+    ours = train_reference(net, init, n, data)
+    return (mine.value, ours) if mine.ok else f"{mine.reason}: {mine.detail}"
 
 
 def run_train(path: Path, *, lang: str = "en", out: TextIO) -> int:
