@@ -227,6 +227,26 @@ def test_a_class_folder_gets_a_gradebook_beside_it_and_never_replaces_a_users_fi
     assert "not a gradebook handgrad wrote" in capsys.readouterr().err
 
 
+def test_flags_that_do_not_apply_to_the_run_are_refused_before_grading(tmp_path, capsys):
+    one = tmp_path / "ann"
+    shutil.copytree(SOLUTIONS, one)
+    for argv, flag in [
+        (["grade", str(one), "--out", str(tmp_path / "book.csv")], "grade --out"),
+        (["grade", "--train", str(one), "--task", "2.2"], "--task"),
+        (["grade", "--train", str(one), "--json"], "--json"),
+    ]:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert flag in err and "Traceback" not in err
+    assert not (tmp_path / "book.csv").exists()
+    klass = tmp_path / "class"
+    shutil.copytree(SOLUTIONS, klass / "ann")
+    (tmp_path / "notes.json").write_text("{}")  # the gradebook's JSON half is the user's
+    assert main(["grade", str(klass), "--out", str(tmp_path / "notes.csv")]) == 1
+    assert "not a gradebook handgrad wrote" in capsys.readouterr().err
+    assert not (tmp_path / "notes.csv").exists()  # refused before grading wrote anything
+
+
 def test_compare_reads_gradients_on_values():
     assert compare.wrong(torch.ones(4), torch.ones(1, 4)) == []
     place = compare.wrong(torch.ones(4, 3), torch.ones(3, 4) * 2)[0]

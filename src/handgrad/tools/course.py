@@ -122,6 +122,24 @@ def _ours(path: Path, marker: str) -> bool:
         return False
 
 
+def _gradebook_paths(out: Path) -> tuple[Path, Path]:
+    csv_path = out if out.suffix == ".csv" else out.with_suffix(".csv")
+    return csv_path, csv_path.with_suffix(".json")
+
+
+def _check_gradebook_path(out: Path) -> None:
+    """The gradebook's two files can be written, and neither is a file of the user's."""
+    from handgrad.tools.outputs import check_output_file
+
+    for path, marker in zip(_gradebook_paths(out), ("student,points,max_points", GRADEBOOK_MARK)):
+        check_output_file(path, "grade --out")
+        if path.exists() and not _ours(path, marker):
+            raise InputError(
+                f"grade --out: {path} exists and is not a gradebook handgrad wrote; "
+                "choose another path"
+            )
+
+
 def write_gradebook(out: Path, students: dict[str, list[Any]]) -> list[Path]:
     """The class's gradebook: out (CSV, one row per student) and out with .json (every report)."""
     from handgrad.course.probes import TASKS
@@ -139,8 +157,7 @@ def write_gradebook(out: Path, students: dict[str, list[Any]]) -> list[Path]:
                 *(by_task.get(t, "") for t in TASKS),
             ]
         )
-    csv_path = out if out.suffix == ".csv" else out.with_suffix(".csv")
-    json_path = csv_path.with_suffix(".json")
+    csv_path, json_path = _gradebook_paths(out)
     first_line = "student,points,max_points"
     _write_new(csv_path, buf.getvalue(), _ours(csv_path, first_line))
     data = {
@@ -165,6 +182,11 @@ def grade(args: argparse.Namespace) -> int:
     if args.train:
         from handgrad.course.train import run_train
 
+        given = [
+            f for f, on in (("--task", args.task), ("--json", args.json), ("--out", args.out)) if on
+        ]
+        if given:
+            raise InputError(f"grade --train: {', '.join(given)} apply to grading, not to --train")
         return run_train(path, lang=args.lang, out=sys.stdout)
     if path.is_dir() and not _is_workspace(path):
         students = {d.name: d for d in sorted(path.iterdir()) if d.is_dir() and _is_workspace(d)}
@@ -177,6 +199,7 @@ def grade(args: argparse.Namespace) -> int:
             if args.out
             else path.resolve().parent / f"{path.resolve().name}-gradebook.csv"
         )
+        _check_gradebook_path(out)  # before grading: a bad --out costs nothing
         results = grade_class(students, lang=args.lang, tasks=args.task or None)
         written = write_gradebook(out, results)
         if args.json:
@@ -192,6 +215,11 @@ def grade(args: argparse.Namespace) -> int:
                 print(f"== {name}\n{_table(reports)}\n")
             print("gradebook: " + ", ".join(str(p) for p in written))
         return 0
+    if args.out:
+        raise InputError(
+            f"grade --out: places a class's gradebook; {path} is one student's work "
+            "(grade the folder that holds the students' workspaces)"
+        )
     if path.is_file() and not (path.suffix == ".py" and path.stem.startswith("task_")):
         raise InputError(f"grade: {path} is not a task file (task_N_M.py) or a workspace folder")
     reports = grade_path(path, lang=args.lang, tasks=args.task or None)
