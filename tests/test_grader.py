@@ -262,3 +262,44 @@ def test_a_file_that_fails_to_import_costs_its_own_tasks_only(tmp_path, capsys):
     rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["2.1"]["passed"]
     assert rows["2.2"]["status"] == "error" and "SyntaxError" in rows["2.2"]["message"]
+
+
+DANGEROUS = {  # task: (what its file does, the reason the report must give)
+    "1.1": ("while True:\n    pass\n", "timeout"),
+    "1.2": ("blocks = []\nwhile True:\n    blocks.append(bytearray(1 << 26))\n", "memory"),
+    "1.3": ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", "output"),
+    "2.1": ("import a_module_that_does_not_exist\n", "error"),
+    "2.2": ("import sys\nsys.exit(3)\n", "exit"),
+    "2.3": ("open('../outside.txt', 'w').write('escaped')\n", "write"),
+}
+
+
+def test_dangerous_submissions_cost_their_own_task_with_the_reason(tmp_path, monkeypatch, capsys):
+    """Each task file does something a grader must survive, at import; 3.1 is correct and
+    still passes; nothing is written outside the workspace, and nothing is left running."""
+    monkeypatch.setattr(
+        grader, "LIMITS", grader.Limits(cpu_seconds=2, wall_seconds=3, memory_bytes=1 << 30)
+    )
+    work = tmp_path / "lab"
+    work.mkdir()
+    for task, (body, _) in DANGEROUS.items():
+        (work / f"task_{task.replace('.', '_')}.py").write_text(body)
+    shutil.copy(SOLUTIONS / "task_3_1.py", work)
+    assert (
+        main(
+            [
+                "grade",
+                str(work),
+                "--json",
+                "--task",
+                "3.1",
+                *sum((["--task", t] for t in DANGEROUS), []),
+            ]
+        )
+        == 1
+    )
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    for task, (_, reason) in DANGEROUS.items():
+        assert not rows[task]["passed"] and f"({reason})" in rows[task]["message"], rows[task]
+    assert rows["3.1"]["passed"]
+    assert not (tmp_path / "outside.txt").exists() and not list(tmp_path.rglob("outside.txt"))

@@ -8,6 +8,8 @@ child and sends back raw outputs; the reference and the catalogue's variants run
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -272,18 +274,32 @@ def grade_path(
     if path.is_file():
         stem = path.stem.removeprefix("task_").replace("_", ".")
         tasks = [t for t in TASKS if reference.file_task(t) == stem and (not tasks or t in tasks)]
-    with _one_thread(), Sandbox(folder, LIMITS) as box:
-        return Grader(box, lang, seed).grade_folder(folder, tasks)
+    with _one_thread(), _copies([folder]) as (work,), Sandbox(work, LIMITS) as box:
+        return Grader(box, lang, seed).grade_folder(work, tasks)
 
 
 def grade_class(
     students: dict[str, Path], *, lang: str = "en", tasks: list[str] | None = None
 ) -> dict[str, list[TaskReport]]:
     """Grades each student's workspace; one sandbox (in the class folder) for them all."""
-    folders = list(students.values())
-    root = Path(*Path(folders[0]).resolve().parts[:-1]) if folders else Path.cwd()
-    with _one_thread(), Sandbox(root, LIMITS) as box:
-        grader = Grader(box, lang)
-        return {
-            name: grader.grade_folder(folder.resolve(), tasks) for name, folder in students.items()
-        }
+    folders = [Path(f).resolve() for f in students.values()]
+    with _one_thread(), _copies(folders) as work:
+        with Sandbox(work[0].parent if work else Path.cwd(), LIMITS) as box:
+            grader = Grader(box, lang)
+            return {name: grader.grade_folder(w, tasks) for name, w in zip(students, work)}
+
+
+@contextlib.contextmanager
+def _copies(folders: list[Path]) -> Iterator[list[Path]]:
+    """A temporary copy of each workspace's Python files (task_*.py and any module of the
+    student's beside them), side by side in one folder: the sandbox's working folder, so what
+    a submission writes lands there and goes with it; the student's own folder is only read."""
+    with tempfile.TemporaryDirectory(prefix="handgrad-grade-") as tmp:
+        work = []
+        for i, folder in enumerate(folders):
+            copy = Path(tmp) / f"{i:03d}-{folder.name}"
+            copy.mkdir()
+            for source in sorted(folder.glob("*.py")):
+                shutil.copy2(source, copy / source.name)
+            work.append(copy)
+        yield work
