@@ -237,3 +237,25 @@ def test_predict_out_to_a_folder_that_takes_no_files_names_the_users_path(
     err = capsys.readouterr().err
     assert "--out: cannot write /proc/version: folder /proc does not take new files" in err
     assert ".tmp" not in err and err.count("\n") == 1
+
+
+def test_test_fraction_on_data_with_its_own_test_split_is_refused(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "mnist1d",
+                "--test-fraction",
+                "0.5",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "--test-fraction 0.5: mnist1d has a test split of its own" in err
+    assert not (tmp_path / "run").exists()

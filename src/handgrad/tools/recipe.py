@@ -84,6 +84,12 @@ def load_dataset(config: TrainConfig) -> datasets.Dataset:
             "task of a CSV file"
         )
     own_test = d.X_test is not None
+    default_test = TrainConfig.__dataclass_fields__["test_fraction"].default
+    if own_test and config.test_fraction != default_test:  # never ignored unsaid
+        raise InputError(
+            f"--test-fraction {config.test_fraction}: {config.data} has a test split of its "
+            "own, which the run's test scores use; leave --test-fraction out"
+        )
     if not own_test:
         d = d.split(config.test_fraction, seed=config.seed)
     d = d.split_validation(config.val_fraction, seed=config.seed)
