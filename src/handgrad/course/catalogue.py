@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from handgrad.course import chapter_layernorm, chapter_optim
 from handgrad.course import reference as ref
 from handgrad.errors import InvalidKeyError
 
@@ -422,6 +423,8 @@ MISTAKES: tuple[Mistake, ...] = (
         "exp без вычитания максимума: при логитах ±1000 получается nan или inf",
         "exp without subtracting the maximum: logits of ±1000 give nan or inf",
     ),
+    *(M(*row) for row in chapter_optim.MISTAKES),
+    *(M(*row) for row in chapter_layernorm.MISTAKES),
 )
 
 READY_MADE = Mistake(

@@ -1,4 +1,5 @@
-"""`handgrad lab new DIR`: the seed lab as a student meets it, one file per task.
+"""`handgrad lab new DIR [--chapters 5,9]`: the lab as a student meets it, one file per task
+(the seed's chapters 1-4 by default; --chapters picks others by number or name, or all).
 
 Each task's text (ru and en) and skeleton live in tasks/task_N_M.txt, in three sections
 (`=== ru`, `=== en`, `=== code`). A task file is the text as its docstring, then the code:
@@ -14,27 +15,56 @@ from pathlib import Path
 
 from handgrad.errors import InputError
 
-FILES = tuple(
-    f"task_{n}"
-    for n in (
-        "1_1",
-        "1_2",
-        "1_3",
-        "1_4",
-        "1_5",
-        "2_1",
-        "2_2",
-        "2_3",
-        "3_1",
-        "3_2",
-        "3_3",
-        "4_1",
-        "4_2",
-        "4_3",
-        "4_4",
-        "4_5",
-    )
-)
+SEED_CHAPTERS = (1, 2, 3, 4)  # `lab new` without --chapters: the seed lab
+# each chapter's name for --chapters (its files: every tasks/task_<n>_*.txt)
+CHAPTER_NAMES = {
+    1: "neuron",
+    2: "activations",
+    3: "losses",
+    4: "backprop",
+    5: "optimizers",
+    9: "layernorm",
+}
+
+
+def chapter_files(chapter: int) -> tuple[str, ...]:
+    """The task files of one chapter, in order: ("task_5_1", "task_5_2")."""
+    found = resources.files("handgrad.course").joinpath("tasks").iterdir()
+    stems = [p.name[:-4] for p in found if p.name.startswith(f"task_{chapter}_")]
+    return tuple(sorted(stems, key=lambda s: [int(n) for n in s.split("_")[1:]]))
+
+
+def all_chapters() -> tuple[int, ...]:
+    """Every chapter that has a task file."""
+    found = resources.files("handgrad.course").joinpath("tasks").iterdir()
+    return tuple(sorted({int(p.name.split("_")[1]) for p in found if p.name.endswith(".txt")}))
+
+
+def parse_chapters(text: str | None) -> tuple[int, ...]:
+    """--chapters: None (the seed's 1-4), "all", or numbers and names joined by commas."""
+    if text is None:
+        return SEED_CHAPTERS
+    known = all_chapters()
+    if text.strip() == "all":
+        return known
+    by_name = {name: n for n, name in CHAPTER_NAMES.items()}
+    chosen = set()
+    for item in (i.strip().lower() for i in text.split(",")):
+        n = by_name.get(item, int(item) if item.isdigit() else None)
+        if n not in known:
+            listed = ", ".join(f"{c} ({CHAPTER_NAMES.get(c, '?')})" for c in known)
+            raise InputError(
+                f"lab new --chapters: unknown chapter {item!r}; expected all or some of {listed}"
+            )
+        chosen.add(n)
+    return tuple(sorted(chosen))
+
+
+def files_of(chapters: tuple[int, ...]) -> tuple[str, ...]:
+    return tuple(name for c in chapters for name in chapter_files(c))
+
+
+FILES = files_of(SEED_CHAPTERS)
 LANGS = ("ru", "en")
 
 README = {
@@ -44,33 +74,52 @@ README = {
 Автор заданий: Никита Владимирович Блохин (NVBlokhin@fa.ru), Финансовый университет, 2020 г.
 Рабочее место подготовлено handgrad.
 
-Каждое задание — свой файл: `task_1_1.py` … `task_4_5.py` (текст задания — в начале файла).
+Каждое задание — свой файл: @FILES@ (текст задания — в начале файла).
 Замените `raise NotImplementedError` своим кодом; torch.nn, autograd и `.backward()` из torch
 в телах классов не используются. Тот же набор заданий — в `lab.ipynb`.
+Главы: @CHAPTERS@.
 
-    python task_2_2.py                  # демонстрация из лабораторной
+    python @EXAMPLE@.py                  # демонстрация из лабораторной
     handgrad grade .                    # проверка всех заданий
-    handgrad grade task_2_2.py          # одно задание
-    handgrad grade . --task 4.1.2       # одна подзадача
-    handgrad grade --train .            # ваши слои обучают настоящую сеть
-""",
+    handgrad grade @EXAMPLE@.py          # одно задание
+@BACKPROP@""",
     "en": """# A neural network without ready-made parts
 
 The lab "Building a neural network without ready-made solutions".
 Tasks by Nikita Vladimirovich Blokhin (NVBlokhin@fa.ru), Financial University, 2020.
 Workspace prepared by handgrad.
 
-Each task has its own file: `task_1_1.py` … `task_4_5.py` (the task's text opens the file).
+Each task has its own file: @FILES@ (the task's text opens the file).
 Replace each `raise NotImplementedError` with your code; the class bodies use no torch.nn,
 autograd or torch's `.backward()`. The same tasks are in `lab.ipynb`.
+Chapters: @CHAPTERS@.
 
-    python task_2_2.py                  # the lab's demo lines
+    python @EXAMPLE@.py                  # the lab's demo lines
     handgrad grade .                    # grade every task
-    handgrad grade task_2_2.py          # one task
-    handgrad grade . --task 4.1.2       # one sub-task
+    handgrad grade @EXAMPLE@.py          # one task
+@BACKPROP@""",
+}
+BACKPROP = {  # the README's lines for chapter 4's sub-tasks and its training run
+    "ru": """    handgrad grade . --task 4.1.2       # одна подзадача
+    handgrad grade --train .            # ваши слои обучают настоящую сеть
+""",
+    "en": """    handgrad grade . --task 4.1.2       # one sub-task
     handgrad grade --train .            # your layers train a real network
 """,
 }
+
+
+def readme_text(lang: str, chapters: tuple[int, ...]) -> str:
+    """README.md of a workspace of `chapters`."""
+    files = files_of(chapters)
+    example = "task_2_2" if "task_2_2" in files else files[0]
+    return (
+        README[lang]
+        .replace("@FILES@", f"`{files[0]}.py` … `{files[-1]}.py`")
+        .replace("@CHAPTERS@", ", ".join(f"{c} ({CHAPTER_NAMES.get(c, c)})" for c in chapters))
+        .replace("@EXAMPLE@", example)
+        .replace("@BACKPROP@", BACKPROP[lang] if 4 in chapters else "")
+    )
 
 
 def sections(name: str) -> dict[str, str]:
@@ -126,10 +175,10 @@ def _notebook_cells(name: str, lang: str) -> list[dict]:
     ]
 
 
-def notebook(lang: str) -> dict:
+def notebook(lang: str, files: tuple[str, ...] = FILES) -> dict:
     """lab.ipynb as nbformat 4 JSON: per task a markdown cell and two code cells, tagged."""
     cells: list[dict] = []
-    for name in FILES:
+    for name in files:
         cells += _notebook_cells(name, lang)
     return {
         "cells": cells,
@@ -142,20 +191,26 @@ def notebook(lang: str) -> dict:
     }
 
 
-def new_workspace(folder: Path, lang: str = "ru") -> list[Path]:
-    """Writes the workspace into `folder` (created; refused when it holds anything)."""
+def new_workspace(
+    folder: Path, lang: str = "ru", chapters: tuple[int, ...] = SEED_CHAPTERS
+) -> list[Path]:
+    """Writes the workspace of `chapters` into `folder` (created; refused when it holds
+    anything)."""
     if lang not in LANGS:
         raise InputError(f"lab new --lang: expected ru or en, got {lang!r}")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(f"lab new: {folder} is not an empty folder; choose a new one")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in FILES:
+    files = files_of(chapters)
+    for name in files:
         path = folder / f"{name}.py"
         path.write_text(task_source(name, lang), encoding="utf-8")
         written.append(path)
     nb = folder / "lab.ipynb"
-    nb.write_text(json.dumps(notebook(lang), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    nb.write_text(
+        json.dumps(notebook(lang, files), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
     readme = folder / "README.md"
-    readme.write_text(README[lang], encoding="utf-8")
+    readme.write_text(readme_text(lang, chapters), encoding="utf-8")
     return [*written, nb, readme]

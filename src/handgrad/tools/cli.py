@@ -139,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lang", choices=("ru", "en"), default="ru", help="lab new: task texts' language"
     )
     p.add_argument(
+        "--chapters",
+        metavar="LIST",
+        help="lab new: the chapters to write, numbers or names joined by commas (5,9 or "
+        "optimizers,layernorm) or all (default: the seed lab's chapters 1-4)",
+    )
+    p.add_argument(
         "--task",
         action="append",
         default=[],

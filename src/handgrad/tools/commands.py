@@ -22,6 +22,10 @@ def lab(args: argparse.Namespace) -> int:
         from handgrad.tools.course import lab_new
 
         return lab_new(args)
+    if args.chapters is not None:
+        raise InputError(
+            "lab --chapters: only with lab new, e.g. handgrad lab new my_lab --chapters 5,9"
+        )
     import torch
 
     from handgrad.tools import lab as seed_lab

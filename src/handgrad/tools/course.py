@@ -58,17 +58,18 @@ def add_grade_parser(sub: Any, formatter: Any) -> None:
 
 
 def lab_new(args: argparse.Namespace) -> int:
-    from handgrad.course.workspace import new_workspace
+    from handgrad.course.workspace import new_workspace, parse_chapters
 
     if not args.dir:
         raise InputError("lab new: expected a folder, e.g. handgrad lab new my_lab")
-    written = new_workspace(Path(args.dir), args.lang)
+    written = new_workspace(Path(args.dir), args.lang, parse_chapters(args.chapters))
+    tasks = [p.name for p in written if p.suffix == ".py"]
     print(
         f"wrote {len(written)} files into {args.dir}: "
-        "task_1_1.py ... task_4_5.py, lab.ipynb, README.md"
+        f"{tasks[0]} ... {tasks[-1]}, lab.ipynb, README.md"
     )
     print(
-        f"next: edit a task file, run it (python {Path(args.dir) / 'task_1_1.py'}), "
+        f"next: edit a task file, run it (python {Path(args.dir) / tasks[0]}), "
         f"then: handgrad grade {args.dir}"
     )
     return 0
