@@ -149,17 +149,24 @@ def test_chapters_all_numbers_and_the_default(tmp_path):
     assert main(["lab", "--chapters", "5"]) == 1  # --chapters without new is refused
 
 
-def test_grade_grades_the_seed_chapters_and_the_chapters_present(tmp_path):
+def test_grade_grades_the_chapters_present_through_the_sandbox(tmp_path, capsys):
     folder = tmp_path / "ws"
     shutil.copytree(SOLUTIONS, folder)
-    (folder / "task_5_2.py").unlink()
-    tasks = [r.task for r in _GRADER.grade_folder(folder)]
-    assert "5.1" in tasks and "9.1" in tasks and "5.2" not in tasks
+    (folder / "task_5_2.py").unlink()  # chapter 5 is there: 5.2 is not attempted
+    tasks = {r.task: r.status for r in _GRADER.grade_folder(folder)}
+    assert tasks["5.1"] == tasks["9.1"] == "passed" and tasks["5.2"] == "not attempted"
     for name in ("task_5_1.py", "task_9_1.py"):
         (folder / name).unlink()
     assert [r.task for r in _GRADER.grade_folder(folder)] == [
         t for t in grader.TASKS if t[0] in "1234"
     ]
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    for name in CLASSES:
+        shutil.copy(SOLUTIONS / f"{name}.py", chosen)
+    assert main(["grade", str(chosen), "--json"]) == 0  # only chapters 5 and 9, all passed
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in rows] == list(TASKS) and all(r["passed"] for r in rows)
 
 
 def test_the_demo_lines_run_on_the_solutions(tmp_path):
