@@ -21,6 +21,7 @@ LAB_EXAMPLES = """examples:
   handgrad lab                              all tasks, figure in runs/lab/fit_4_4.png
   handgrad lab new my_lab --lang en         a student's workspace: the tasks to do, then
                                             handgrad grade my_lab
+  handgrad lab new opt --chapters 5,9       chapters past the seed: optimizers, LayerNorm
   handgrad lab --task 4.4 --figure fit.png  one task
   handgrad lab --task 2.2 --task 3.2        several tasks
 """
