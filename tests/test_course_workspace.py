@@ -128,6 +128,7 @@ def test_lab_new_refuses_a_non_empty_folder(tmp_path):
 
 def test_the_task_texts_ship_with_the_package():
     data = Path(workspace.__file__).parent / "tasks"
-    assert sorted(p.stem for p in data.glob("*.txt")) == sorted(SEED_CLASSES)
+    chapters = {name for names in workspace.CHAPTERS.values() for name in names}
+    assert sorted(p.stem for p in data.glob("*.txt")) == sorted(set(SEED_CLASSES) | chapters)
     assert "tasks/*.txt" in (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert json.loads(json.dumps(workspace.notebook("en")))["nbformat"] == 4

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from handgrad.course import chapter_attention, chapter_conv, chapter_gru
 from handgrad.course import reference as ref
 from handgrad.errors import InvalidKeyError
 
@@ -422,6 +423,7 @@ MISTAKES: tuple[Mistake, ...] = (
         "exp без вычитания максимума: при логитах ±1000 получается nan или inf",
         "exp without subtracting the maximum: logits of ±1000 give nan or inf",
     ),
+    *(M(*m) for m in chapter_conv.MISTAKES + chapter_gru.MISTAKES + chapter_attention.MISTAKES),
 )
 
 READY_MADE = Mistake(

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from handgrad.course import chapter_attention, chapter_conv, chapter_gru
 from handgrad.course import probes_backprop as bp
 from handgrad.course.hidden import NotAttempted, Raised, cases, gen, int_, pair, randn
 
@@ -209,6 +210,9 @@ PROBES: dict[str, Probe] = {
     "4.4.2": bp.probe_4_4_2,
     "4.4.3": bp.probe_4_4_3,
     "4.5": bp.probe_4_5,
+    **chapter_conv.PROBES,
+    **chapter_gru.PROBES,
+    **chapter_attention.PROBES,
 }
 TASKS = tuple(PROBES)
 

@@ -9,6 +9,7 @@ the lab's classes with `raise NotImplementedError` bodies and the lab's demo lin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -36,6 +37,12 @@ FILES = tuple(
     )
 )
 LANGS = ("ru", "en")
+# the chapters past the seed, by number: their task files (`lab new --chapters`)
+CHAPTERS: dict[int, tuple[str, ...]] = {
+    6: ("task_6_1", "task_6_2"),
+    7: ("task_7_1", "task_7_2"),
+    8: ("task_8_1",),
+}
 
 README = {
     "ru": """# Нейронная сеть без готовых решений
@@ -126,10 +133,10 @@ def _notebook_cells(name: str, lang: str) -> list[dict]:
     ]
 
 
-def notebook(lang: str) -> dict:
+def notebook(lang: str, names: Sequence[str] = FILES) -> dict:
     """lab.ipynb as nbformat 4 JSON: per task a markdown cell and two code cells, tagged."""
     cells: list[dict] = []
-    for name in FILES:
+    for name in names:
         cells += _notebook_cells(name, lang)
     return {
         "cells": cells,
@@ -142,20 +149,33 @@ def notebook(lang: str) -> dict:
     }
 
 
-def new_workspace(folder: Path, lang: str = "ru") -> list[Path]:
-    """Writes the workspace into `folder` (created; refused when it holds anything)."""
+def chapter_files(chapters: Sequence[int]) -> tuple[str, ...]:
+    """The task files of the chapters past the seed asked for, in the course's order."""
+    unknown = sorted(set(chapters) - set(CHAPTERS))
+    if unknown:
+        known = ", ".join(map(str, CHAPTERS))
+        raise InputError(f"lab new --chapters: expected some of {known}, got {unknown[0]}")
+    return tuple(name for n in sorted(set(chapters)) for name in CHAPTERS[n])
+
+
+def new_workspace(folder: Path, lang: str = "ru", chapters: Sequence[int] = ()) -> list[Path]:
+    """Writes the workspace into `folder` (created; refused when it holds anything): the
+    seed's tasks, then those of `chapters` (numbers past the seed)."""
     if lang not in LANGS:
         raise InputError(f"lab new --lang: expected ru or en, got {lang!r}")
+    names = FILES + chapter_files(chapters)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise InputError(f"lab new: {folder} is not an empty folder; choose a new one")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in FILES:
+    for name in names:
         path = folder / f"{name}.py"
         path.write_text(task_source(name, lang), encoding="utf-8")
         written.append(path)
     nb = folder / "lab.ipynb"
-    nb.write_text(json.dumps(notebook(lang), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    nb.write_text(
+        json.dumps(notebook(lang, names), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
     readme = folder / "README.md"
     readme.write_text(README[lang], encoding="utf-8")
     return [*written, nb, readme]
