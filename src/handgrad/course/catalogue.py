@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from handgrad.course import chapter_layernorm, chapter_optim
+from handgrad.course import (
+    chapter_attention,
+    chapter_conv,
+    chapter_gru,
+    chapter_layernorm,
+    chapter_optim,
+)
 from handgrad.course import reference as ref
 from handgrad.errors import InvalidKeyError
 
@@ -424,6 +430,7 @@ MISTAKES: tuple[Mistake, ...] = (
         "exp without subtracting the maximum: logits of ±1000 give nan or inf",
     ),
     *(M(*row) for row in chapter_optim.MISTAKES),
+    *(M(*m) for m in chapter_conv.MISTAKES + chapter_gru.MISTAKES + chapter_attention.MISTAKES),
     *(M(*row) for row in chapter_layernorm.MISTAKES),
 )
 

@@ -30,6 +30,8 @@ DEPENDS: dict[str, dict[str, str]] = {
     "4.2.3": {"MSELoss": "4.2.1", "Neuron": "4.2.2"},
     "4.3.2": {"MSELoss": "4.2.1", "Linear": "4.3.1"},
     "4.4.3": {"MSELoss": "4.2.1", "Activation_ReLU": "4.4.1", "Linear": "4.4.2"},
+    "6.2": {"Im2col": "6.1"},
+    "7.2": {"GRUCell": "7.1"},
 }
 # the names whose bodies a (sub-)task grades (for the ready-made scan)
 OWNS: dict[str, tuple[str, ...]] = {

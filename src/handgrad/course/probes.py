@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from handgrad.course import chapter_layernorm, chapter_optim
+from handgrad.course import (
+    chapter_attention,
+    chapter_conv,
+    chapter_gru,
+    chapter_layernorm,
+    chapter_optim,
+)
 from handgrad.course import probes_backprop as bp
 from handgrad.course.hidden import NotAttempted, Raised, cases, gen, int_, pair, randn
 
@@ -211,6 +217,9 @@ PROBES: dict[str, Probe] = {
     "4.4.3": bp.probe_4_4_3,
     "4.5": bp.probe_4_5,
     **chapter_optim.PROBES,
+    **chapter_conv.PROBES,
+    **chapter_gru.PROBES,
+    **chapter_attention.PROBES,
     **chapter_layernorm.PROBES,
 }
 TASKS = tuple(PROBES)

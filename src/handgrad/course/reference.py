@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 
-from handgrad.course import chapter_layernorm, chapter_optim
+from handgrad.course import (
+    chapter_attention,
+    chapter_conv,
+    chapter_gru,
+    chapter_layernorm,
+    chapter_optim,
+)
 
 EPS = 1e-7  # 3.2 clips probabilities to [EPS, 1 - EPS] before the log
 
@@ -288,6 +294,9 @@ CLASSES: dict[str, dict[str, Any]] = {
     "4.4": {"MSELoss": MSELoss42, "Activation_ReLU": ActivationReLU44, "Linear": Linear44},
     "4.5": {"SoftmaxCrossEntropyLoss": SoftmaxCrossEntropy45},
     **chapter_optim.CLASSES,
+    **chapter_conv.CLASSES,
+    **chapter_gru.CLASSES,
+    **chapter_attention.CLASSES,
     **chapter_layernorm.CLASSES,
 }
 TRAINS = {"4.1": train_sgd, "4.2": train_batch, "4.3": train_batch, "4.4": train_net}

@@ -10,6 +10,7 @@ the lab's classes with `raise NotImplementedError` bodies and the lab's demo lin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +24,9 @@ CHAPTER_NAMES = {
     3: "losses",
     4: "backprop",
     5: "optimizers",
+    6: "convolution",
+    7: "gru",
+    8: "attention",
     9: "layernorm",
 }
 
@@ -60,8 +64,13 @@ def parse_chapters(text: str | None) -> tuple[int, ...]:
     return tuple(sorted(chosen))
 
 
-def files_of(chapters: tuple[int, ...]) -> tuple[str, ...]:
-    return tuple(name for c in chapters for name in chapter_files(c))
+def files_of(chapters: Sequence[int]) -> tuple[str, ...]:
+    """The task files of `chapters`, in the course's order (an unknown chapter: an error)."""
+    unknown = sorted(set(chapters) - set(all_chapters()))
+    if unknown:
+        known = ", ".join(map(str, all_chapters()))
+        raise InputError(f"lab new --chapters: expected some of {known}, got {unknown[0]}")
+    return tuple(name for c in sorted(set(chapters)) for name in chapter_files(c))
 
 
 FILES = files_of(SEED_CHAPTERS)
@@ -109,7 +118,7 @@ BACKPROP = {  # the README's lines for chapter 4's sub-tasks and its training ru
 }
 
 
-def readme_text(lang: str, chapters: tuple[int, ...]) -> str:
+def readme_text(lang: str, chapters: Sequence[int]) -> str:
     """README.md of a workspace of `chapters`."""
     files = files_of(chapters)
     example = "task_2_2" if "task_2_2" in files else files[0]
@@ -192,7 +201,7 @@ def notebook(lang: str, files: tuple[str, ...] = FILES) -> dict:
 
 
 def new_workspace(
-    folder: Path, lang: str = "ru", chapters: tuple[int, ...] = SEED_CHAPTERS
+    folder: Path, lang: str = "ru", chapters: Sequence[int] = SEED_CHAPTERS
 ) -> list[Path]:
     """Writes the workspace of `chapters` into `folder` (created; refused when it holds
     anything)."""
