@@ -167,7 +167,9 @@ def test_grade_grades_the_chapters_present_through_the_sandbox(tmp_path, capsys)
     for name in ("task_5_1.py", "task_9_1.py"):
         (folder / name).unlink()
     assert [r.task for r in _GRADER.grade_folder(folder)] == [
-        t for t in grader.TASKS if t[0] in "1234678"  # chapters 5 and 9 no longer there
+        t
+        for t in grader.TASKS
+        if t[0] in "1234678"  # chapters 5 and 9 no longer there
     ]
     chosen = tmp_path / "chosen"
     chosen.mkdir()
