@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ def add_grade_parser(sub: Any, formatter: Any) -> None:
         formatter_class=formatter,
     )
     p.add_argument(
-        "path", metavar="PATH", help="a workspace, a task file or a folder of workspaces"
+        "path",
+        metavar="PATH",
+        help="a workspace, a task file, a lab notebook (.ipynb) or a folder of workspaces",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--lang", choices=("ru", "en"), default="en", help="messages' language")
@@ -174,12 +177,24 @@ def write_gradebook(out: Path, students: dict[str, list[Any]]) -> list[Path]:
 
 
 def grade(args: argparse.Namespace) -> int:
-    from handgrad.course.grader import grade_class, grade_path
-
     path = Path(args.path)
     if not path.exists():
         raise InputError(f"grade: {path} does not exist")
     _check_tasks(args.task)
+    if path.is_file() and path.suffix == ".ipynb":  # its tasks' cells, as a workspace's files
+        from handgrad.course.notebook import write_workspace
+
+        with tempfile.TemporaryDirectory(prefix="handgrad-notebook-") as tmp:
+            folder = Path(tmp) / path.stem
+            folder.mkdir()
+            write_workspace(path, folder)
+            return _grade(argparse.Namespace(**{**vars(args), "path": str(folder)}), folder)
+    return _grade(args, path)
+
+
+def _grade(args: argparse.Namespace, path: Path) -> int:
+    from handgrad.course.grader import grade_class, grade_path
+
     if args.train:
         from handgrad.course.train import run_train
 
