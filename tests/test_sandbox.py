@@ -272,3 +272,22 @@ def test_close_ends_every_process_even_a_call_in_flight(box):
     assert not call.is_alive()
     assert not alive(worker) and not alive(int(pid_file.read_text()))
     assert box.worker_pid is None
+
+
+def test_shared_sandboxes_use_one_worker_with_their_own_folders_and_limits(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    with Sandbox(a, shared=True) as first:
+        assert first.run(write, "note.txt", "from a").ok
+        pid = first.worker_pid
+    assert pid is not None and alive(pid)  # close() leaves a shared worker running
+    with Sandbox(b, Limits(wall_seconds=1), shared=True) as second:
+        assert second.run(write, "note.txt", "from b").ok
+        assert second.worker_pid == pid  # no new interpreter for the second sandbox
+        assert second.run(sleep_forever).reason == "timeout"  # its own, shorter limit
+        assert not second.run(write, str(a / "note.txt")).ok  # and its own folder only
+    assert (a / "note.txt").read_text() == "from a" and (b / "note.txt").read_text() == "from b"
+    with Sandbox(a) as own:  # not shared: a worker of its own, ended by close()
+        assert own.run(make_tensor, 2).ok and own.worker_pid != pid
+        own_pid = own.worker_pid
+    assert own_pid is not None and not alive(own_pid)

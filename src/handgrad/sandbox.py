@@ -47,6 +47,7 @@ own process, unconfined, as it did before the sandbox.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import io
 import json
@@ -115,6 +116,12 @@ class Sandbox:
     Args:
         imports: modules the worker imports once, before any call (each call's child then
             has them for free); fn's own module is imported by the worker on first use.
+        shared: serve the calls from this process's one worker for these imports, started on
+            first use and kept until the process exits, instead of a worker of this sandbox's
+            own (a worker holds no student state: each call runs in a fresh child, with the
+            call's own workdir and limits, and its processes end with the call). What a
+            program that grades or checks many times wants (an interpreter with torch takes
+            1.5-2.5 s to start); close() then leaves the worker running for the next sandbox.
     """
 
     def __init__(
@@ -123,6 +130,7 @@ class Sandbox:
         limits: Limits | None = None,
         *,
         imports: Iterable[str] = ("torch", "handgrad"),
+        shared: bool = False,
     ) -> None:
         if not AVAILABLE:
             raise UsageError(
@@ -134,6 +142,7 @@ class Sandbox:
             raise InputError(f"Sandbox: the working folder {self.workdir} is not a folder")
         self.limits = limits or Limits()
         self.imports = tuple(imports)
+        self.shared = shared
         self.confinement = ""  # how writes are confined, once the worker has started
         self._worker: subprocess.Popen[bytes] | None = None
         self._closer: weakref.finalize | None = None
@@ -151,10 +160,18 @@ class Sandbox:
         return None if self._worker is None else self._worker.pid
 
     def close(self) -> None:
-        """Ends every process this sandbox started (the worker ends any call in flight)."""
+        """Ends every process this sandbox started (the worker ends any call in flight); a
+        shared worker is left for the next sandbox."""
         if self._closer is not None:
             self._closer()
         self._worker, self._closer = None, None
+
+    def _drop(self) -> None:
+        """The worker stopped answering: end it, shared or not, so the next call starts anew."""
+        if self.shared and self._worker is not None:
+            _SHARED.pop(self.imports, None)
+            _stop(self._worker)
+        self.close()
 
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Outcome:
         """fn(*args, **kwargs) in a fresh child: its value, or the reason it has none."""
@@ -166,7 +183,7 @@ class Sandbox:
             request = pickle.dumps((fn, args, kwargs, str(self.workdir), self._limits()))
         except Exception as exc:  # noqa: BLE001
             raise ArgumentTypeError(f"Sandbox.run: cannot send the call: {exc}") from exc
-        with self._one_call:
+        with _SHARED_CALL if self.shared else self._one_call:  # one call at a time a worker
             worker = self._start()
             assert worker.stdin is not None and worker.stdout is not None
             deadline = time.monotonic() + self.limits.wall_seconds + _GRACE
@@ -176,7 +193,7 @@ class Sandbox:
             except (OSError, ValueError):  # the worker went away, or close() ran meanwhile
                 reply = None
         if reply is None:  # the worker died or hung: a fresh one serves the next call
-            self.close()
+            self._drop()
             return Outcome(False, reason="crash", detail="the sandbox's worker stopped answering")
         return _outcome(pickle.loads(reply))
 
@@ -188,6 +205,9 @@ class Sandbox:
         if self._worker is not None and self._worker.poll() is None:
             return self._worker
         self.close()
+        if self.shared and self.imports in _SHARED and _SHARED[self.imports][0].poll() is None:
+            self._worker, self.confinement = _SHARED[self.imports]
+            return self._worker
         worker = subprocess.Popen(
             [
                 sys.executable,
@@ -203,18 +223,33 @@ class Sandbox:
             start_new_session=True,  # Ctrl-C reaches us; we end the worker
         )
         self._worker = worker
-        self._closer = weakref.finalize(self, _stop, worker)
+        if not self.shared:
+            self._closer = weakref.finalize(self, _stop, worker)
         assert worker.stdout is not None
         hello = read_frame(worker.stdout.fileno(), time.monotonic() + 120)
         if hello is None:
-            self.close()
+            self._drop()
             raise UsageError("Sandbox: the worker process did not start")
         info = pickle.loads(hello)
         if info["failed"]:
-            self.close()
+            self._drop()
             raise UsageError(f"Sandbox: the worker could not import {'; '.join(info['failed'])}")
         self.confinement = info["confinement"]
+        if self.shared:
+            _SHARED[self.imports] = (worker, self.confinement)
         return worker
+
+
+_SHARED: dict[tuple[str, ...], tuple[subprocess.Popen[bytes], str]] = {}  # shared=True workers
+_SHARED_CALL = threading.Lock()  # the shared workers serve one call at a time
+
+
+@atexit.register
+def _stop_shared() -> None:
+    """The shared workers end with this process (each also exits when its caller dies)."""
+    for worker, _ in list(_SHARED.values()):
+        _stop(worker)
+    _SHARED.clear()
 
 
 def _stop(worker: subprocess.Popen[bytes]) -> None:

@@ -293,7 +293,7 @@ def grade_path(
     if path.is_file():
         stem = path.stem.removeprefix("task_").replace("_", ".")
         tasks = [t for t in TASKS if reference.file_task(t) == stem and (not tasks or t in tasks)]
-    with _one_thread(), _copies([folder]) as (work,), Sandbox(work, LIMITS) as box:
+    with _one_thread(), _copies([folder]) as (work,), Sandbox(work, LIMITS, shared=True) as box:
         return Grader(box, lang, seed).grade_folder(work, tasks)
 
 
@@ -303,7 +303,7 @@ def grade_class(
     """Grades each student's workspace; one sandbox (in the class folder) for them all."""
     folders = [Path(f).resolve() for f in students.values()]
     with _one_thread(), _copies(folders) as work:
-        with Sandbox(work[0].parent if work else Path.cwd(), LIMITS) as box:
+        with Sandbox(work[0].parent if work else Path.cwd(), LIMITS, shared=True) as box:
             grader = Grader(box, lang)
             return {name: grader.grade_folder(w, tasks) for name, w in zip(students, work)}
 

@@ -336,7 +336,7 @@ def train_workspace(
     # one thread here: small networks, and no thread pool alive in a process that forks
     with policy(1, 0), contextlib.ExitStack() as stack:
         if box is None:
-            box = stack.enter_context(Sandbox(workspace, limits))
+            box = stack.enter_context(Sandbox(workspace, limits, shared=True))
         verdicts = {}
         for role in ROLES:  # one call each: a file that hangs costs its own classes only
             outcome = box.run(probe, str(workspace), modules, role)

@@ -114,7 +114,7 @@ def run_check(
     if not AVAILABLE:
         result = check_class(*call)
     else:
-        with Sandbox(path.resolve().parent, LIMITS) as box:
+        with Sandbox(path.resolve().parent, LIMITS, shared=True) as box:
             outcome = box.run(check_class, *call)
         sys.stdout.write(outcome.output)
         if outcome.reason == "error":  # check_class returns the user's mistakes: this is ours
