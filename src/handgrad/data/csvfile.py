@@ -51,15 +51,18 @@ class CsvRows:
         return out
 
 
-def _number(text: str) -> bool:
-    text = text.strip()
-    if text == "":
-        return True  # a missing value: no evidence either way
+def is_number(text: str) -> bool:
+    """Whether a cell reads as a number (what float() takes)."""
     try:
         float(text)
     except ValueError:
         return False
     return True
+
+
+def _number(text: str) -> bool:
+    """A number, or a missing value (no evidence either way)."""
+    return text.strip() == "" or is_number(text)
 
 
 def separator_of(line: str) -> str:

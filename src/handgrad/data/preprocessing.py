@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from handgrad.data.csvfile import read_rows
+from handgrad.data.csvfile import is_number, read_rows
 from handgrad.errors import ArgumentTypeError, InputError
 
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
@@ -497,14 +497,6 @@ def _fit_feature(name: str, values: np.ndarray, categorical: bool, impute: str) 
 NUMERIC_SHARE = 0.9  # a text column with at least this share of numbers: numbers with typos
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _check_numbers(table: Table, name: str, is_target: bool = False) -> None:
     """A column of numbers but for a few cells ('1O.5', '12,3'), which would otherwise become a
     text column one-hot by mistake: an error naming the first such cell where the file has it."""
@@ -512,7 +504,7 @@ def _check_numbers(table: Table, name: str, is_target: bool = False) -> None:
     if values.dtype != object:
         return
     present = [(r, v) for r, v in enumerate(values.tolist()) if v != ""]
-    bad = [(r, v) for r, v in present if not _is_number(v)]
+    bad = [(r, v) for r, v in present if not is_number(v)]
     if not bad or len(present) - len(bad) < NUMERIC_SHARE * len(present):
         return
     r, v = bad[0]
@@ -551,7 +543,7 @@ def _apply_feature(f: Feature, values: np.ndarray, where: Callable[[int], str]) 
             out[r, index[t]] = 1.0
         return out
     if values.dtype == object:
-        r = next(i for i, v in enumerate(values.tolist()) if v != "" and not _is_number(v))
+        r = next(i for i, v in enumerate(values.tolist()) if v != "" and not is_number(v))
         raise InputError(
             f"column {f.name!r}: {where(r)} holds {values[r]!r}, but the model was trained on "
             "numbers"

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from handgrad.data.csvfile import is_number
 from handgrad.errors import InputError
 from handgrad.tools.outputs import check_output_file
 
@@ -164,7 +165,7 @@ def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -
         try:
             values.append([float(r[i]) for i in keep])
         except ValueError:
-            i = next(i for i in keep if not _is_float(r[i]))
+            i = next(i for i in keep if not is_number(r[i]))
             what = "is empty" if not r[i].strip() else f"holds {r[i]!r}, not a number"
             raise InputError(f"{path}, line {line}, column {header[i]!r} {what}") from None
     X = torch.tensor(values, dtype=torch.float32)
@@ -189,14 +190,6 @@ def _predict_plain(args: argparse.Namespace, model: Any, meta: dict[str, Any]) -
         conf, cls = probs.max(1)
         return ["class,probability"] + [f"{int(c)},{float(q):.4f}" for c, q in zip(cls, conf)]
     return ["prediction"] + [",".join(f"{float(v):.6g}" for v in row.reshape(-1)) for row in out]
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 MAX_TOKENS = 100_000  # above it, generate needs --force: a forward pass of the model each
