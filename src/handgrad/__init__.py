@@ -28,7 +28,15 @@ from handgrad.mode import is_caching, no_cache
 from handgrad.module import Module
 from handgrad.nn.penalty import L2, L1Penalty
 from handgrad.optim.clip import clip_grad_norm
-from handgrad.training import EarlyStopping, History, ModelCheckpoint, evaluate, fit, predict
+from handgrad.training import (
+    EarlyStopping,
+    History,
+    ModelCheckpoint,
+    compile_step,
+    evaluate,
+    fit,
+    predict,
+)
 
 __version__ = "0.1.0"
 
@@ -57,6 +65,7 @@ __all__ = [
     "no_cache",
     "is_caching",
     "fit",
+    "compile_step",
     "evaluate",
     "predict",
     "History",

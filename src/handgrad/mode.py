@@ -15,9 +15,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Mode(threading.local):
-    caching = True  # False inside no_cache()
-    host_reads = True  # False inside capture_safe()
-    calls: list[tuple[Any, Any]] | None = None  # (module, output) of every call, in summary()
+    def __init__(self) -> None:  # per thread; set on the instance, as torch.compile's guards
+        self.caching = True  # False inside no_cache()  # read them there
+        self.host_reads = True  # False inside capture_safe()
+        self.calls: list[tuple[Any, Any]] | None = None  # (module, output) of every call
 
 
 _mode = _Mode()
@@ -37,6 +38,16 @@ def capture_safe() -> Iterator[None]:
         yield
     finally:
         _mode.host_reads = before
+
+
+def compiling() -> bool:
+    """Whether torch.compile is tracing this code now (hg.compile_step): then the checks that
+    read what compiled code does not keep (a tensor's ``_version``) are left out; the eager
+    step before the compile ran them."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    if is_compiling is None:  # pragma: no cover - torch 2.2
+        return bool(torch._dynamo.is_compiling())
+    return bool(is_compiling())
 
 
 def autocasting(device_type: str) -> bool:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, DimensionError, InputError, ShapeError, UsageError
+from handgrad.mode import compiling
 from handgrad.module import Module
 from handgrad.validate import check_algorithm
 
@@ -35,6 +36,8 @@ def _tensors(cache: Any) -> Iterator[Tensor]:
 def _versions(cache: Any) -> list[int | None]:
     """The version counter of each tensor in a cache (bumped by every in-place change)."""
     versions: list[int | None] = []
+    if compiling():  # compiled code keeps no version counters (hg.compile_step)
+        return versions
     for t in _tensors(cache):
         try:
             versions.append(t._version)

@@ -91,7 +91,7 @@ def layer_norm_forward(
     if x.numel() == 0:  # no examples: nothing to normalize (and a mean would warn)
         xc, var = x, x.sum(dims, keepdim=True)
     else:
-        n = math.prod(x.shape[d] for d in dims)  # the elements of one example
+        n = math.prod([x.shape[d] for d in dims])  # the elements of one example
         xc = x - x.mean(dims, keepdim=True)  # x - μ
         # σ² = ‖x - μ‖²/n: two passes, as exact as var_mean's and several times faster on CPU
         var = torch.linalg.vector_norm(xc, dim=dims, keepdim=True).square() / n

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from handgrad.errors import InputError
+from handgrad.mode import compiling
 from handgrad.optim.checks import check_param_group, check_params
 
 # A hyperparameter: a Python number, or a 0-d tensor (a tensor lr; graph mode's device
@@ -73,6 +74,7 @@ class Optimizer:
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
         self._counts: dict[Tensor, int] = {}  # each state["step"], mirrored on the host
+        self._offsets: dict[Tensor, int] = {}  # compiled steps: see freeze_runs
         self._hyper: list[dict[str, Tensor]] = []  # graph mode: each group's scalars on device
         self._loaded: list[dict[str, Any]] = []  # the numbers last written into them
         groups = list(params)
@@ -151,7 +153,7 @@ class Optimizer:
         """
         self._opt_called = True  # a schedule stepped before this warns, as torch's does
         loss = closure() if closure is not None else None
-        if self._device_scalars and not capturing():
+        if self._device_scalars and not (capturing() or compiling()):  # else loaded before
             self.load_hyperparameters()
         for i, group in enumerate(self.param_groups):
             scalars = self._scalars(i) if self._device_scalars else self._group_scalars(group)
@@ -261,7 +263,8 @@ class Optimizer:
         torch._foreach_add_([s["step"] for s in states], 1)
         by_count: dict[int, list[int]] = {}
         for i, (p, s) in enumerate(zip(params, states)):
-            by_count.setdefault(self._mirror(p, s), []).append(i)
+            n = self._offsets.get(p, 0) if compiling() else self._mirror(p, s)
+            by_count.setdefault(n, []).append(i)
         runs: list[Run] = []
         for n, run in by_count.items():
             t = states[run[0]]["step"] if self._device_scalars else n
@@ -269,6 +272,16 @@ class Optimizer:
                 ([params[i] for i in run], [grads[i] for i in run], [states[i] for i in run], t)
             )
         return runs
+
+    def freeze_runs(self) -> None:
+        """Before a compiled step (hg.compile_step): the runs of _runs, kept by each count's
+        offset from the smallest. The compiled step counts on the device only (a host number
+        that changes every step would recompile it every step); while every parameter steps
+        each time, the offsets, and so the runs, stay those of now."""
+        counts = {p: self._mirror(p, s) - 1 for p, s in self.state.items() if "step" in s}
+        self._counts.update(counts)  # _mirror counted one step on
+        low = min(counts.values(), default=0)
+        self._offsets = {p: n - low for p, n in counts.items()}
 
     def _mirror(self, p: Tensor, state: dict[str, Any]) -> int:
         """The host's copy of p's step count, one more than before (it has just stepped)."""

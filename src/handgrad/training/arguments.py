@@ -12,20 +12,20 @@ from handgrad.module import require_module
 from handgrad.optim.optimizer import Optimizer
 
 
-def check_fit(model: Any, loss: Any, optimizer: Any) -> None:
+def check_fit(model: Any, loss: Any, optimizer: Any, who: str = "fit") -> None:
     """Refuse a torch.nn model or loss, a torch.optim optimizer, and an optimizer holding a
     tensor of neither the model nor the loss (a subset, for fine-tuning, is fine)."""
-    require_module("fit", "model", model)
-    require_module("fit", "loss", loss)
+    require_module(who, "model", model)
+    require_module(who, "loss", loss)
     kind = type(optimizer)
     if kind.__module__.startswith("torch.optim"):
         raise ArgumentTypeError(
-            f"fit: optimizer is torch.optim's {kind.__name__}, which steps with autograd's "
+            f"{who}: optimizer is torch.optim's {kind.__name__}, which steps with autograd's "
             f"tensors; pass handgrad's: hg.optim.{kind.__name__} takes the same arguments"
         )
     if not isinstance(optimizer, Optimizer):
         raise ArgumentTypeError(
-            f"fit: optimizer must be a handgrad optimizer (hg.optim.SGD, Adam, ...), "
+            f"{who}: optimizer must be a handgrad optimizer (hg.optim.SGD, Adam, ...), "
             f"got {kind.__module__}.{kind.__qualname__}"
         )
     own = {id(p) for p in model.parameters()} | {id(p) for p in loss.parameters()}
@@ -33,7 +33,7 @@ def check_fit(model: Any, loss: Any, optimizer: Any) -> None:
         for i, p in enumerate(group["params"]):
             if id(p) not in own:
                 raise InputError(
-                    f"fit: the optimizer holds {_describe(group, g, i, p)}, which is a "
+                    f"{who}: the optimizer holds {_describe(group, g, i, p)}, which is a "
                     "parameter of neither the model nor the loss: a step would not move the "
                     "model; build the optimizer on model.parameters()"
                 )

@@ -30,6 +30,7 @@ in float32 from the bf16 output. bf16 works on the CPU too (without a graph).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -54,13 +55,21 @@ WARMUP = 3  # eager steps on a side stream before the capture (torch's recipe)
 
 
 def check_options(
-    model: Module, loader: DataLoader, cuda_graph: Any, precision: Any, distributed: bool
+    model: Module,
+    loader: DataLoader,
+    cuda_graph: Any,
+    precision: Any,
+    distributed: bool,
+    compile: Any = False,
 ) -> None:
-    """fit's GPU options, checked before any CUDA call can fail."""
-    if not isinstance(cuda_graph, bool):
-        raise ArgumentTypeError(
-            f"fit: cuda_graph must be True or False, got {type(cuda_graph).__name__}"
-        )
+    """fit's GPU and compile options, checked before any CUDA call or trace can fail."""
+    for name, value in (("cuda_graph", cuda_graph), ("compile", compile)):
+        if not isinstance(value, bool):
+            raise ArgumentTypeError(
+                f"fit: {name} must be True or False, got {type(value).__name__}"
+            )
+    if compile and distributed:
+        raise NotSupportedError("fit", "compile=True with distributed=True")
     if precision not in PRECISIONS:
         raise InputError(f"fit: precision must be 'float32' or 'bf16', got {precision!r}")
     params = model.parameters()
@@ -105,15 +114,20 @@ class Step:
         clip: float | None = None,
         precision: str = "float32",
         sync: Callable[[Module], None] | None = None,
+        flat: bool = True,
+        classes_last: bool = False,
     ) -> None:
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.flat_buffers = flat  # False: each .grad its own tensor (compiled steps)
         self.clip, self.precision, self.sync = clip, precision, sync
+        self.classes_last = classes_last  # (N, T, V) logits against (N, T) ids: a GPT
         self.params = model.parameters()
         if not self.params:
             raise InputError("fit: the model has no parameters to train")
         self.device = self.params[0].device
         self.ok = torch.ones((), dtype=torch.bool, device=self.device)
-        self.total = torch.zeros((), dtype=torch.float64, device=self.device)
+        # (1,), not 0-d: torch.compile (2.13) loses an in-place change of a 0-d float64 input
+        self.total = torch.zeros(1, dtype=torch.float64, device=self.device)
         self.good = torch.zeros((), dtype=torch.int64, device=self.device)  # good steps
         optimizer.device_scalars(True)
         optimizer._mask = self.ok
@@ -142,6 +156,10 @@ class Step:
         with_grad = [p for p in self.params if p.grad is not None]
         if len(with_grad) == len(self.held) and all(p.grad is g for p, g in self.held):
             return
+        if not self.flat_buffers:  # torch.compile fuses the per-gradient ops itself
+            self.flat = [p.grad for p in with_grad if p.grad is not None]
+            self.held = [(p, g) for p, g in zip(with_grad, self.flat)]
+            return
         by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
         for p in with_grad:
             by_kind.setdefault((p.device, p.dtype), []).append(p)
@@ -157,20 +175,31 @@ class Step:
             self.flat.append(flat)
 
     def __call__(self, xb: Tensor, yb: Tensor) -> Tensor:
-        with capture_safe():  # no host reads (fit checked the labels once, before)
-            out, loss = train_step(
-                self.model,
-                self.loss,
-                self.optimizer,
-                xb,
-                yb,
-                self,  # the guard: check() below
-                clip=self.clip,
-                sync=self.sync,
-                precision=self.precision,
-            )
-        self.total.add_(torch.where(self.ok, loss.detach(), 0.0), alpha=xb.shape[0])
-        return out
+        return self.run(xb, yb)[0]
+
+    def run(self, xb: Tensor, yb: Tensor, host_checks: bool = False) -> tuple[Tensor, Tensor]:
+        """The step on (xb, yb): the model's output and the loss (0-d, detached). Without
+        `host_checks`, nothing reads a value on the host (fit checked the labels before)."""
+        with contextlib.nullcontext() if host_checks else capture_safe():
+            return self.update(xb, yb)
+
+    def update(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        """run's step, in the mode it set (what CompiledStep compiles)."""
+        out, loss = train_step(
+            self.model,
+            self.loss,
+            self.optimizer,
+            xb,
+            yb,
+            self,  # the guard: check() below
+            clip=self.clip,
+            sync=self.sync,
+            precision=self.precision,
+            classes_last=self.classes_last,
+        )
+        loss = loss.detach()
+        self.total.add_(torch.where(self.ok, loss, 0.0), alpha=xb.shape[0])
+        return out, loss
 
     # ---- the device guard (handgrad.training.step.Guard) ------------------------------------
     def zero_grad(self, optimizer: Optimizer) -> None:
@@ -204,7 +233,9 @@ class Step:
 
     def read(self) -> tuple[float, int]:
         """(the epoch's loss sum, the first bad batch or 0): one host read; resets the sum."""
-        total, good, ok = torch.stack([self.total, self.good.double(), self.ok.double()]).tolist()
+        total, good, ok = torch.stack(
+            [self.total[0], self.good.double(), self.ok.double()]
+        ).tolist()
         self.total.zero_()
         self.good.zero_()
         return total, 0 if ok else int(good) + 1
@@ -274,14 +305,15 @@ def batches(loader: DataLoader) -> Iterator[tuple[int, Tensor, Tensor, bool]]:
 
 def train_epoch(
     step: Step,
-    graph: GraphStep | None,
+    graph: Callable[[Tensor, Tensor, bool], Tensor] | None,
     loader: DataLoader,
     keep_outputs: bool,
     scheduler: Any,
     bar: Any,
 ) -> tuple[float, int, list[Tensor], list[Tensor]]:
-    """One epoch of Step (replayed through `graph` when given): (mean loss, first bad batch or
-    0, outputs and targets when kept for metrics). `scheduler`: a per-batch schedule, stepped
+    """One epoch of Step, or of `graph` when given (a GraphStep, or CompiledStep.batch: each
+    takes (xb, yb, last) and returns the output): (mean loss, first bad batch or 0, outputs
+    and targets when kept for metrics). `scheduler`: a per-batch schedule, stepped
     on the host after every step. The loss is read once, at the end."""
     step.model.train()
     n, outs, ys = 0, [], []

@@ -26,6 +26,7 @@ from handgrad.optim.scheduler_base import LRScheduler
 from handgrad.threads import Threads, policy, step_work
 from handgrad.training.arguments import check_fit
 from handgrad.training.callbacks import Callback, History
+from handgrad.training.compiled import CompiledStep
 from handgrad.training.graph import GraphStep, Step
 from handgrad.training.graph import check_options as check_gpu_options
 from handgrad.training.graph import train_epoch as graph_epoch
@@ -161,6 +162,7 @@ def fit(
     clip_grad_norm: float | None = None,
     cuda_graph: bool = False,
     precision: str = "float32",
+    compile: bool = False,
 ) -> History:
     """Train `model` for `epochs` epochs; returns the History of train and val loss and metrics.
 
@@ -183,7 +185,9 @@ def fit(
     master weights and optimizer state (CPU too). Either trains with handgrad.training.graph's
     step, which never syncs with the host: the loss and the inf/NaN check are read once per
     epoch, and an inf/NaN masks that step and the rest of the epoch (the weights stay those
-    from before it) before NonFiniteLossError is raised.
+    from before it) before NonFiniteLossError is raised. `compile=True`: the same step
+    compiled by torch.compile (hg.compile_step; with cuda_graph=True,
+    mode="reduce-overhead"), checked once an epoch too; its compile time is printed once.
     """
     check_fit(model, loss, optimizer)
     if not isinstance(epochs, int) or epochs < 0:
@@ -211,7 +215,7 @@ def fit(
         hd.prepare(model)
         sync = hd.average_gradients
     val_loader = None if val is None else _loader(val, 1024, False, None, "val")
-    check_gpu_options(model, loader, cuda_graph, precision, distributed)
+    check_gpu_options(model, loader, cuda_graph, precision, distributed, compile)
     with policy(threads, lambda: _batch_work(model, loader, backward=True)):
         return _fit(
             model,
@@ -229,6 +233,7 @@ def fit(
             clip_grad_norm,
             cuda_graph,
             precision,
+            compile,
         )
 
 
@@ -248,11 +253,16 @@ def _fit(
     clip: float | None = None,
     cuda_graph: bool = False,
     precision: str = "float32",
+    compile: bool = False,
 ) -> History:
     named = [_metric(m) for m in metrics]
     device_step, graph = None, None
     _check_all_labels(model, loader)
-    if cuda_graph or precision != "float32":  # handgrad.training.graph: no host syncs
+    if compile:  # handgrad.training.compiled: the device step, compiled
+        device_step = Step(model, loss, optimizer, clip, precision, sync, flat=False)
+        mode = "reduce-overhead" if cuda_graph else None
+        graph = CompiledStep(device_step, mode=mode, who="fit", verbose=progress).batch
+    elif cuda_graph or precision != "float32":  # handgrad.training.graph: no host syncs
         device_step = Step(model, loss, optimizer, clip, precision, sync)
         graph = GraphStep(device_step) if cuda_graph else None
     history = History()
@@ -323,7 +333,7 @@ def _check_all_labels(model: Module, loader: DataLoader) -> None:
 
 def _graph_epoch(
     step: Step,
-    graph: GraphStep | None,
+    graph: Callable[[Tensor, Tensor, bool], Tensor] | None,
     loader: DataLoader,
     metrics: Sequence[tuple[str, Metric]],
     epoch: int,

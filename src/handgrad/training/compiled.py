@@ -1,0 +1,209 @@
+"""A compiled training step: handgrad's own forward, backward, guard and update, fused by
+torch.compile.
+
+``hg.compile_step(model, loss_fn, optimizer)`` returns ``step(x, y) -> loss``, and
+``fit(..., compile=True)`` / ``handgrad train --compile`` train with it. It compiles the one
+training step (training/step.py's ``train_step``) with the device guard of training/graph.py's
+``Step``; nothing is written twice:
+
+    forward → loss → zero_grad → backward → clip → finite? (mask) → optimizer update
+
+torch.compile traces that Python once into one graph (``fullgraph=True``: a graph break is an
+error, not a slow path), and Inductor generates the code: C++/OpenMP loops on the CPU, Triton
+kernels on a GPU, where ``mode="reduce-overhead"`` also replays it as a CUDA graph. What the
+compiler gets is handgrad's math: no torch.nn, no autograd.
+
+What the compiled step does differently from the eager one, so that it compiles once:
+
+- it runs one eager step first (its labels checked on the host): that step makes each .grad
+  and the optimizer's state, which the compiled steps then update in place;
+- the optimizer runs in graph mode (device scalars, the multi-tensor update): lr & co. are
+  read from device tensors that are filled before each step, so a schedule does not
+  recompile it, and the step counts live on the device (Optimizer.freeze_runs);
+- the guard reads nothing on the host: an inf or NaN clears a device flag that masks the
+  update, and ``finish_epoch()`` (fit: at the epoch's end) reads it and raises;
+- the saved-tensor version checks are left out (compiled code keeps no version counters;
+  the eager first step ran them), as are the checks that read a value on the host
+  (handgrad.mode.capture_safe).
+
+A batch of another shape recompiles once, with the batch size dynamic (torch's automatic
+dynamic shapes); fit runs an epoch's last, smaller batch eagerly instead, as GraphStep does.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+
+import torch
+from torch import Tensor
+
+from handgrad.errors import InputError, NotSupportedError, UsageError
+from handgrad.mode import capture_safe
+from handgrad.module import Module
+from handgrad.nn.loss import Loss
+from handgrad.optim.optimizer import Optimizer
+from handgrad.training.arguments import check_fit
+from handgrad.training.graph import PRECISIONS, Step
+from handgrad.training.step import non_finite
+
+__all__ = ["CompiledStep", "check_compiler", "compile_step"]
+
+MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def check_compiler(who: str, device: torch.device, backend: str = "inductor") -> None:
+    """One line, before anything is traced, when torch.compile cannot work here."""
+    try:
+        from torch._dynamo.eval_frame import is_dynamo_supported
+    except ImportError:  # pragma: no cover - torch without dynamo
+        raise NotSupportedError(who, f"compiling with torch {torch.__version__}") from None
+    if not is_dynamo_supported():
+        version = ".".join(map(str, sys.version_info[:2]))
+        raise UsageError(
+            f"{who}: torch {torch.__version__} cannot compile on Python {version} "
+            "(torch.compile is not supported there); train without compiling"
+        )
+    if backend == "inductor" and device.type == "cpu" and not _cxx():
+        raise UsageError(
+            f"{who}: compiling for the CPU needs a C++ compiler (g++ or clang++), and none "
+            "was found on PATH; install one, or train without compiling"
+        )
+
+
+def _cxx() -> str | None:
+    """The C++ compiler Inductor would use on the CPU, if there is one."""
+    import os
+
+    named = os.environ.get("CXX")
+    for name in ([named] if named else []) + ["g++", "c++", "clang++"]:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class CompiledStep:
+    """``step(x, y) -> loss``: one training step, compiled (see the module's docstring).
+
+    The loss is the one the step saw (0-d, detached, on the model's device; reading it syncs):
+    an inf or NaN one was not applied. ``finish_epoch()`` returns the mean loss of the steps
+    since the last call and raises NonFiniteLossError if one of them was inf or NaN;
+    ``close()`` (or leaving a ``with`` block) puts the optimizer back to its ordinary steps.
+    ``compile_seconds``: how long the first compiled step took, compiling included.
+    """
+
+    def __init__(
+        self,
+        step: Step,
+        mode: str | None = None,
+        backend: str = "inductor",
+        dynamic: bool | None = None,
+        who: str = "hg.compile_step",
+        verbose: bool = True,
+    ) -> None:
+        check_compiler(who, step.device, backend)
+        self.step, self.who, self.verbose = step, who, verbose
+        self.compiled = torch.compile(
+            step.update, fullgraph=True, mode=mode, backend=backend, dynamic=dynamic
+        )
+        self.steps = self.examples = 0  # since the last finish_epoch
+        self.compile_seconds: float | None = None
+        self.shape: tuple[torch.Size, torch.Size] | None = None  # the first compiled batch's
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.run(x, y)[1]
+
+    def run(self, x: Tensor, y: Tensor, eager: bool = False) -> tuple[Tensor, Tensor]:
+        """The step on (x, y): (the model's output, the loss). The first step, and any with
+        `eager`, runs without the compiler (the same Step)."""
+        self.steps += 1
+        self.examples += x.shape[0]
+        if not self.step.optimizer.state or eager:  # the first step makes .grad and state
+            return self.step.run(x, y, host_checks=not self.step.optimizer.state)
+        self.step.optimizer.load_hyperparameters()  # a schedule's lr, into the device scalars
+        if self.compile_seconds is not None:
+            with capture_safe():
+                return self.compiled(x, y)
+        self.step.optimizer.freeze_runs()
+        start = time.perf_counter()
+        with capture_safe():
+            out = self.compiled(x, y)
+        self.compile_seconds = time.perf_counter() - start
+        if self.verbose:
+            print(
+                f"{self.who}: compiled the training step in {self.compile_seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        return out
+
+    def batch(self, xb: Tensor, yb: Tensor, last: bool) -> Tensor:
+        """fit's step (as GraphStep's): the output; an epoch's last batch of another shape
+        runs eagerly, so that it does not recompile the step."""
+        shape = (xb.shape, yb.shape)
+        if self.shape is None and self.step.optimizer.state:
+            self.shape = shape
+        eager = last and self.shape is not None and shape != self.shape
+        return self.run(xb, yb, eager=eager)[0]
+
+    def finish_epoch(self) -> float:
+        """The mean loss of the good steps since the last call; NonFiniteLossError (after
+        the optimizer is back to its ordinary steps) if a step saw an inf or NaN."""
+        total, bad = self.step.read()
+        steps, examples, self.steps, self.examples = self.steps, self.examples, 0, 0
+        if bad:
+            self.close()
+            what = f"the loss or a gradient became inf or NaN at step {bad} of the last {steps}"
+            raise non_finite(self.who, what, "try a smaller learning rate, or clip_grad_norm")
+        return total / max(examples, 1)
+
+    def close(self) -> None:
+        """The optimizer back to its ordinary (host-number) steps."""
+        self.step.close()
+
+    def __enter__(self) -> CompiledStep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def compile_step(
+    model: Module,
+    loss_fn: Loss,
+    optimizer: Optimizer,
+    *,
+    classes_last: bool = False,
+    clip_grad_norm: float | None = None,
+    precision: str | None = None,
+    mode: str | None = None,
+    backend: str = "inductor",
+    dynamic: bool | None = None,
+) -> CompiledStep:
+    """A whole training step of `model` on `loss_fn` by `optimizer`, compiled by torch.compile:
+    ``step = hg.compile_step(model, loss_fn, opt)``, then ``loss = step(x, y)`` per batch.
+
+    Args:
+        classes_last: the model's (N, T, V) output against (N, T) class ids (a GPT): one row
+            per position, as the text recipe trains.
+        clip_grad_norm: scale the gradients to a total 2-norm of at most this.
+        precision: "bf16": bf16 forward and backward with float32 master weights; None or
+            "float32": the model's own dtype.
+        mode, backend, dynamic: torch.compile's ("reduce-overhead": CUDA graphs on a GPU).
+    """
+    who = "hg.compile_step"
+    check_fit(model, loss_fn, optimizer, who)
+    precision = "float32" if precision is None else precision
+    if precision not in PRECISIONS:
+        raise InputError(f"{who}: precision must be None, 'float32' or 'bf16', got {precision!r}")
+    if mode not in MODES:
+        raise InputError(f"{who}: mode must be one of {MODES[1:]} or None, got {mode!r}")
+    if clip_grad_norm is not None and not (
+        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0
+    ):
+        raise InputError(f"{who}: clip_grad_norm must be a number > 0, got {clip_grad_norm!r}")
+    step = Step(model, loss_fn, optimizer, clip_grad_norm, precision, flat=False)
+    step.classes_last = bool(classes_last)
+    return CompiledStep(step, mode=mode, backend=backend, dynamic=dynamic, who=who)
