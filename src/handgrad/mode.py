@@ -50,6 +50,21 @@ def compiling() -> bool:
     return bool(is_compiling())
 
 
+# What algorithm="auto" runs inside a compiled step (hg.compile_step), by module: the tuned
+# kernels' in-place passes are what torch.compile fuses anyway, and the reference ops' plain
+# formulas compile to code as fast or faster (measured: docs/benchmarks.md#compiled-steps).
+COMPILED_AUTO = {"Conv": "reference", "Linear": "reference", "LayerNorm": "reference"}
+COMPILED_AUTO |= {"GELU": "reference", "MultiheadAttention": "reference"}
+
+
+def reference_when_compiling(module: str, algorithm: str) -> bool:
+    """Whether a module whose algorithm is `algorithm` runs the reference ops: "reference"
+    always, "auto" when torch.compile traces it and COMPILED_AUTO says so."""
+    if algorithm == "reference":
+        return True
+    return algorithm == "auto" and compiling() and COMPILED_AUTO[module] == "reference"
+
+
 def autocasting(device_type: str) -> bool:
     """Whether torch.autocast is on for this device type (fit's precision="bf16"): then an
     input's dtype may differ from a layer's float32 weights, as in torch."""

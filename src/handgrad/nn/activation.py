@@ -20,7 +20,7 @@ from torch import Tensor
 
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, DimensionError, InputError, ShapeError, UsageError
-from handgrad.mode import compiling
+from handgrad.mode import compiling, reference_when_compiling
 from handgrad.module import Module
 from handgrad.validate import check_algorithm
 
@@ -301,15 +301,19 @@ class GELU(Activation):
 
     torch_name, cli_name = "GELU", "gelu"
     ALGORITHMS = ("auto", "reference", "fused")
-    op_pair = (kernels.activation.gelu_forward, kernels.activation.gelu_backward)
+    FUSED = (kernels.activation.gelu_forward, kernels.activation.gelu_backward)
+    REFERENCE = (ops.gelu_forward, ops.gelu_backward)  # the formulas of handgrad.ops
 
     def __init__(self, approximate: str = "none", *, algorithm: str = "auto") -> None:
         if approximate not in ("none", "tanh"):
             raise InputError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
         self.algorithm = check_algorithm("GELU", algorithm, self.ALGORITHMS)
-        if algorithm == "reference":  # this layer's own pair: the formulas of handgrad.ops
-            self.op_pair = (ops.gelu_forward, ops.gelu_backward)
+
+    @property
+    def op_pair(self) -> tuple[Callable[..., Any], Callable[..., Any]]:  # type: ignore[override]
+        """The reference pair or the fused one, by algorithm (read at forward and backward)."""
+        return self.REFERENCE if reference_when_compiling("GELU", self.algorithm) else self.FUSED
 
     def config(self) -> dict[str, Any]:
         return {"approximate": self.approximate}

@@ -24,6 +24,7 @@ from torch import Tensor
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError, UsageError
 from handgrad.init import xavier_normal_, xavier_uniform_
+from handgrad.mode import reference_when_compiling
 from handgrad.module import Module
 from handgrad.nn.linear import Linear
 from handgrad.validate import check_algorithm, positive_int
@@ -302,7 +303,11 @@ class MultiheadAttention(Module):
             full = kpm4 if full is None else full + kpm4
         if causal:
             full = ops.causal_mask(L, S_all, qh)
-        attention = ops if self.algorithm == "reference" else kernels.attention
+        attention = (
+            ops
+            if reference_when_compiling("MultiheadAttention", self.algorithm)
+            else kernels.attention
+        )
         (yh, P), ca = attention.attention_forward(
             qh, kh, vh, full, self.dropout, self.training, safe=not need_weights
         )  # torch: need_weights=False runs scaled_dot_product_attention
@@ -364,7 +369,11 @@ class MultiheadAttention(Module):
         if dweights is not None:
             dw = dweights if batched else dweights.unsqueeze(0)
             dP = dw.unsqueeze(1).expand(N, H, L, S_all) / H if average else dw  # mean over heads
-        attention = ops if self.algorithm == "reference" else kernels.attention
+        attention = (
+            ops
+            if reference_when_compiling("MultiheadAttention", self.algorithm)
+            else kernels.attention
+        )
         dqh, dkh, dvh, dS, *_ = attention.attention_backward((dyh, dP), ca)  # dS: the mask's
         if self.add_zero_attn:
             dkh, dvh = dkh[:, :, :-1], dvh[:, :, :-1]  # the zero key and value are constants

@@ -10,7 +10,7 @@ from torch import Tensor
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, ShapeError
 from handgrad.init import linear_parameters
-from handgrad.mode import autocasting
+from handgrad.mode import autocasting, reference_when_compiling
 from handgrad.module import Module
 from handgrad.validate import check_algorithm, positive_int
 
@@ -121,7 +121,7 @@ class Linear(Module):
         layer, another dtype, and autocast's bf16 products (added into the float32 .grad
         separately)."""
         g = self.weight.grad
-        if self.algorithm == "reference":
+        if reference_when_compiling("Linear", self.algorithm):
             return None
         if g is None or self.frozen or g.dtype != dy.dtype or autocasting(dy.device.type):
             return None

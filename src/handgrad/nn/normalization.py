@@ -13,6 +13,7 @@ from torch import Tensor
 
 from handgrad import kernels, ops
 from handgrad.errors import ArgumentTypeError, InputError, ShapeError
+from handgrad.mode import reference_when_compiling
 from handgrad.module import Module
 from handgrad.validate import check_algorithm, positive_int
 
@@ -230,7 +231,9 @@ class LayerNorm(Module):
     def backward(self, dy: Tensor) -> Tensor:
         cache, y_shape = self.pop_cache()
         self._check_grad_output(dy, y_shape)
-        kernel = ops if self.algorithm == "reference" else kernels.normalization
+        kernel = (
+            ops if reference_when_compiling("LayerNorm", self.algorithm) else kernels.normalization
+        )
         dx, _, dweight, dbias = kernel.layer_norm_backward(dy, cache)
         self.add_grad(self.weight, dweight)
         self.add_grad(self.bias, dbias)

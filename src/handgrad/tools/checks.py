@@ -62,6 +62,8 @@ def check_device(config: TrainConfig) -> None:
         raise InputError(f"--device: expected cpu, cuda or cuda:N, got {config.device!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {config.device}: this machine has no CUDA device")
+    if config.compile and config.distributed:
+        raise InputError("--compile does not apply with --distributed (train without one)")
     if config.cuda_graph and device.type != "cuda":
         raise InputError("--cuda-graph needs a CUDA device: add --device cuda")
     if (config.device != "cpu" or config.cuda_graph or config.precision != "float32") and (

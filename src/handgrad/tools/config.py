@@ -164,6 +164,11 @@ class TrainConfig:
     cuda_graph: bool = flag(
         False, "with --device cuda: capture the whole training step in one CUDA graph"
     )
+    compile: bool = flag(  # hg.compile_step: the same step, fused by torch.compile
+        False,
+        "compile the whole training step with torch.compile (its first step takes seconds "
+        "to a minute to compile; with --cuda-graph: mode reduce-overhead)",
+    )
     precision: str = flag(  # bf16 forward/backward, float32 master weights
         "float32",
         "bf16: bf16 forward and backward, float32 weights (default: %(default)s)",

@@ -314,5 +314,6 @@ def _train_one(
         clip_grad_norm=config.clip_grad_norm,
         cuda_graph=config.cuda_graph,
         precision=config.precision,
+        compile=config.compile,
     )
     return model, _joined(past, history)  # the epochs before a resume, then this run's

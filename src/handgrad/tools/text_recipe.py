@@ -28,6 +28,7 @@ from handgrad.mode import no_cache
 from handgrad.module import Module
 from handgrad.nn.class_loss import CrossEntropyLoss
 from handgrad.nn.gpt import GPT
+from handgrad.optim.optimizer import Optimizer
 from handgrad.threads import policy, step_work
 from handgrad.tools import outputs
 from handgrad.tools.build import check_size
@@ -35,6 +36,8 @@ from handgrad.tools.build import optimizer_and_schedule as _optimizer_and_schedu
 from handgrad.tools.config import TrainConfig
 from handgrad.tools.results import RunResult, Where, check_paths
 from handgrad.training.callbacks import History
+from handgrad.training.compiled import CompiledStep
+from handgrad.training.graph import Step
 from handgrad.training.step import HostGuard, train_step
 
 DEFAULT_CORPUS = "text"  # --data text: the standard library's pydoc_data.topics
@@ -149,6 +152,7 @@ def _train_text(
     train_batches = [data.batch("train", B, fixed) for _ in range(EVAL_BATCHES)]
     history = History()
     guard = HostGuard(model.parameters(), "train", "try a smaller --lr or --clip-grad-norm 1")
+    compiled = _compiled(config, model, loss, opt)
     where.training()
     with policy(config.threads, step_work(model, val_batches[0][0])):
         running, count, tokens, start = 0.0, 0, 0, time.perf_counter()
@@ -157,10 +161,13 @@ def _train_text(
                 where.done = step - 1
                 x, y = data.batch("train", B, gen)  # (B, T) ids, y the next characters
                 guard.where = f"step {step}"  # an inf/NaN loss or gradient raises before the step
-                train_step(
-                    model, loss, opt, x, y, guard, clip=config.clip_grad_norm, classes_last=True
-                )  # (B, T, V) logits against (B, T) ids
-                value = guard.value
+                if compiled is None:
+                    train_step(
+                        model, loss, opt, x, y, guard, clip=config.clip_grad_norm, classes_last=True
+                    )  # (B, T, V) logits against (B, T) ids
+                    value = guard.value
+                else:  # an inf/NaN step is masked, and raises at the next log
+                    value = float(compiled(x, y))
                 if scheduler is not None:
                     scheduler.step()  # the schedule runs over steps
                 running, count, tokens = running + value, count + 1, tokens + x.numel()
@@ -168,6 +175,8 @@ def _train_text(
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}", tokens_s=f"{rate:,.0f}", refresh=False)
                 if step % config.eval_every == 0 or step == config.steps:
+                    if compiled is not None:
+                        compiled.finish_epoch()  # NonFiniteLossError naming the step
                     logs = {
                         "loss": running / count,
                         "val_loss": text_loss(model, val_batches),
@@ -180,12 +189,24 @@ def _train_text(
                             f"step {step}/{config.steps}  loss {logs['loss']:.4f}  val_loss "
                             f"{logs['val_loss']:.4f}  {rate:,.0f} tokens/s"
                         )
+        if compiled is not None:
+            compiled.close()
         where.doing = "while scoring the run"
         scores = {
             "train": {"loss": text_loss(model, train_batches)},
             "val": {"loss": history["val_loss"][-1]},
         }
     return model, history, scores
+
+
+def _compiled(
+    config: TrainConfig, model: GPT, loss: CrossEntropyLoss, opt: Optimizer
+) -> CompiledStep | None:
+    """--compile: the step through hg.compile_step (None: the eager step)."""
+    if not config.compile:
+        return None
+    step = Step(model, loss, opt, config.clip_grad_norm, flat=False, classes_last=True)
+    return CompiledStep(step, who="train", verbose=config.progress)
 
 
 def _write_outputs(

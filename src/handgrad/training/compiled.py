@@ -108,7 +108,9 @@ class CompiledStep:
         self.compiled = torch.compile(
             step.update, fullgraph=True, mode=mode, backend=backend, dynamic=dynamic
         )
+        self.warm = False  # whether the first, eager step has run
         self.steps = self.examples = 0  # since the last finish_epoch
+        self.done = 0  # the steps before those
         self.compile_seconds: float | None = None
         self.shape: tuple[torch.Size, torch.Size] | None = None  # the first compiled batch's
 
@@ -120,16 +122,30 @@ class CompiledStep:
         `eager`, runs without the compiler (the same Step)."""
         self.steps += 1
         self.examples += x.shape[0]
-        if not self.step.optimizer.state or eager:  # the first step makes .grad and state
-            return self.step.run(x, y, host_checks=not self.step.optimizer.state)
+        if not self.warm:  # eagerly, the labels checked on the host: makes .grad and state
+            self.warm = True
+            return self.step.run(x, y, host_checks=True)
+        if eager:
+            return self.step.run(x, y)
         self.step.optimizer.load_hyperparameters()  # a schedule's lr, into the device scalars
-        if self.compile_seconds is not None:
-            with capture_safe():
-                return self.compiled(x, y)
+        if self.compile_seconds is None:
+            return self._compile(x, y)
+        with capture_safe():
+            return self.compiled(x, y)
+
+    def _compile(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The first compiled step: traced, compiled and run; its time printed."""
         self.step.optimizer.freeze_runs()
         start = time.perf_counter()
-        with capture_safe():
-            out = self.compiled(x, y)
+        try:
+            with capture_safe():
+                out = self.compiled(x, y)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(
+                f"{self.who}: torch.compile could not compile the training step ({first}); "
+                "train without compiling"
+            ) from e
         self.compile_seconds = time.perf_counter() - start
         if self.verbose:
             print(
@@ -143,19 +159,19 @@ class CompiledStep:
         """fit's step (as GraphStep's): the output; an epoch's last batch of another shape
         runs eagerly, so that it does not recompile the step."""
         shape = (xb.shape, yb.shape)
-        if self.shape is None and self.step.optimizer.state:
+        if self.shape is None:
             self.shape = shape
-        eager = last and self.shape is not None and shape != self.shape
-        return self.run(xb, yb, eager=eager)[0]
+        return self.run(xb, yb, eager=last and shape != self.shape)[0]
 
     def finish_epoch(self) -> float:
         """The mean loss of the good steps since the last call; NonFiniteLossError (after
         the optimizer is back to its ordinary steps) if a step saw an inf or NaN."""
         total, bad = self.step.read()
-        steps, examples, self.steps, self.examples = self.steps, self.examples, 0, 0
+        examples, first = self.examples, self.done
+        self.done, self.steps, self.examples = self.done + self.steps, 0, 0
         if bad:
             self.close()
-            what = f"the loss or a gradient became inf or NaN at step {bad} of the last {steps}"
+            what = f"the loss or a gradient became inf or NaN at step {first + bad}"
             raise non_finite(self.who, what, "try a smaller learning rate, or clip_grad_norm")
         return total / max(examples, 1)
 
