@@ -171,6 +171,14 @@ class Optimizer:
         pairs = [(p, p.grad) for p in group["params"] if p.grad is not None]
         return [p for p, _ in pairs], [g for _, g in pairs]
 
+    def _momentum_on(self, group: dict[str, Any], states: list[dict[str, Any]]) -> bool:
+        """Whether the group keeps momentum buffers (its momentum is not 0). In a compiled
+        step: whether the first parameter has one (the eager first step made them), so that
+        a schedule cycling the momentum (OneCycleLR) does not recompile the step."""
+        if compiling() and states:
+            return "momentum_buffer" in states[0]
+        return bool(group["momentum"] != 0)
+
     def _multi_tensor(self, group: dict[str, Any]) -> bool:
         """Whether the group takes the multi-tensor update (optim/multi_tensor.py): with
         foreach=True, and always in graph mode (one launch per list, not one per parameter);
@@ -190,21 +198,23 @@ class Optimizer:
         }
 
     def _scalars(self, i: int) -> dict[str, Any]:
-        """Group i's device tensors (float64, 0-d), made once: their addresses stay fixed."""
+        """Group i's scalars: 0-d views of its device tensors (float64, made once: their
+        addresses stay fixed). The tensors are (1,): torch.compile takes a 0-d float64 input
+        for a Python number, and traces the step twice."""
         while len(self._hyper) <= i:
             group = self.param_groups[len(self._hyper)]
             device = group["params"][0].device
             self._loaded.append({})
             self._hyper.append(
                 {
-                    k: torch.zeros((), dtype=torch.float64, device=device)
+                    k: torch.zeros(1, dtype=torch.float64, device=device)
                     for k in self._hyperparameters(group)
                 }
             )
             self._fill(len(self._hyper) - 1)
-        h: dict[str, Any] = dict(self._hyper[i])
+        h: dict[str, Any] = {k: t.reshape(()) for k, t in self._hyper[i].items()}
         if self._mask is not None:  # a masked step: lr·0 (the non-finite guard)
-            h["lr"] = self._hyper[i]["lr"] * self._mask
+            h["lr"] = h["lr"] * self._mask.reshape(())
         return h
 
     def _fill(self, i: int) -> None:
@@ -214,7 +224,7 @@ class Optimizer:
         for k, v in self._group_scalars(self.param_groups[i]).items():
             t = self._hyper[i][k]
             if isinstance(v, Tensor):
-                t.copy_(v)
+                t.copy_(v.reshape(1))
             elif loaded.get(k) != v:
                 t.fill_(v)
                 loaded[k] = v

@@ -141,7 +141,8 @@ class RMSprop(Optimizer):
         states = [self._state(p, group) for p in params]
         if self._multi_tensor(group):
             self._runs(params, grads, states)  # the counts (RMSprop's math does not read them)
-            multi_tensor.rmsprop(params, grads, states, h, with_momentum=group["momentum"] > 0)
+            with_momentum = self._momentum_on(group, states)
+            multi_tensor.rmsprop(params, grads, states, h, with_momentum=with_momentum)
         else:
             for p, g, state in zip(params, grads, states):
                 self._count(p, state)

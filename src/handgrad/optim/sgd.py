@@ -108,8 +108,10 @@ class SGD(Optimizer):
             maximize=group["maximize"],
         )
         params, grads = self._with_grad(group)
-        with_momentum = group["momentum"] != 0  # plain SGD keeps no state, as torch's
-        states = [self.state[p] if with_momentum else {} for p in params]
+        with_momentum = self._momentum_on(
+            group, [self.state[p] for p in params[:1] if p in self.state]
+        )
+        states = [self.state[p] if with_momentum else {} for p in params]  # plain SGD: none
         if self._multi_tensor(group):
             multi_tensor.sgd(params, grads, states, h, with_momentum=with_momentum)
         else:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,9 +52,10 @@ from handgrad.training.step import non_finite
 __all__ = ["CompiledStep", "check_compiler", "compile_step"]
 
 MODES = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+BACKEND = "inductor"  # torch.compile's backend for fit(compile=True) and --compile
 
 
-def check_compiler(who: str, device: torch.device, backend: str = "inductor") -> None:
+def check_compiler(who: str, device: torch.device, backend: Any = "inductor") -> None:
     """One line, before anything is traced, when torch.compile cannot work here."""
     try:
         from torch._dynamo.eval_frame import is_dynamo_supported
@@ -98,11 +100,12 @@ class CompiledStep:
         self,
         step: Step,
         mode: str | None = None,
-        backend: str = "inductor",
+        backend: Any = None,
         dynamic: bool | None = None,
         who: str = "hg.compile_step",
         verbose: bool = True,
     ) -> None:
+        backend = BACKEND if backend is None else backend
         check_compiler(who, step.device, backend)
         self.step, self.who, self.verbose = step, who, verbose
         self.compiled = torch.compile(
@@ -195,7 +198,7 @@ def compile_step(
     clip_grad_norm: float | None = None,
     precision: str | None = None,
     mode: str | None = None,
-    backend: str = "inductor",
+    backend: Any = None,
     dynamic: bool | None = None,
 ) -> CompiledStep:
     """A whole training step of `model` on `loss_fn` by `optimizer`, compiled by torch.compile:
@@ -207,7 +210,8 @@ def compile_step(
         clip_grad_norm: scale the gradients to a total 2-norm of at most this.
         precision: "bf16": bf16 forward and backward with float32 master weights; None or
             "float32": the model's own dtype.
-        mode, backend, dynamic: torch.compile's ("reduce-overhead": CUDA graphs on a GPU).
+        mode, backend, dynamic: torch.compile's ("reduce-overhead": CUDA graphs on a GPU;
+            backend None: BACKEND, "inductor").
     """
     who = "hg.compile_step"
     check_fit(model, loss_fn, optimizer, who)

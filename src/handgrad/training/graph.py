@@ -125,10 +125,11 @@ class Step:
         if not self.params:
             raise InputError("fit: the model has no parameters to train")
         self.device = self.params[0].device
-        self.ok = torch.ones((), dtype=torch.bool, device=self.device)
-        # (1,), not 0-d: torch.compile (2.13) loses an in-place change of a 0-d float64 input
+        # (1,), not 0-d: torch.compile (2.13) may treat a 0-d input as a number, and then
+        # loses its in-place changes (a float64 one) or traces the step twice
+        self.ok = torch.ones(1, dtype=torch.bool, device=self.device)
         self.total = torch.zeros(1, dtype=torch.float64, device=self.device)
-        self.good = torch.zeros((), dtype=torch.int64, device=self.device)  # good steps
+        self.good = torch.zeros(1, dtype=torch.int64, device=self.device)  # good steps
         optimizer.device_scalars(True)
         optimizer._mask = self.ok
         if precision != "float32":  # bf16 gradients accumulate into float32 .grad
@@ -214,7 +215,7 @@ class Step:
         self.gather()  # a gradient made by this backward joins its buffer
         self.ok &= self.finite(loss, norm)
         self.good += self.ok  # the first bad batch is good + 1 (read() works it out)
-        bad = ~self.ok
+        bad = ~self.ok[0]  # 0-d: a mask for a gradient of any shape
         for flat in self.flat:
             flat.masked_fill_(bad, 0.0)
 
@@ -234,7 +235,7 @@ class Step:
     def read(self) -> tuple[float, int]:
         """(the epoch's loss sum, the first bad batch or 0): one host read; resets the sum."""
         total, good, ok = torch.stack(
-            [self.total[0], self.good.double(), self.ok.double()]
+            [self.total[0], self.good[0].double(), self.ok[0].double()]
         ).tolist()
         self.total.zero_()
         self.good.zero_()
