@@ -311,3 +311,44 @@ def test_train_compile_with_distributed_is_one_line(tmp_path, capsys):
     assert main(["train", "--compile", "--distributed", "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert "--compile does not apply with --distributed" in err and "Traceback" not in err
+
+
+def test_the_first_step_is_eager_and_checks_what_the_compiled_ones_cannot():
+    """Labels beyond the outputs, and a saved tensor changed in place after it was saved,
+    are refused at the first step, which runs eagerly."""
+    model = hg.Sequential(hg.Linear(4, 3))
+    step = hg.compile_step(
+        model, hg.CrossEntropyLoss(), hg.optim.SGD(model.parameters(), 0.1), backend="aot_eager"
+    )
+    with pytest.raises(InputError):
+        step(torch.randn(8, 4), torch.full((8,), 5))
+    model = hg.Sequential(hg.Linear(4, 3), hg.Sigmoid(), hg.ReLU(inplace=True))
+    step = hg.compile_step(
+        model, hg.MSELoss(), hg.optim.SGD(model.parameters(), 0.1), backend="aot_eager"
+    )
+    with pytest.raises(UsageError, match="changed in place"):
+        step(torch.randn(8, 4), torch.randn(8, 3))
+
+
+def test_auto_runs_what_compiled_faster_inside_a_compiled_step(monkeypatch):
+    """hg.mode.COMPILED_AUTO: a Conv2d's "auto" is im2col eagerly and, in a compiled step,
+    what the table names."""
+    model = hg.Sequential(hg.Conv2d(2, 3, 3), hg.Flatten(), hg.Linear(12, 2))
+    step = hg.compile_step(
+        model, hg.CrossEntropyLoss(), hg.optim.SGD(model.parameters(), 0.1), backend="aot_eager"
+    )
+    x, y = torch.randn(4, 2, 4, 4), torch.randint(0, 2, (4,))
+    step(x, y)
+    assert model[0].last_algorithm == "im2col"  # the eager first step
+    step(x, y)
+    assert model[0].last_algorithm == hg.mode.COMPILED_AUTO["Conv"]
+    assert not hg.mode.compiling()
+
+
+def test_a_python_that_torch_cannot_compile_on_is_one_line(monkeypatch):
+    import torch._dynamo.eval_frame as ef
+
+    monkeypatch.setattr(ef, "is_dynamo_supported", lambda: False)
+    model = hg.Sequential(hg.Linear(4, 3))
+    with pytest.raises(UsageError, match="cannot compile on Python .*train without compiling"):
+        hg.compile_step(model, hg.MSELoss(), hg.optim.SGD(model.parameters(), 0.1))

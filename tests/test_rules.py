@@ -232,3 +232,12 @@ def test_the_backward_scanner_sees_an_op_backward():
     source = "def forward(self, x):\n    return ops.mse_loss_backward(x, None)\n"
     assert backward_calls(source) == ["ops.mse_loss_backward"]
     assert len(_loss_classes()) >= 14  # every loss the README lists
+
+
+def test_torch_compile_is_allowed_and_used_on_handgrads_own_step():
+    """docs/design.md names torch.compile and torch.compiler as allowed: they compile
+    handgrad's own code (training/compiled.py compiles graph.Step.update)."""
+    assert not violations("import torch\nf = torch.compile(g)\ntorch.compiler.is_compiling()\n")
+    source = (PACKAGE / "training" / "compiled.py").read_text()
+    assert "torch.compile(" in source and "step.update" in source
+    assert not violations(source)

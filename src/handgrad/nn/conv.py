@@ -16,7 +16,7 @@ from handgrad import ops
 from handgrad.errors import InputError, NotSupportedError, ShapeError
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.kernels import F4x4_3x3, Im2col, Winograd, Workspace
-from handgrad.mode import autocasting, reference_when_compiling
+from handgrad.mode import autocasting, compiling, reference_when_compiling
 from handgrad.module import Module
 from handgrad.validate import positive_int
 
@@ -208,8 +208,8 @@ class _ConvNd(_Windows):
         a = self.algorithm
         if isinstance(a, (Im2col, Winograd)):
             kernel: Kernel | None = a
-        elif reference_when_compiling("Conv", a):  # "auto" in a compiled step
-            kernel = None
+        elif a == "auto" and compiling():  # what compiles faster (mode.COMPILED_AUTO)
+            kernel = None if reference_when_compiling("Conv", a) else _IM2COL
         elif a == "auto":
             kernel = _WINOGRAD if self._winograd_pays(x, pads) else _IM2COL
         else:
