@@ -2,7 +2,7 @@
 docs/adding_a_layer.md, in order, in one namespace per file (a later block uses what an
 earlier one defined). A block not meant to run is fenced ```text; shell blocks (```sh) are not
 run. A failure names the file and the block's first line, and its traceback the file's own
-line numbers."""
+line numbers. hg.compile_step compiles with the aot_eager backend here (docs_module)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from handgrad import registry
+from handgrad.training import compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "docs/design.md", "docs/adding_a_layer.md"]
@@ -50,6 +51,9 @@ def docs_module(monkeypatch, tmp_path):
     "docs_<name>:<Class>", never as a test's class of the same name, and leave the registry
     and torch's global settings as they found them."""
     monkeypatch.setattr(registry, "_CLASSES", dict(registry._CLASSES))
+    # hg.compile_step in the docs compiles with aot_eager here: the same trace into one
+    # graph in a second, not Inductor's C++ build (tests/test_compile.py runs Inductor)
+    monkeypatch.setattr(compiled, "BACKEND", "aot_eager")
     monkeypatch.chdir(tmp_path)
     precision = torch.get_float32_matmul_precision()
     threads = torch.get_num_threads()
