@@ -123,6 +123,7 @@ def test_three_compiled_steps_equal_three_eager_ones_in_float32(arch):
 @pytest.mark.parametrize(
     "dtype, steps, rtol", [(torch.float64, 10, 1e-9), (torch.float32, 3, 1e-4)]
 )
+@pytest.mark.skipif(compiled._cxx() is None, reason="Inductor on the CPU needs a C++ compiler")
 def test_inductor_steps_equal_eager_ones(dtype, steps, rtol):
     """The real compiler: C++ code that Inductor generates for this machine's CPU."""
     model, twin, eager, losses, _ = eager_and_compiled("mlp", dtype, steps, "inductor")
@@ -352,3 +353,15 @@ def test_a_python_that_torch_cannot_compile_on_is_one_line(monkeypatch):
     model = hg.Sequential(hg.Linear(4, 3))
     with pytest.raises(UsageError, match="cannot compile on Python .*train without compiling"):
         hg.compile_step(model, hg.MSELoss(), hg.optim.SGD(model.parameters(), 0.1))
+
+
+def test_a_process_compiles_any_number_of_different_models():
+    """torch.compile keeps at most 8 graphs per code object; each CompiledStep has its own."""
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    for depth in range(10):
+        model = hg.Sequential(*[hg.Linear(8, 8) for _ in range(depth)], hg.Linear(8, 3))
+        step = hg.compile_step(
+            model, hg.CrossEntropyLoss(), hg.optim.SGD(model.parameters(), lr=0.1), backend="eager"
+        )
+        step(x, y), step(x, y)
+        assert step.compile_seconds is not None

@@ -35,6 +35,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+import types
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -86,6 +88,16 @@ def _cxx() -> str | None:
     return None
 
 
+def _own_copy(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The bound method with a code object of its own: torch.compile keeps its compiled graphs
+    per code object, at most 8 (then fails with fullgraph=True), so each CompiledStep gets its
+    own, and a process may compile any number of different models."""
+    fn = method.__func__  # type: ignore[attr-defined]
+    code = fn.__code__.replace()  # equal, not the same object
+    own = types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    return types.MethodType(own, method.__self__)  # type: ignore[attr-defined]
+
+
 class CompiledStep:
     """``step(x, y) -> loss``: one training step, compiled (see the module's docstring).
 
@@ -109,7 +121,7 @@ class CompiledStep:
         check_compiler(who, step.device, backend)
         self.step, self.who, self.verbose = step, who, verbose
         self.compiled = torch.compile(
-            step.update, fullgraph=True, mode=mode, backend=backend, dynamic=dynamic
+            _own_copy(step.update), fullgraph=True, mode=mode, backend=backend, dynamic=dynamic
         )
         self.warm = False  # whether the first, eager step has run
         self.steps = self.examples = 0  # since the last finish_epoch
@@ -131,24 +143,11 @@ class CompiledStep:
         if eager:
             return self.step.run(x, y)
         self.step.optimizer.load_hyperparameters()  # a schedule's lr, into the device scalars
-        if self.compile_seconds is None:
-            return self._compile(x, y)
-        with capture_safe():
-            return self.compiled(x, y)
-
-    def _compile(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The first compiled step: traced, compiled and run; its time printed."""
+        if self.compile_seconds is not None:
+            return self._compiled(x, y)
         self.step.optimizer.freeze_runs()
         start = time.perf_counter()
-        try:
-            with capture_safe():
-                out = self.compiled(x, y)
-        except torch._dynamo.exc.TorchDynamoException as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UsageError(
-                f"{self.who}: torch.compile could not compile the training step ({first}); "
-                "train without compiling"
-            ) from e
+        out = self._compiled(x, y)  # traced, compiled and run
         self.compile_seconds = time.perf_counter() - start
         if self.verbose:
             print(
@@ -157,6 +156,18 @@ class CompiledStep:
                 flush=True,
             )
         return out
+
+    def _compiled(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The compiled step; a failure to compile it (here or at a recompile) is one line."""
+        try:
+            with capture_safe():
+                return self.compiled(x, y)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(
+                f"{self.who}: torch.compile could not compile the training step ({first}); "
+                "train without compiling"
+            ) from e
 
     def batch(self, xb: Tensor, yb: Tensor, last: bool) -> Tensor:
         """fit's step (as GraphStep's): the output; an epoch's last batch of another shape
