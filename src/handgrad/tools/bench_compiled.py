@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -249,12 +250,17 @@ def compiled_steps(case: Case) -> dict[str, Step]:
 def warm_up(name: str, step: Step) -> float:
     """Call a compiled step until a call compiles nothing new (the first calls trace and
     compile; handgrad's first step runs eagerly), on the thread count it is timed on: the
-    generated code keeps the count it was compiled for. Returns the seconds those calls took;
+    generated code keeps the count it was compiled for. Inductor's caches on disk are left
+    out, so the time is a first run's, as a second bench run finds it too. Returns the
+    seconds those calls took (hg.compile_step's own compile_seconds for handgrad's step);
     UsageError if torch.compile made no graph, or still compiles after WARMUP_CALLS calls."""
     from torch._dynamo.utils import counters
 
     seconds, graphs = 0.0, counters["stats"]["unique_graphs"]
-    with policy(getattr(step, "threads", None), 0):
+    # no compiled code reused from disk:
+    cold = torch.compiler.config.patch(force_disable_caches=True)  # type: ignore[attr-defined]
+    with policy(getattr(step, "threads", None), 0), cold, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "dynamo_pgo force disabled")  # what cold says
         for _ in range(WARMUP_CALLS):
             before = counters["stats"]["unique_graphs"]
             t0 = time.perf_counter()
