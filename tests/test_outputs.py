@@ -196,7 +196,9 @@ def test_lab_figure_naming_a_folder_is_refused_first(tmp_path, capsys, monkeypat
 def test_bench_shows_progress(monkeypatch, capsys):
     from handgrad.tools import bench
 
-    monkeypatch.setattr(bench, "run", lambda cases, rounds: [bench.Row(cases[0].name, {})])
+    monkeypatch.setattr(
+        bench, "run", lambda cases, rounds, compiled=False: [bench.Row(cases[0].name, {})]
+    )
     monkeypatch.setattr(bench, "format_table", lambda rows: f"{len(rows)} rows")
     assert main(["bench", "--suite", "mlp", "--rounds", "1"]) == 0
     captured = capsys.readouterr()

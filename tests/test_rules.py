@@ -24,6 +24,7 @@ REFERENCE_SIDE = {
     "tools/lab_result.py",
     "tools/bench.py",
     "tools/bench_steps.py",
+    "tools/bench_compiled.py",
     "course/grader.py",  # the grader and its reference answers, probes and comparisons
     "course/reference.py",
     "course/probes.py",

@@ -1,8 +1,11 @@
 """Benchmarks: one training step in handgrad, in torch eager (nn + autograd + optim) and in a
-NumPy from-scratch baseline, timed in one run, alternating, several rounds, medians.
+NumPy from-scratch baseline, timed in one run, alternating, several rounds, medians. With
+`compiled` (`handgrad bench --compiled`), also handgrad's step under hg.compile_step and
+torch's whole step under torch.compile, in the same alternation (COMPILED_SUITES' cases).
 
-The steps are in bench_steps.py (the reference side, like lab.py: torch.nn and torch.optim
-are the baseline), the timing in bench_timing.py; here the cases, the runs and the tables.
+The steps are in bench_steps.py and bench_compiled.py (the reference side, like lab.py:
+torch.nn and torch.optim are the baseline), the timing in bench_timing.py; here the cases,
+the runs and the tables.
 Run it with `handgrad bench` or `python benchmarks/run.py`.
 """
 
@@ -16,6 +19,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from handgrad.tools.bench_compiled import (
+    CNN_CASE,
+    compiled_steps,
+    handgrad_cnn_step,
+    torch_cnn_step,
+    warm_up,
+)
 from handgrad.tools.bench_steps import (
     Case,
     NumpyMLP,
@@ -33,6 +43,7 @@ from handgrad.tools.bench_steps import (
 from handgrad.tools.bench_timing import busy, measure, step_memory
 
 __all__ = [
+    "COMPILED_SUITES",
     "Case",
     "NumpyMLP",
     "Row",
@@ -131,27 +142,47 @@ class Row:
     case: str
     seconds: dict[str, float]
     peak_mib: dict[str, float] = field(default_factory=dict)
+    compile_seconds: dict[str, float] = field(default_factory=dict)  # --compiled: the warm-up's
 
-    def ratio(self, name: str) -> float:
-        return self.seconds["handgrad"] / self.seconds[name] if name in self.seconds else math.nan
+    def ratio(self, name: str, of: str = "handgrad") -> float:
+        """seconds[of] / seconds[name] (nan when either was not timed)."""
+        if name not in self.seconds or of not in self.seconds:
+            return math.nan
+        return self.seconds[of] / self.seconds[name]
 
 
-def run(cases: list[Case], rounds: int = 7, memory: bool = True) -> list[Row]:
-    """Time every case; with `memory`, also each MLP step's peak memory (fresh processes)."""
+HGC, TC = "handgrad compiled", "torch compiled"  # the compiled columns' names
+
+
+def eager_steps(case: Case) -> dict[str, Step]:
+    """The case's eager steps: handgrad, torch and (MLPs) NumPy."""
+    if case.kind in ("gru", "gpt"):
+        return {"handgrad": handgrad_sequence_step(case), "torch": torch_sequence_step(case)}
+    if case.kind == "mlp":
+        return {
+            "handgrad": handgrad_step(case),
+            "torch": torch_step(case),
+            "numpy": numpy_step(case),
+        }
+    if case.kind == "cnn":
+        return {"handgrad": handgrad_cnn_step(case), "torch": torch_cnn_step(case)}
+    return {"handgrad": handgrad_conv_step(case), "torch": torch_conv_step(case)}
+
+
+def run(
+    cases: list[Case], rounds: int = 7, memory: bool = True, compiled: bool = False
+) -> list[Row]:
+    """Time every case; with `memory`, also each MLP step's peak memory (fresh processes);
+    with `compiled`, also handgrad's and torch's compiled steps, compiled before the timing."""
     rows = []
     for case in cases:
-        if case.kind in ("gru", "gpt"):
-            steps = {"handgrad": handgrad_sequence_step(case), "torch": torch_sequence_step(case)}
-        elif case.kind == "mlp":
-            steps = {
-                "handgrad": handgrad_step(case),
-                "torch": torch_step(case),
-                "numpy": numpy_step(case),
-            }
-        else:
-            steps = {"handgrad": handgrad_conv_step(case), "torch": torch_conv_step(case)}
+        steps, compile_seconds = eager_steps(case), {}
+        if compiled:
+            more = compiled_steps(case)
+            compile_seconds = {name: warm_up(name, step) for name, step in more.items()}
+            steps |= more
         peak = step_memory(case) if memory and case.kind == "mlp" else {}
-        rows.append(Row(case.name, measure(steps, rounds), peak))
+        rows.append(Row(case.name, measure(steps, rounds), peak, compile_seconds))
     return rows
 
 
@@ -196,24 +227,39 @@ def machine() -> str:
     )
 
 
+def _ms(r: Row, key: str, width: int = 10) -> str:
+    return f"{r.seconds[key] * 1e3:>{width - 2}.3f}ms" if key in r.seconds else f"{'-':>{width}}"
+
+
 def format_table(rows: list[Row]) -> str:
+    """The table of median ms per step and ratios; the compiled columns when rows have them."""
+    compiled = any(HGC in r.seconds for r in rows)
+    more = f" {'hg compiled':>11} {'torch compiled':>14} {'hgc/torch':>9} {'hgc/tc':>7}"
     head = (
         f"{'case':<42} {'handgrad':>10} {'torch':>10} {'numpy':>10} {'hg/torch':>9} {'hg/numpy':>9}"
-        "  peak MiB hg / torch / numpy"
+        + (more + f" {'compile s hg / torch':>21}" if compiled else "")
+        + "  peak MiB hg / torch / numpy"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        ms = [
-            f"{r.seconds[k] * 1e3:>8.3f}ms" if k in r.seconds else f"{'-':>10}"
-            for k in ("handgrad", "torch", "numpy")
-        ]
+        ms = [_ms(r, k) for k in ("handgrad", "torch", "numpy")]
         ratios = [
             f"{r.ratio(k):>9.2f}" if k in r.seconds else f"{'-':>9}" for k in ("torch", "numpy")
         ]
+        if compiled:
+            ms_c = f" {_ms(r, HGC, 11)} {_ms(r, TC, 14)}"
+            ratios.append(ms_c + f" {r.ratio('torch', HGC):>9.2f} {r.ratio(TC, HGC):>7.2f}")
+            c = r.compile_seconds
+            ratios.append(f"{c.get(HGC, math.nan):>10.1f} / {c.get(TC, math.nan):<8.1f}")
         mem = ""
         if r.peak_mib:
             mem = "  " + " / ".join(f"{r.peak_mib[k]:.1f}" for k in ("handgrad", "torch", "numpy"))
         lines.append(f"{r.case:<42} " + " ".join(ms) + " " + " ".join(ratios) + mem)
+    if compiled:
+        lines.append(
+            "hgc: handgrad compiled (hg.compile_step); tc: torch's whole step under "
+            "torch.compile; compile s: the first compiled calls, outside the timing"
+        )
     return "\n".join(lines)
 
 
@@ -221,17 +267,24 @@ def to_json(rows: list[Row]) -> str:
     return json.dumps(
         {
             "machine": machine(),
-            "rows": [
-                {
-                    **asdict(r),
-                    "handgrad/torch": r.ratio("torch"),
-                    "handgrad/numpy": r.ratio("numpy"),
-                }
-                for r in rows
-            ],
+            "rows": [_json_row(r) for r in rows],
         },
         indent=2,
     )
+
+
+def _json_row(r: Row) -> dict[str, object]:
+    row: dict[str, object] = {
+        **asdict(r),
+        "handgrad/torch": r.ratio("torch"),
+        "handgrad/numpy": r.ratio("numpy"),
+    }
+    if HGC in r.seconds:
+        row["handgrad compiled/torch"] = r.ratio("torch", HGC)
+        row["handgrad compiled/torch compiled"] = r.ratio(TC, HGC)
+    else:
+        del row["compile_seconds"]  # the output without --compiled is as it was
+    return row
 
 
 SUITES = {
@@ -239,4 +292,11 @@ SUITES = {
     "scaling": SCALING_CASES,
     "conv": CONV_CASES,
     "sequence": SEQUENCE_CASES,
+}
+# `handgrad bench --compiled`: each case timed four ways (handgrad and torch, eager and
+# compiled); the GRU and GPT compile for minutes each.
+COMPILED_SUITES = {
+    "mlp": [MLP_CASES[0], MLP_CASES[1], MLP_CASES[3]],  # tiny, digits, large
+    "conv": [CNN_CASE, CONV_CASES[3]],  # the MNIST-1D CNN's step; Conv2d 32->64 (the layer)
+    "sequence": [SEQUENCE_CASES[0], SEQUENCE_CASES[2]],  # the MNIST-1D GRU; the GPT
 }

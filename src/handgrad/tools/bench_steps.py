@@ -42,13 +42,18 @@ def mlp_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return X, torch.randint(0, case.sizes[-1], (case.batch,), generator=g)
 
 
-def handgrad_step(case: Case, lr: float = 0.01) -> Step:
+def handgrad_mlp(case: Case, lr: float = 0.01) -> tuple[hg.Module, Any, Any]:
+    """The handgrad MLP of a case, its loss and its optimizer (SGD)."""
     layers: list[hg.Module] = []
     for i, (a, b) in enumerate(zip(case.sizes, case.sizes[1:])):
         layers += [hg.Linear(a, b)] + ([hg.ReLU()] if i < len(case.sizes) - 2 else [])
     model = hg.Sequential(*layers)
     loss = hg.MSELoss() if case.loss == "mse" else hg.CrossEntropyLoss()
-    opt = hg.optim.SGD(model.parameters(), lr=lr)
+    return model, loss, hg.optim.SGD(model.parameters(), lr=lr)
+
+
+def handgrad_step(case: Case, lr: float = 0.01) -> Step:
+    model, loss, opt = handgrad_mlp(case, lr)
     X, y = mlp_data(case)
 
     def step() -> None:  # as fit does it: no gradient for the data, as in torch
@@ -67,13 +72,18 @@ def handgrad_step(case: Case, lr: float = 0.01) -> Step:
     return step
 
 
-def torch_step(case: Case, lr: float = 0.01) -> Step:
+def torch_mlp(case: Case, lr: float = 0.01) -> tuple[nn.Module, Any, Any]:
+    """The same MLP, loss and SGD in torch.nn and torch.optim."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(case.sizes, case.sizes[1:])):
         layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(case.sizes) - 2 else [])
     model = nn.Sequential(*layers)
     loss = nn.MSELoss() if case.loss == "mse" else nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    return model, loss, torch.optim.SGD(model.parameters(), lr=lr)
+
+
+def torch_step(case: Case, lr: float = 0.01) -> Step:
+    model, loss, opt = torch_mlp(case, lr)
     X, y = mlp_data(case)
 
     def step() -> None:
@@ -130,7 +140,7 @@ def numpy_step(case: Case, lr: float = 0.01) -> Step:
 
 
 # ---- conv layers: forward + backward ------------------------------------------------------------
-def _conv_input(case: Case) -> torch.Tensor:
+def conv_input(case: Case) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randn(case.batch, case.conv["cin"], *case.conv["size"], generator=g)
 
@@ -145,7 +155,7 @@ def handgrad_conv_step(case: Case) -> Step:
         padding=c["padding"],
         algorithm=c.get("algorithm", "auto"),
     )
-    x = _conv_input(case)
+    x = conv_input(case)
     dy = torch.ones_like(layer(x))
 
     def step() -> None:
@@ -161,7 +171,7 @@ def torch_conv_step(case: Case) -> Step:
     layer = (nn.Conv1d if case.kind == "conv1d" else nn.Conv2d)(
         c["cin"], c["cout"], c["k"], stride=c["stride"], padding=c["padding"]
     )
-    x = _conv_input(case).requires_grad_(True)
+    x = conv_input(case).requires_grad_(True)
     dy = torch.ones_like(layer(x))
 
     def step() -> None:
@@ -179,7 +189,7 @@ def torch_conv_step(case: Case) -> Step:
 SEQUENCE_THREADS = 1
 
 
-def _sequence_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     g, c = torch.Generator().manual_seed(0), case.seq
     if case.kind == "gpt":
         ids = torch.randint(0, c["vocab"], (case.batch, c["context"] + 1), generator=g)
@@ -188,24 +198,14 @@ def _sequence_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return X, torch.randint(0, c["classes"], (case.batch,), generator=g)
 
 
-def handgrad_sequence_step(case: Case) -> Step:
-    """hg.RecurrentClassifier with Adam, or hg.GPT with AdamW, as `handgrad train` runs them."""
+def handgrad_sequence(case: Case) -> tuple[Any, Any, Any]:
+    """hg.RecurrentClassifier with Adam, or hg.GPT with AdamW, as `handgrad train` runs them;
+    the loss (cross-entropy)."""
     c = case.seq
-    X, y = _sequence_data(case)
-    loss = hg.CrossEntropyLoss()
     if case.kind == "gpt":
         model: Any = hg.GPT(c["vocab"], c["context"], c["layers"], c["heads"], c["width"])
         opt: Any = hg.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-
-        def step() -> None:
-            opt.zero_grad()
-            logits = model(X)  # (B, T, V)
-            loss(logits.reshape(-1, c["vocab"]), y.reshape(-1))
-            model.backward(loss.backward().reshape(logits.shape))
-            opt.step()
-
-        step.threads = SEQUENCE_THREADS  # type: ignore[attr-defined]
-        return step
+        return model, hg.CrossEntropyLoss(), opt
     model = hg.RecurrentClassifier(
         "gru",
         c["input_size"],
@@ -214,16 +214,23 @@ def handgrad_sequence_step(case: Case) -> Step:
         c["classes"],
         bidirectional=c["bidirectional"],
     )
-    opt = hg.optim.Adam(model.parameters(), lr=1e-2)
+    return model, hg.CrossEntropyLoss(), hg.optim.Adam(model.parameters(), lr=1e-2)
 
-    def rnn_step() -> None:  # as fit does it: no gradient for the data
+
+def handgrad_sequence_step(case: Case) -> Step:
+    model, loss, opt = handgrad_sequence(case)
+    X, y = sequence_data(case)
+
+    def step() -> None:  # as fit does it: no gradient for the data
         opt.zero_grad()
-        loss(model(X), y)
-        model.backward_params(loss.backward())
+        out = model(X)  # a GPT's: (B, T, V), one row per position
+        loss(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+        grad = loss.backward().reshape(out.shape)
+        model.backward(grad) if case.kind == "gpt" else model.backward_params(grad)
         opt.step()
 
-    rnn_step.threads = SEQUENCE_THREADS  # type: ignore[attr-defined]
-    return rnn_step
+    step.threads = SEQUENCE_THREADS  # type: ignore[attr-defined]
+    return step
 
 
 class TorchGPT(nn.Module):
@@ -262,18 +269,21 @@ class TorchGRUClassifier(nn.Module):
         return self.linear(h.flatten(1))
 
 
-def torch_sequence_step(case: Case) -> Step:
+def torch_sequence(case: Case) -> tuple[nn.Module, Any]:
+    """The same model in torch.nn and its optimizer (torch.optim)."""
     c = case.seq
-    X, y = _sequence_data(case)
-    model: nn.Module
     if case.kind == "gpt":
-        model = TorchGPT(c["vocab"], c["context"], c["layers"], c["heads"], c["width"])
-        opt: Any = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    else:
-        model = TorchGRUClassifier(
-            c["input_size"], c["hidden"], c["steps"], c["classes"], c["bidirectional"]
-        )
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        model: nn.Module = TorchGPT(c["vocab"], c["context"], c["layers"], c["heads"], c["width"])
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    model = TorchGRUClassifier(
+        c["input_size"], c["hidden"], c["steps"], c["classes"], c["bidirectional"]
+    )
+    return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+
+def torch_sequence_step(case: Case) -> Step:
+    model, opt = torch_sequence(case)
+    X, y = sequence_data(case)
 
     def step() -> None:
         opt.zero_grad()

@@ -80,9 +80,15 @@ BENCH_EXAMPLES = """examples:
   handgrad bench --suite sequence      GRU and GPT training steps (on one thread)
   handgrad bench --suite mlp --json bench.json
   handgrad bench --suite conv --rounds 3
+  handgrad bench --compiled            also compiled: hg.compile_step and torch.compile
+  handgrad bench --compiled --suite mlp --rounds 3
 
 each implementation runs the same step in alternation, round by round; the table shows
-median milliseconds per step and handgrad's time divided by torch's and NumPy's
+median milliseconds per step and handgrad's time divided by torch's and NumPy's. With
+--compiled each case (MLP tiny/digits/large, the MNIST-1D CNN, Conv2d 32->64, the GRU, the
+GPT) is timed four ways: handgrad and torch, eager and compiled (torch's whole step, the
+optimizer included, under torch.compile); the compile times are printed beside them. The
+compiling takes minutes (the GPT's and GRU's the longest).
 """
 
 GENERATE_EXAMPLES = """examples:
@@ -194,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="time training steps: handgrad vs torch eager vs NumPy",
+        help="time training steps: handgrad vs torch eager vs NumPy (--compiled: and compiled)",
         epilog=BENCH_EXAMPLES,
         formatter_class=raw,
     )
@@ -207,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rounds", type=int, default=7, help="timing rounds (default: %(default)s)")
     p.add_argument("--json", help="also write the numbers here as JSON")
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="also time handgrad's step under hg.compile_step and torch's whole step under "
+        "torch.compile (Inductor); its own cases, by suite: mlp, conv, sequence",
+    )
     p.add_argument(
         "--busy",
         type=int,

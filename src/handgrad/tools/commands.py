@@ -259,11 +259,13 @@ def check_figure_suffix(path: str, flag: str) -> None:
 def bench(args: argparse.Namespace) -> int:
     from handgrad.tools import bench as harness
 
-    unknown = [s for s in args.suite if s not in harness.SUITES]
+    suites = harness.COMPILED_SUITES if args.compiled else harness.SUITES
+    unknown = [s for s in args.suite if s not in suites]
     if unknown:
-        raise InputError(
-            f"unknown suite {', '.join(unknown)}; choose from {', '.join(harness.SUITES)}"
-        )
+        which = "--compiled suite" if args.compiled else "suite"
+        raise InputError(f"unknown {which} {', '.join(unknown)}; choose from {', '.join(suites)}")
+    if args.compiled and args.busy is not None:
+        raise InputError("--compiled and --busy: choose one (--busy times the eager steps)")
     if args.busy is not None and args.busy < 0:
         raise InputError(f"--busy: expected a number of processes >= 0, got {args.busy}")
     if args.rounds < 1:
@@ -280,11 +282,13 @@ def bench(args: argparse.Namespace) -> int:
         ]
         print(harness.format_busy_table(rows, args.busy))
     else:
-        cases = [c for s in (args.suite or list(harness.SUITES)) for c in harness.SUITES[s]]
+        cases = [c for s in (args.suite or list(suites)) for c in suites[s]]
         rows = [
             row
             for i, case in enumerate(cases)
-            for row in harness.run([_announce(i, cases)], rounds=args.rounds)
+            for row in harness.run(
+                [_announce(i, cases)], rounds=args.rounds, compiled=args.compiled
+            )
         ]
         print(harness.format_table(rows))
     if args.json:
