@@ -34,13 +34,11 @@ def _tensors(cache: Any) -> Iterator[Tensor]:
 
 def _versions(cache: Any) -> list[int | None]:
     """The version counter of each tensor in a cache (bumped by every in-place change)."""
-    versions: list[int | None] = []
-    for t in _tensors(cache):
-        try:
-            versions.append(t._version)
-        except RuntimeError:  # an inference-mode tensor keeps no counter
-            versions.append(None)
-    return versions
+    tensors = [cache] if isinstance(cache, Tensor) else list(_tensors(cache))  # most keep one
+    try:
+        return [t._version for t in tensors]
+    except RuntimeError:  # an inference-mode tensor keeps no counter
+        return [None if t.is_inference() else t._version for t in tensors]
 
 
 class Activation(Module):
