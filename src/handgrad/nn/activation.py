@@ -34,11 +34,12 @@ def _tensors(cache: Any) -> Iterator[Tensor]:
 
 def _versions(cache: Any) -> list[int | None]:
     """The version counter of each tensor in a cache (bumped by every in-place change)."""
-    tensors = [cache] if isinstance(cache, Tensor) else list(_tensors(cache))  # most keep one
     try:
-        return [t._version for t in tensors]
+        if isinstance(cache, Tensor):  # the one tensor most activations keep: no walk
+            return [cache._version]
+        return [t._version for t in _tensors(cache)]
     except RuntimeError:  # an inference-mode tensor keeps no counter
-        return [None if t.is_inference() else t._version for t in tensors]
+        return [None if t.is_inference() else t._version for t in _tensors(cache)]
 
 
 class Activation(Module):
