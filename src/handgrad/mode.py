@@ -40,14 +40,14 @@ def capture_safe() -> Iterator[None]:
         _mode.host_reads = before
 
 
+_is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+
+
 def compiling() -> bool:
     """Whether torch.compile is tracing this code now (hg.compile_step): then the checks that
     read what compiled code does not keep (a tensor's ``_version``) are left out; the eager
-    step before the compile ran them."""
-    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
-    if is_compiling is None:  # pragma: no cover - torch 2.2
-        return bool(torch._dynamo.is_compiling())
-    return bool(is_compiling())
+    step before the compile ran them. (torch.compiler.is_compiling: torch >= 2.3.)"""
+    return bool(_is_compiling())
 
 
 # What algorithm="auto" runs inside a compiled step (hg.compile_step), by module: the tuned

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from handgrad.ops.linear import _rows, _unrows
+from handgrad.ops.linear import _unrows
 
 __all__ = ["linear_backward_into"]
 
@@ -22,7 +22,7 @@ def linear_backward_into(
     """ops.linear_backward with dL/dW added into grad_W (W's .grad, dy's dtype): returns
     (dL/dx, grad_W after the addition, dL/db)."""
     x2, W, has_bias, x_shape = cache
-    dy2 = _rows(dy, W.shape[0])  # (N, out)
+    dy2 = dy if dy.dim() == 2 else dy.reshape(-1, W.shape[0])  # (N, out)
     grad_W.addmm_(dy2.T, x2)  # .grad += dyᵀ x      (out, in), one GEMM with beta = 1
     db = dy2.sum(0) if has_bias else None  # dL/db = Σₙ dy      (out,)
     dx = _unrows(dy2 @ W, x_shape) if need_dx else None  # dL/dx = dy W       (*, in)

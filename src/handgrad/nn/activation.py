@@ -35,15 +35,14 @@ def _tensors(cache: Any) -> Iterator[Tensor]:
 
 def _versions(cache: Any) -> list[int | None]:
     """The version counter of each tensor in a cache (bumped by every in-place change)."""
-    versions: list[int | None] = []
     if compiling():  # compiled code keeps no version counters (hg.compile_step)
-        return versions
-    for t in _tensors(cache):
-        try:
-            versions.append(t._version)
-        except RuntimeError:  # an inference-mode tensor keeps no counter
-            versions.append(None)
-    return versions
+        return []
+    try:
+        if isinstance(cache, Tensor):  # the one tensor most activations keep: no walk
+            return [cache._version]
+        return [t._version for t in _tensors(cache)]
+    except RuntimeError:  # an inference-mode tensor keeps no counter
+        return [None if t.is_inference() else t._version for t in _tensors(cache)]
 
 
 class Activation(Module):

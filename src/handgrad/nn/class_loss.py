@@ -78,9 +78,12 @@ class _ClassLoss(Loss):
         self._may_ignore = ignore is not None and 0 <= ignore < C
         if not _mode.host_reads:  # a capture-safe step: fit checked once that every label is
             return  # a class in [0, C), so only an ignore_index in that range can match one
-        outside = (target < 0) | (target >= C)
-        if not bool(outside.any()):  # one sync; more only when some index lies outside
+        if target.numel() == 0:
             return
+        lo, hi = torch.stack(torch.aminmax(target)).tolist()  # one host read (one sync)
+        if 0 <= lo and hi < C:  # every index a class; the rest only when some lies outside
+            return
+        outside = (target < 0) | (target >= C)
         if ignore is not None:
             self._may_ignore = True
             outside &= target != ignore

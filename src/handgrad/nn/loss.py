@@ -116,19 +116,20 @@ class Loss(Module):
         """dL/dpred, with the shape of pred ((dL/dx1, dL/dx2) for a loss of two inputs);
         `grad` is dL/dloss (default 1; one per term for reduction="none")."""
         cache, loss_shape = self.pop_cache()
-        g: Tensor | float = 1.0 if grad is None else grad
-        if isinstance(g, Tensor) and len(loss_shape) == 0:
-            if g.numel() != 1:
+        if grad is None:
+            return self.op_pair[1](1.0, cache)  # dL/dloss = 1
+        if isinstance(grad, Tensor) and len(loss_shape) == 0:
+            if grad.numel() != 1:
                 raise ShapeError(
-                    f"{self!r}.backward: expected a scalar gradient, got {tuple(g.shape)}"
+                    f"{self!r}.backward: expected a scalar gradient, got {tuple(grad.shape)}"
                 )
-            g = g.reshape(())
-        elif isinstance(g, Tensor) and g.shape != loss_shape:
+            grad = grad.reshape(())
+        elif isinstance(grad, Tensor) and grad.shape != loss_shape:
             raise ShapeError(
                 f"{self!r}.backward: expected a gradient of shape {tuple(loss_shape)}, "
-                f"got {tuple(g.shape)}"
+                f"got {tuple(grad.shape)}"
             )
-        return self.op_pair[1](g, cache)
+        return self.op_pair[1](grad, cache)
 
     def _weight(self, name: str, pred: Tensor) -> Tensor | None:
         """The buffer `name` in pred's dtype and device (None if not given)."""

@@ -331,7 +331,11 @@ def _plain_cross_entropy_backward(dloss: Upstream, cache: tuple) -> Tensor:
     log_p, y, reduction = cache
     s = _per_class_term(per_term(dloss, reduction, y.shape[:-1]))  # dL/dℓ per term
     p_s = torch.exp(log_p) * s  # softmax(z) s                                 (N, ..., C)
-    dz = p_s.scatter(-1, y, p_s.gather(-1, y) - s)  # dℓ/dz = (softmax(z) - onehot(y)) s
+    if isinstance(s, Tensor):  # -s at each term's class y                          (N, ..., 1)
+        minus_s = (-s).to(p_s.dtype).expand(y.shape)
+    else:
+        minus_s = p_s.new_full(y.shape, -s)
+    dz = p_s.scatter_add(-1, y, minus_s)  # dℓ/dz = (softmax(z) - onehot(y)) s
     return _classes_back(dz)
 
 

@@ -168,8 +168,13 @@ class Optimizer:
     @staticmethod
     def _with_grad(group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor]]:
         """The group's parameters that have a .grad (the others are skipped), and their .grad."""
-        pairs = [(p, p.grad) for p in group["params"] if p.grad is not None]
-        return [p for p, _ in pairs], [g for _, g in pairs]
+        params, grads = [], []
+        for p in group["params"]:
+            g = p.grad
+            if g is not None:
+                params.append(p)
+                grads.append(g)
+        return params, grads
 
     def _momentum_on(self, group: dict[str, Any], states: list[dict[str, Any]]) -> bool:
         """Whether the group keeps momentum buffers (its momentum is not 0). In a compiled
@@ -187,15 +192,17 @@ class Optimizer:
 
     # ---- graph mode: hyperparameters and step counts as device tensors ------------------------
     def _hyperparameters(self, group: dict[str, Any]) -> dict[str, Any]:
-        """The group values a schedule may change, by name (a subclass adds momentum/betas)."""
+        """The group values a schedule may change, by name (a subclass adds momentum/betas);
+        a new dict each call."""
         return {"lr": group["lr"]}
 
     def _group_scalars(self, group: dict[str, Any]) -> dict[str, Any]:
         """_hyperparameters as given, a one-element tensor as a 0-d one (torch's _to_scalar)."""
-        return {
-            k: v.reshape(()) if isinstance(v, Tensor) else v
-            for k, v in self._hyperparameters(group).items()
-        }
+        scalars = self._hyperparameters(group)  # a new dict, read once a step
+        for k, v in scalars.items():
+            if isinstance(v, Tensor):
+                scalars[k] = v.reshape(())
+        return scalars
 
     def _scalars(self, i: int) -> dict[str, Any]:
         """Group i's scalars: 0-d views of its device tensors (float64, made once: their
@@ -304,8 +311,9 @@ class Optimizer:
         """Clear every parameter's .grad: to None (torch's default), or to zeros in place (one
         foreach call for all of them, as torch's: one kernel launch on a GPU, not one each)."""
         if set_to_none:
-            for p in self.params:
-                p.grad = None
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.grad = None
             return
         grads = [p.grad for p in self.params if p.grad is not None]
         if grads:

@@ -107,13 +107,14 @@ class SGD(Optimizer):
             nesterov=group["nesterov"],
             maximize=group["maximize"],
         )
-        params, grads = self._with_grad(group)
-        with_momentum = self._momentum_on(
-            group, [self.state[p] for p in params[:1] if p in self.state]
-        )
-        states = [self.state[p] if with_momentum else {} for p in params]  # plain SGD: none
         if self._multi_tensor(group):
+            params, grads = self._with_grad(group)
+            first = [self.state[p] for p in params[:1] if p in self.state]
+            with_momentum = self._momentum_on(group, first)  # plain SGD keeps no state
+            states = [self.state[p] if with_momentum else {} for p in params]
             multi_tensor.sgd(params, grads, states, h, with_momentum=with_momentum)
-        else:
-            for p, g, state in zip(params, grads, states):
-                sgd_update(p, g, state, h)
+            return
+        with_momentum = group["momentum"] != 0  # plain SGD keeps no state, as torch's
+        for p in group["params"]:
+            if p.grad is not None:  # a parameter without a gradient is skipped, as torch's
+                sgd_update(p, p.grad, self.state[p] if with_momentum else {}, h)

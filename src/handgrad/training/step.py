@@ -125,8 +125,8 @@ class HostGuard:
         """Read the loss and the norm (one host read); raise if either is inf or NaN."""
         if norm is None:  # max|g|: inf or NaN exactly when an element is
             norm = total_norm([p.grad for p in self.params if p.grad is not None], "inf")
-        both = torch.stack([loss.detach().double(), norm.to(loss.device, torch.float64)])
-        value, size = both.tolist()  # one host read a step
+        both = torch.stack([loss.detach(), norm.to(loss.device)])  # (stack promotes the dtype)
+        value, size = both.tolist()  # one host read a step, as Python floats
         if not math.isfinite(value):
             what = f"the loss became {value}"
         elif not math.isfinite(size):
