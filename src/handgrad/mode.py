@@ -52,8 +52,9 @@ def compiling() -> bool:
 
 # What algorithm="auto" runs inside a compiled step (hg.compile_step), by module: the tuned
 # kernels' in-place passes are what torch.compile fuses anyway, and the reference ops' plain
-# formulas compile to code as fast or faster (measured: docs/benchmarks.md#compiled-steps).
-COMPILED_AUTO = {"Conv": "reference", "Linear": "kernels", "LayerNorm": "reference"}
+# formulas compile to code as fast or faster, for every module measured; MultiheadAttention
+# and GELU were even (benchmarks/compiled_auto.py; docs/benchmarks.md#compiled-steps).
+COMPILED_AUTO = {"Conv": "reference", "Linear": "reference", "LayerNorm": "reference"}
 COMPILED_AUTO |= {"GELU": "reference", "MultiheadAttention": "reference"}
 
 
