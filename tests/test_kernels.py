@@ -311,3 +311,24 @@ def test_a_sequence_of_length_0_gives_empty_gradients(kind, reverse):
     assert dx.shape == x.shape
     for g, like in ((dW_ih, W_ih), (dW_hh, W_hh), (db_ih, b_ih), (db_hh, b_hh)):
         _same(g, torch.zeros_like(like))
+
+
+@pytest.mark.parametrize(
+    "shape, kernel, stride, dilation",
+    [
+        ((2, 3, 9), (3,), (1,), (1,)),
+        ((2, 3, 7, 8), (3, 2), (1, 1), (2, 1)),
+        ((1, 2, 5, 6, 4), (2, 3, 2), (1, 1, 1), (1, 1, 1)),
+        ((2, 3, 9, 9), (3, 3), (2, 1), (1, 1)),  # another stride: the reference's scatter
+    ],
+)
+def test_col2im_shifted_equals_the_reference_scatter(shape, kernel, stride, dilation):
+    """kernels.col2im_shifted (the compiled step's col2im) is ops.conv.col2im, in float64."""
+    from handgrad.kernels.im2col import col2im_shifted
+    from handgrad.ops.conv import col2im, windows
+
+    xp = torch.randn(shape, dtype=torch.float64)
+    dwin = torch.randn(windows(xp, kernel, stride, dilation).shape, dtype=torch.float64)
+    torch.testing.assert_close(
+        col2im_shifted(dwin, xp.shape, stride, dilation), col2im(dwin, xp.shape, stride, dilation)
+    )

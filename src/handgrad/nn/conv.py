@@ -16,6 +16,7 @@ from handgrad import ops
 from handgrad.errors import InputError, NotSupportedError, ShapeError
 from handgrad.init import kaiming_uniform_, uniform_
 from handgrad.kernels import F4x4_3x3, Im2col, Winograd, Workspace
+from handgrad.kernels.im2col import col2im_shifted
 from handgrad.mode import autocasting, compiling, reference_when_compiling
 from handgrad.module import Module
 from handgrad.validate import positive_int
@@ -284,8 +285,10 @@ class _ConvNd(_Windows):
         self._check_grad_output(dy, out_shape)
         unbatched = dy.dim() == self.nd + 1
         dyb = dy.unsqueeze(0) if unbatched else dy  # (N, O, *out)
-        if kernel is None:
-            dx, dW, db = ops.conv_backward(dyb, cache, need_dx)
+        if kernel is None:  # "auto" in a compiled step: col2im as shifted adds, which compile
+            shifted = compiling() and self.algorithm == "auto"  # to one loop, not a scatter
+            add_back = col2im_shifted if shifted else ops.col2im
+            dx, dW, db = ops.conv_backward(dyb, cache, need_dx, add_back=add_back)
         else:
             dx, dW, db = kernel.backward(dyb, cache, self.workspace, need_dx)
         self.add_grad(self.weight, dW)

@@ -14,7 +14,7 @@ circular) and the transposed convolution (conv_transpose: the convolution's dL/d
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -128,10 +128,11 @@ def conv_forward(
 
 
 def conv_backward(
-    dy: Tensor, cache: tuple, need_dx: bool = True
+    dy: Tensor, cache: tuple, need_dx: bool = True, *, add_back: Callable[..., Tensor] = col2im
 ) -> tuple[Tensor | None, Tensor, Tensor | None]:
     """(dL/dx, dL/dW, dL/db) from dy (N, O, *out): Linear's backward over the windows (per
-    group), then col2im; dL/dx is None when not needed."""
+    group), then col2im (`add_back`: another form of it, kernels.col2im_shifted in a compiled
+    step); dL/dx is None when not needed."""
     cols, W, has_bias, padded_shape, stride, padding, dilation = cache
     N, C, O, nd, G = dy.shape[0], padded_shape[1], W.shape[0], W.dim() - 2, cols.shape[0]
     dy2 = dy.movedim(1, -1).reshape(-1, O)  # (N·out, O)
@@ -143,7 +144,7 @@ def conv_backward(
     Wg = W.reshape(G, O // G, -1)  # (G, O/G, C/G·K)
     dcols = dyg @ Wg  # dL/dcols = dy W, per group   (G, N·out, C/G·K)
     dwin = dcols.transpose(0, 1).reshape(N, *dy.shape[2:], C, *W.shape[2:]).movedim(1 + nd, 1)
-    dx = crop(col2im(dwin, padded_shape, stride, dilation), padding)  # windows summed back
+    dx = crop(add_back(dwin, padded_shape, stride, dilation), padding)  # windows summed back
     return dx, dW, db  # dwin: (N, C, *out, *kernel)
 
 
