@@ -52,8 +52,9 @@ def compiling() -> bool:
 
 # What algorithm="auto" runs inside a compiled step (hg.compile_step), by module: the tuned
 # kernels' in-place passes are what torch.compile fuses anyway, and the reference ops' plain
-# formulas compile to code as fast or faster, for every module measured; MultiheadAttention
-# and GELU were even (benchmarks/compiled_auto.py; docs/benchmarks.md#compiled-steps).
+# formulas compiled to code as fast or faster for every module measured (Conv's col2im as
+# shifted adds: kernels.col2im_shifted). benchmarks/compiled_auto.py measures them; figures
+# in docs/benchmarks.md#compiled-steps-issue-22.
 COMPILED_AUTO = {"Conv": "reference", "Linear": "reference", "LayerNorm": "reference"}
 COMPILED_AUTO |= {"GELU": "reference", "MultiheadAttention": "reference"}
 
