@@ -166,8 +166,8 @@ class TrainConfig:
     )
     compile: bool = flag(  # hg.compile_step: the same step, fused by torch.compile
         False,
-        "compile the whole training step with torch.compile (its first step takes seconds "
-        "to a minute to compile; with --cuda-graph: mode reduce-overhead)",
+        "compile the whole training step with torch.compile (its first compiled step takes "
+        "seconds to a minute; with --cuda-graph: mode reduce-overhead)",
     )
     precision: str = flag(  # bf16 forward/backward, float32 master weights
         "float32",
