@@ -11,6 +11,7 @@ compiler on the MLP (the GPT and the rest compile with it in `handgrad bench --c
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -300,10 +301,7 @@ def test_train_compile_gpt_logs_the_eager_runs_losses(tmp_path, monkeypatch, cap
     ]
     assert main([*common, "--out", str(tmp_path / "eager")]) == 0
     assert main([*common, "--compile", "--out", str(tmp_path / "compiled")]) == 0
-    eager = (tmp_path / "eager" / "history.json").read_text()
-    import json
-
-    a = json.loads(eager)
+    a = json.loads((tmp_path / "eager" / "history.json").read_text())
     b = json.loads((tmp_path / "compiled" / "history.json").read_text())
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)

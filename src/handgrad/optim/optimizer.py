@@ -295,8 +295,11 @@ class Optimizer:
         offset from the smallest. The compiled step counts on the device only (a host number
         that changes every step would recompile it every step); while every parameter steps
         each time, the offsets, and so the runs, stay those of now."""
-        counts = {p: self._mirror(p, s) - 1 for p, s in self.state.items() if "step" in s}
-        self._counts.update(counts)  # _mirror counted one step on
+        counts = {
+            p: self._counts[p] if p in self._counts else int(s["step"])  # the host's count
+            for p, s in self.state.items()
+            if "step" in s
+        }
         low = min(counts.values(), default=0)
         self._offsets = {p: n - low for p, n in counts.items()}
 

@@ -46,6 +46,8 @@ from handgrad.tools.bench_steps import (
     torch_mlp,
     torch_sequence,
 )
+from handgrad.tools.build import build_cnn
+from handgrad.tools.config import TrainConfig
 
 # torch.compile's backend for both compiled columns. The benchmark compiles with Inductor (the
 # C++/OpenMP code it times); the tests set "aot_eager", which traces the same graphs in seconds.
@@ -67,44 +69,20 @@ def cnn_data(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
     return X, torch.randint(0, c["classes"], (case.batch,), generator=g)
 
 
-def _cnn_out(case: Case) -> int:
-    """The flattened size after the three convolutions: L → (L + 2 - k) // 2 + 1 each."""
-    length = case.conv["size"][0]
-    for k in (5, 3, 3):
-        length = (length + 2 - k) // 2 + 1
-    return int(case.conv["channels"] * length)
-
-
 def handgrad_cnn(case: Case) -> tuple[hg.Module, Any, Any]:
-    """build_cnn's network for (1, 40) inputs, AdamW (lr 1e-3, weight decay 0.01)."""
-    c, ch = case.conv, case.conv["channels"]
-    model = hg.Sequential(
-        hg.Conv1d(c["cin"], ch, 5, stride=2, padding=1),
-        hg.ReLU(),
-        hg.Conv1d(ch, ch, 3, stride=2, padding=1),
-        hg.ReLU(),
-        hg.Conv1d(ch, ch, 3, stride=2, padding=1),
-        hg.ReLU(),
-        hg.Flatten(),
-        hg.Linear(_cnn_out(case), c["classes"]),
-    )
+    """`handgrad train --arch cnn`'s network (tools/build.py's build_cnn) for the case's
+    inputs, AdamW (lr 1e-3, weight decay 0.01)."""
+    c = case.conv
+    config = TrainConfig(arch="cnn", channels=c["channels"])
+    model = build_cnn((c["cin"], *c["size"]), c["classes"], config)
     opt = hg.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     return model, hg.CrossEntropyLoss(), opt
 
 
 def torch_cnn(case: Case) -> tuple[nn.Module, Any, Any]:
-    """The same network in torch.nn, the same AdamW in torch.optim."""
-    c, ch = case.conv, case.conv["channels"]
-    model = nn.Sequential(
-        nn.Conv1d(c["cin"], ch, 5, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv1d(ch, ch, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv1d(ch, ch, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(_cnn_out(case), c["classes"]),
-    )
+    """The same network in torch.nn (hg.to_torch of a fresh one), the same AdamW in
+    torch.optim."""
+    model = hg.to_torch(handgrad_cnn(case)[0])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     return model, nn.CrossEntropyLoss(), opt
 

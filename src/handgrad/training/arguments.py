@@ -12,6 +12,14 @@ from handgrad.module import require_module
 from handgrad.optim.optimizer import Optimizer
 
 
+def check_clip(who: str, clip_grad_norm: object) -> None:
+    """clip_grad_norm: None (no clipping) or a number > 0."""
+    if clip_grad_norm is not None and not (
+        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0
+    ):
+        raise InputError(f"{who}: clip_grad_norm must be a number > 0, got {clip_grad_norm!r}")
+
+
 def check_fit(model: Any, loss: Any, optimizer: Any, who: str = "fit") -> None:
     """Refuse a torch.nn model or loss, a torch.optim optimizer, and an optimizer holding a
     tensor of neither the model nor the loss (a subset, for fine-tuning, is fine)."""

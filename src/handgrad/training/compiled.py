@@ -32,6 +32,7 @@ dynamic shapes); fit runs an epoch's last, smaller batch eagerly instead, as Gra
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -47,7 +48,7 @@ from handgrad.mode import capture_safe
 from handgrad.module import Module
 from handgrad.nn.loss import Loss
 from handgrad.optim.optimizer import Optimizer
-from handgrad.training.arguments import check_fit
+from handgrad.training.arguments import check_clip, check_fit
 from handgrad.training.graph import PRECISIONS, Step
 from handgrad.training.step import non_finite
 
@@ -78,8 +79,6 @@ def check_compiler(who: str, device: torch.device, backend: Any = "inductor") ->
 
 def _cxx() -> str | None:
     """The C++ compiler Inductor would use on the CPU, if there is one."""
-    import os
-
     named = os.environ.get("CXX")
     for name in ([named] if named else []) + ["g++", "c++", "clang++"]:
         found = shutil.which(name)
@@ -231,10 +230,14 @@ def compile_step(
         raise InputError(f"{who}: precision must be None, 'float32' or 'bf16', got {precision!r}")
     if mode not in MODES:
         raise InputError(f"{who}: mode must be one of {MODES[1:]} or None, got {mode!r}")
-    if clip_grad_norm is not None and not (
-        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0
-    ):
-        raise InputError(f"{who}: clip_grad_norm must be a number > 0, got {clip_grad_norm!r}")
-    step = Step(model, loss_fn, optimizer, clip_grad_norm, precision, flat=False)
-    step.classes_last = bool(classes_last)
+    check_clip(who, clip_grad_norm)
+    step = Step(
+        model,
+        loss_fn,
+        optimizer,
+        clip_grad_norm,
+        precision,
+        flat=False,
+        classes_last=bool(classes_last),
+    )
     return CompiledStep(step, mode=mode, backend=backend, dynamic=dynamic, who=who)

@@ -24,7 +24,7 @@ from handgrad.nn.loss import Loss
 from handgrad.optim.optimizer import Optimizer
 from handgrad.optim.scheduler_base import LRScheduler
 from handgrad.threads import Threads, policy, step_work
-from handgrad.training.arguments import check_fit
+from handgrad.training.arguments import check_clip, check_fit
 from handgrad.training.callbacks import Callback, History
 from handgrad.training.compiled import CompiledStep
 from handgrad.training.graph import GraphStep, Step
@@ -192,10 +192,7 @@ def fit(
     check_fit(model, loss, optimizer)
     if not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"fit: epochs must be an int >= 0, got {epochs!r}")
-    if clip_grad_norm is not None and not (
-        isinstance(clip_grad_norm, (int, float)) and clip_grad_norm > 0
-    ):
-        raise InputError(f"fit: clip_grad_norm must be a number > 0, got {clip_grad_norm!r}")
+    check_clip("fit", clip_grad_norm)
     sync: Callable[[Module], None] | None = None
     loader = _loader(train, batch_size, shuffle, seed, "train")
     if distributed:
